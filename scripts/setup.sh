@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Idempotent environment setup: creates .venv if missing and installs everything the project needs.
+# A second run reinstalls nothing (a stamp keyed by the hash of the inputs is checked first).
+#   bash scripts/setup.sh            # python environment + local LLM server and model
+#   SKIP_LLM=1 bash scripts/setup.sh # python environment only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.duplexalign-setup
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+  "$VENV/bin/pip" install -q --upgrade pip
+  # torch first, from the local CPU wheel; a bare `torch` would fetch a CUDA build.
+  "$VENV/bin/pip" install -q "torch==2.13.0"
+  "$VENV/bin/pip" install -q -e ".[dev]"
+  # moshi pins torch<2.10 in its metadata: install it alone, without dependencies.
+  "$VENV/bin/pip" install -q --no-deps "moshi==0.2.13"
+  echo "$want" > "$STAMP"
+fi
+if [ "${SKIP_LLM:-0}" != "1" ]; then
+  bash scripts/setup_llm.sh
+fi

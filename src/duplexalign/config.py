@@ -1,0 +1,102 @@
+"""Configuration machinery: pydantic models, YAML presets and dotted command-line overrides.
+
+Owns how a config is loaded and validated, not what any stage's options are: each stage defines its
+own small `*Config` model (subclass of `StageConfig`) next to its code. A preset YAML file has one
+section per stage (`ingest:`, `annotate:`, ...); `load_section` takes a section, applies overrides such
+as `annotate.judge.url=http://...` and returns the validated model, or raises `ConfigError` listing every
+bad key by its dotted path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from duplexalign.errors import ConfigError
+
+C = TypeVar("C", bound=BaseModel)
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+class StageConfig(BaseModel):
+    """Base of every stage config: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML preset into a dict ({} for an empty file)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of `data` with `a.b.c=value` overrides applied (values parsed as YAML)."""
+    out = _deepcopy(data)
+    problems = []
+    for item in overrides:
+        if "=" not in item:
+            problems.append(f"override {item!r} must look like key.path=value")
+            continue
+        key, raw = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            problems.append(f"override {item!r} has an empty key")
+            continue
+        node = out
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                node[p] = {}
+            node = node[p]
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def _deepcopy(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _deepcopy(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_deepcopy(v) for v in d]
+    return d
+
+
+def build(model: type[C], data: dict[str, Any], prefix: str = "") -> C:
+    """Validate `data` into `model`; ConfigError names every bad key as a dotted path."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            loc = ".".join(str(x) for x in err["loc"])
+            key = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
+            problems.append(f"{key}: {err['msg']}")
+        raise ConfigError(problems) from None
+
+
+def load_section(model: type[C], section: str, path: str | Path | None = None,
+                 overrides: Iterable[str] = ()) -> C:
+    """Load the `section` of a preset (or defaults if `path` is None) with overrides applied.
+
+    Overrides may be written with or without the section prefix (`annotate.x=1` or `x=1`).
+    """
+    data = load_yaml(path) if path else {}
+    sec = data.get(section, {}) or {}
+    if not isinstance(sec, dict):
+        raise ConfigError(f"{section}: must be a mapping")
+    local = [o[len(section) + 1:] if o.startswith(section + ".") else o for o in overrides]
+    return build(model, apply_overrides(sec, local), prefix=section)

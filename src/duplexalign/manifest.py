@@ -1,0 +1,147 @@
+"""Streaming read/write of record manifests (JSON lines, gzip-compressed when the name ends in .gz).
+
+Owns the on-disk form of every record collection. Readers iterate lazily so memory does not grow with
+the manifest; `ManifestWriter` appends, skips ids that are already in the file (so a resumed stage never
+duplicates work), and finalises atomically: it writes to `<name>.partial` and renames on close, so a
+crash never leaves a half-written manifest under the final name.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from duplexalign.errors import ManifestError
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def _open(path: Path, mode: str) -> IO[str]:
+    if path.name.endswith(".gz") or path.name.endswith(".gz.partial"):
+        return io.TextIOWrapper(gzip.open(path, mode + "b"), encoding="utf-8")
+    return open(path, mode, encoding="utf-8")
+
+
+def iter_dicts(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Yield each JSON object of a manifest; a truncated gzip tail (a crash) ends the iteration."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with _open(path, "r") as f:
+        try:
+            for lineno, line in enumerate(f, 1):
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ManifestError(f"{path}:{lineno}: not JSON ({e})") from e
+        except (EOFError, gzip.BadGzipFile):
+            return
+
+
+def read_manifest(path: str | Path, record_type: type[R]) -> Iterator[R]:
+    """Yield records of `record_type` from a manifest, lazily."""
+    for i, d in enumerate(iter_dicts(path)):
+        try:
+            yield record_type.model_validate(d)
+        except ValidationError as e:
+            raise ManifestError(f"{path}: record {i} is not a valid {record_type.__name__}: {e}",
+                                record_id=str(d.get("id"))) from e
+
+
+def write_manifest(path: str | Path, records: Iterable[BaseModel | dict[str, Any]]) -> int:
+    """Write all `records` to `path` atomically; returns the number written."""
+    with ManifestWriter(path, resume=False) as w:
+        for r in records:
+            w.write(r)
+        return w.count
+
+
+class ManifestWriter:
+    """Append-only manifest writer that skips ids already written and finalises atomically.
+
+    While open, records go to `<path>.partial`. With `resume=True` (the default), records already in
+    `<path>` or in a leftover `<path>.partial` are kept and their ids are skipped. `close()` renames the
+    partial file onto `path`.
+
+    Args:
+        path: final manifest path (".jsonl" or ".jsonl.gz").
+        resume: keep and skip what an earlier run already wrote.
+        id_field: the key that identifies a record.
+    """
+
+    def __init__(self, path: str | Path, resume: bool = True, id_field: str = "id"):
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.id_field = id_field
+        self.done: set[str] = set()
+        self.count = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept: list[dict[str, Any]] = []
+        if resume:
+            for src in (self.path, self.partial):
+                for d in iter_dicts(src):
+                    key = str(d.get(id_field))
+                    if key not in self.done:
+                        self.done.add(key)
+                        kept.append(d)
+        # Rewrite what we keep into a fresh partial: gzip members cannot be appended after a crash.
+        tmp = self.partial.with_name(self.partial.name + ".tmp")
+        with _open(tmp, "w") as f:
+            for d in kept:
+                f.write(json.dumps(d, ensure_ascii=False) + "\n")
+        os.replace(tmp, self.partial)
+        self.count = len(kept)
+        self._f: IO[str] | None = _open(self.partial, "a")
+
+    def __contains__(self, record_id: str) -> bool:
+        return record_id in self.done
+
+    def write(self, record: BaseModel | dict[str, Any]) -> bool:
+        """Append `record` unless its id was already written; returns True if written."""
+        d = record.model_dump(mode="json") if isinstance(record, BaseModel) else record
+        key = str(d.get(self.id_field))
+        if key in self.done:
+            return False
+        assert self._f is not None, "writer is closed"
+        self._f.write(json.dumps(d, ensure_ascii=False) + "\n")
+        self.done.add(key)
+        self.count += 1
+        return True
+
+    def flush(self) -> None:
+        """Flush buffered records to the partial file."""
+        if self._f is not None:
+            self._f.flush()
+
+    def close(self) -> None:
+        """Finish the file and atomically move it to its final name."""
+        if self._f is None:
+            return
+        self._f.close()
+        self._f = None
+        os.replace(self.partial, self.path)
+
+    def abort(self) -> None:
+        """Close without finalising (the partial file stays for a later resume)."""
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    def __enter__(self) -> ManifestWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

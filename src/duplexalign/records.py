@@ -1,0 +1,237 @@
+"""The data model: the typed records that cross stage boundaries.
+
+Owns `Word`, `Conversation`, `Segment`, `Issue`, `ReplyVariant` and `PreferencePair` (ARCHITECTURE.md
+section 3). Records are immutable pydantic v2 models that round-trip through JSON; a change returns a
+copy (`record.model_copy(update=...)`). Time is always in seconds here; integer frames exist only inside
+`streams/`, `train/` and `evaluate/`. Records know nothing about files beyond the paths they carry.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Channel = Literal["model", "user"]
+CHANNELS: tuple[Channel, Channel] = ("model", "user")
+
+CONTENT_CATEGORIES: tuple[str, ...] = (
+    "helpfulness",
+    "safety",
+    "factuality",
+    "instruction_adherence",
+    "tone",
+)
+TIMING_CATEGORIES: tuple[str, ...] = (
+    "interruption",
+    "unresponsiveness",
+    "no_yield",
+    "pause_takeover",
+)
+
+
+class Record(BaseModel):
+    """Base of every record: immutable, strict about unknown fields, JSON round-trip."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of the record."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """Build the record from a dict such as `to_dict` returns; raises pydantic.ValidationError."""
+        return cls.model_validate(data)
+
+
+class Word(Record):
+    """One timed word of one channel. `start`/`end` in seconds from the conversation start."""
+
+    text: str
+    start: float
+    end: float
+
+    @model_validator(mode="after")
+    def _times(self) -> Word:
+        if not (math.isfinite(self.start) and math.isfinite(self.end)):
+            raise ValueError("word times must be finite")
+        if self.start < 0:
+            raise ValueError("word start must be >= 0")
+        if self.end < self.start:
+            raise ValueError("word end must be >= start")
+        return self
+
+
+class ChannelWords(Record):
+    """Both channels' words, each sorted by start time."""
+
+    model: list[Word] = Field(default_factory=list)
+    user: list[Word] = Field(default_factory=list)
+
+    def of(self, channel: Channel) -> list[Word]:
+        """Words of `channel`."""
+        return self.model if channel == "model" else self.user
+
+
+class ChannelAudio(Record):
+    """Audio file path per channel, or None when absent (user audio is dropped by default)."""
+
+    model: str | None = None
+    user: str | None = None
+
+
+class Source(Record):
+    """Provenance of a conversation: which reader made it from which file (and its sha256)."""
+
+    reader: str
+    path: str
+    digest: str
+
+
+class Conversation(Record):
+    """One two-channel conversation.
+
+    Attributes:
+        id: stable id (unique within a run).
+        words: both channels' timed words.
+        duration: length in seconds.
+        audio: audio paths per channel (mono wav/flac at any rate) or None.
+        user_audio_existed: True when the log had user audio, even if it was not carried forward.
+        source: reader name, input path and input digest.
+        meta: free-form metadata from the log (scenario ids, speaker labels, ...).
+    """
+
+    id: str
+    words: ChannelWords
+    duration: float
+    audio: ChannelAudio = Field(default_factory=ChannelAudio)
+    user_audio_existed: bool = False
+    source: Source
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, v: float) -> float:
+        if not math.isfinite(v) or v <= 0:
+            raise ValueError("duration must be a positive finite number of seconds")
+        return v
+
+
+class Segment(Record):
+    """A maximal run of one channel's words whose inner gaps are below a threshold.
+
+    A model segment is a *reply*. Derived from words (see `segments.py`), never stored by readers.
+    """
+
+    channel: Channel
+    start: float
+    end: float
+    words: list[Word]
+
+    @property
+    def text(self) -> str:
+        """The segment's words joined by spaces."""
+        return " ".join(w.text for w in self.words)
+
+
+class JudgeInfo(Record):
+    """Which judge produced a verdict: name, prompt template id, model and cache key."""
+
+    name: str
+    prompt_id: str = ""
+    model: str = ""
+    cache_key: str = ""
+
+
+class Issue(Record):
+    """A problem found in one model reply (or in a missing reply).
+
+    Attributes:
+        id: stable id, unique within the run.
+        conversation_id: the conversation it belongs to.
+        reply_span: (start, end) seconds of the reply, or of the silence for unresponsiveness.
+        kind: "content" (LLM judge) or "timing" (rules).
+        category: one of CONTENT_CATEGORIES or TIMING_CATEGORIES.
+        score: 1 (bad) .. 5 (good) for content categories; None for timing rules.
+        reason: short human-readable reason.
+        evidence: the data behind the finding (spans, words, thresholds).
+        judge: which judge, prompt, model and cache key.
+        improved_reply: the judge's better reply text, if it wrote one.
+    """
+
+    id: str
+    conversation_id: str
+    reply_span: tuple[float, float]
+    kind: Literal["content", "timing"]
+    category: str
+    score: int | None = Field(default=None, ge=1, le=5)
+    reason: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    judge: JudgeInfo
+    improved_reply: str | None = None
+
+    @model_validator(mode="after")
+    def _category(self) -> Issue:
+        allowed = CONTENT_CATEGORIES if self.kind == "content" else TIMING_CATEGORIES
+        if self.category not in allowed:
+            raise ValueError(f"category {self.category!r} is not a {self.kind} category {allowed}")
+        return self
+
+
+class ReplyVariant(Record):
+    """One version of the model's reply inside a pair window.
+
+    Attributes:
+        words: the model's timed words inside the window (absolute conversation seconds).
+        audio: path of the model-channel waveform for the window (24 kHz mono), or None for silence.
+        codes_ref: reference into a streams shard once encoded, else None.
+    """
+
+    words: list[Word] = Field(default_factory=list)
+    audio: str | None = None
+    codes_ref: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The variant's words joined by spaces ("" for silence)."""
+        return " ".join(w.text for w in self.words)
+
+
+class PreferencePair(Record):
+    """A preference pair: the same context and user stream, two versions of the model's reply.
+
+    Invariant: chosen and rejected share the context [context_start, window[0]) and the user stream;
+    only the model's streams inside `window` differ, and both windows have the same length.
+
+    Attributes:
+        id: stable pair id.
+        conversation_id: the source conversation.
+        window: (start, end) seconds where the two variants differ.
+        context_start: where the shared context begins (seconds).
+        chosen / rejected: the two reply variants.
+        issue_ids: the issues that motivated the pair.
+        strategy: the pair strategy name (rewrite, retime, insert, voice).
+        category: "content", "interruption" or "silence" (the paper's three kinds).
+        voice: the model voice used to speak the chosen reply.
+    """
+
+    id: str
+    conversation_id: str
+    window: tuple[float, float]
+    context_start: float
+    chosen: ReplyVariant
+    rejected: ReplyVariant
+    issue_ids: list[str]
+    strategy: str
+    category: Literal["content", "interruption", "silence"]
+    voice: str = ""
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _window(self) -> PreferencePair:
+        s, e = self.window
+        if not (0 <= self.context_start <= s < e):
+            raise ValueError("need 0 <= context_start <= window start < window end")
+        return self

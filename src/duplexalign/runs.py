@@ -1,0 +1,148 @@
+"""The run-directory convention: one folder per run, one DONE marker and stats per stage.
+
+Owns where stage outputs live and how a stage says it finished. A run directory holds each stage's
+manifests (`conversations.jsonl.gz`, `annotations.jsonl.gz`, ...), `stats.json` (a section per stage),
+`provenance.json` (resolved config, git hash, package versions, input digests per stage) and
+`.done/<stage>` markers. A stage whose marker exists and whose config digest matches is skipped, so
+rerunning finished work is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from collections import Counter
+
+_PACKAGES = ("duplexalign", "torch", "moshi", "numpy", "pydantic", "sentencepiece", "soundfile",
+             "faster-whisper", "silero-vad", "espeakng-loader", "faiss-cpu")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def digest_json(obj: Any) -> str:
+    """Stable short digest of a JSON-serialisable object (sorted keys)."""
+    blob = json.dumps(obj, sort_keys=True, default=str, ensure_ascii=False).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def git_hash() -> str | None:
+    """The git commit of the duplexalign source tree, or None outside a checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that shape results."""
+    out = {"python": sys.version.split()[0]}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+@dataclass
+class StageStats:
+    """What a stage did: counts by name (e.g. `written`, `quarantined/<reason>`) and extra values."""
+
+    stage: str
+    counts: Counter = field(default_factory=Counter)
+    values: dict[str, Any] = field(default_factory=dict)
+    skipped: bool = False
+
+    def add(self, key: str, n: int = 1) -> None:
+        """Increase count `key` by `n`."""
+        self.counts[key] += n
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {"counts": dict(sorted(self.counts.items())), **self.values}
+
+
+class RunDir:
+    """A run directory on disk. Stages read and write inside it through these helpers.
+
+    Args:
+        root: the directory (created if missing).
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, name: str) -> Path:
+        """Path of a file inside the run directory."""
+        return self.root / name
+
+    def _marker(self, stage: str) -> Path:
+        return self.root / ".done" / stage
+
+    def is_done(self, stage: str, config_digest: str | None = None) -> bool:
+        """True when `stage` finished (with the same config digest, if one is given)."""
+        m = self._marker(stage)
+        if not m.exists():
+            return False
+        return config_digest is None or m.read_text().strip() == config_digest
+
+    def mark_done(self, stage: str, config_digest: str = "") -> None:
+        """Write the DONE marker of `stage`."""
+        atomic_write_text(self._marker(stage), config_digest + "\n")
+
+    def clear_done(self, stage: str) -> None:
+        """Remove the DONE marker of `stage` (forces a rerun)."""
+        self._marker(stage).unlink(missing_ok=True)
+
+    def read_stats(self) -> dict[str, Any]:
+        """The whole stats.json (a section per stage)."""
+        p = self.path("stats.json")
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def write_stats(self, stats: StageStats) -> None:
+        """Store the section of `stats.stage` in stats.json."""
+        allstats = self.read_stats()
+        allstats[stats.stage] = stats.to_dict()
+        atomic_write_text(self.path("stats.json"), json.dumps(allstats, indent=2, sort_keys=True))
+
+    def write_provenance(self, stage: str, config: Any, inputs: dict[str, str] | None = None) -> None:
+        """Record the resolved config, git hash, package versions and input digests of `stage`."""
+        p = self.path("provenance.json")
+        prov = json.loads(p.read_text()) if p.exists() else {}
+        cfg = config.model_dump(mode="json") if hasattr(config, "model_dump") else config
+        prov[stage] = {
+            "config": cfg,
+            "git": git_hash(),
+            "packages": package_versions(),
+            "inputs": inputs or {},
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        atomic_write_text(p, json.dumps(prov, indent=2, sort_keys=True, default=str))

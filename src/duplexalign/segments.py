@@ -1,0 +1,105 @@
+"""Segmentation and cross-channel geometry: pure functions over timed words.
+
+Owns how words become segments (a model segment is a reply; a user segment is a turn part) and the
+questions later stages ask about two channels: gaps, overlaps, and who holds the floor at a time. These
+functions read records only; they know nothing about audio, frames or judges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from duplexalign.records import Channel, Conversation, Segment, Word
+
+Floor = Literal["none", "model", "user", "both"]
+
+DEFAULT_MAX_GAP = 0.8
+"""Seconds of silence that split a channel's words into two segments (about a short pause)."""
+
+
+def to_segments(words: Sequence[Word], channel: Channel, max_gap: float = DEFAULT_MAX_GAP
+                ) -> list[Segment]:
+    """Group time-sorted `words` into segments split where the gap exceeds `max_gap` seconds."""
+    out: list[Segment] = []
+    cur: list[Word] = []
+    for w in words:
+        if cur and w.start - max(x.end for x in cur) > max_gap:
+            out.append(_seg(channel, cur))
+            cur = []
+        cur.append(w)
+    if cur:
+        out.append(_seg(channel, cur))
+    return out
+
+
+def _seg(channel: Channel, words: list[Word]) -> Segment:
+    return Segment(channel=channel, start=words[0].start, end=max(w.end for w in words),
+                   words=list(words))
+
+
+def conversation_segments(conv: Conversation, max_gap: float = DEFAULT_MAX_GAP
+                          ) -> dict[Channel, list[Segment]]:
+    """Segments of both channels of `conv`."""
+    return {ch: to_segments(conv.words.of(ch), ch, max_gap) for ch in ("model", "user")}
+
+
+def replies(conv: Conversation, max_gap: float = DEFAULT_MAX_GAP) -> list[Segment]:
+    """The model's replies (model-channel segments) of `conv`."""
+    return to_segments(conv.words.model, "model", max_gap)
+
+
+def overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Seconds shared by intervals `a` and `b` (0 if disjoint)."""
+    return max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+
+
+def speaking_at(segments: Sequence[Segment], t: float) -> bool:
+    """True when one of `segments` covers time `t` (start inclusive, end exclusive)."""
+    return any(s.start <= t < s.end for s in segments)
+
+
+def floor_at(model: Sequence[Segment], user: Sequence[Segment], t: float) -> Floor:
+    """Who holds the floor at time `t`: "none", "model", "user" or "both"."""
+    m, u = speaking_at(model, t), speaking_at(user, t)
+    return "both" if m and u else "model" if m else "user" if u else "none"
+
+
+def floor_timeline(model: Sequence[Segment], user: Sequence[Segment], duration: float
+                   ) -> list[tuple[float, float, Floor]]:
+    """Partition [0, duration) into maximal intervals with a constant floor holder."""
+    edges = {0.0, duration}
+    for s in (*model, *user):
+        edges.update((min(max(s.start, 0.0), duration), min(max(s.end, 0.0), duration)))
+    pts = sorted(edges)
+    out: list[tuple[float, float, Floor]] = []
+    for a, b in zip(pts, pts[1:]):
+        if b <= a:
+            continue
+        f = floor_at(model, user, (a + b) / 2)
+        if out and out[-1][2] == f:
+            out[-1] = (out[-1][0], b, f)
+        else:
+            out.append((a, b, f))
+    return out
+
+
+def last_before(segments: Sequence[Segment], t: float) -> Segment | None:
+    """The last segment that starts before `t`, or None."""
+    prev = [s for s in segments if s.start < t]
+    return prev[-1] if prev else None
+
+
+def next_after(segments: Sequence[Segment], t: float) -> Segment | None:
+    """The first segment that starts at or after `t`, or None."""
+    for s in segments:
+        if s.start >= t:
+            return s
+    return None
+
+
+def gap_before(segment: Segment, others: Sequence[Segment]) -> float | None:
+    """Seconds from the end of the other channel's last segment that started before `segment`
+    to `segment.start` (negative when they overlap); None when no such segment exists."""
+    prev = last_before(others, segment.start)
+    return None if prev is None else segment.start - prev.end
