@@ -64,5 +64,6 @@ ReaderFn = Callable[[Path, IngestConfig], Iterator[ReadResult]]
 
 READERS: Registry[ReaderFn] = Registry(
     "ingest format",
-    modules=("duplexalign.ingest.readers",),
+    modules=("duplexalign.ingest.moshi_finetune", "duplexalign.ingest.fdb",
+             "duplexalign.ingest.jsonl", "duplexalign.ingest.audio"),
 )
