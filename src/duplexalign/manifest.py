@@ -23,29 +23,45 @@ from duplexalign.errors import ManifestError
 R = TypeVar("R", bound=BaseModel)
 
 
+def _is_gz(path: Path) -> bool:
+    # The writer's side files (`.partial`, `.partial.tmp`) keep the compression of the final name.
+    name = path.name
+    for suffix in (".tmp", ".partial"):
+        name = name.removesuffix(suffix)
+    return name.endswith(".gz")
+
+
 def _open(path: Path, mode: str) -> IO[str]:
-    if path.name.endswith(".gz") or path.name.endswith(".gz.partial"):
+    if _is_gz(path):
         return io.TextIOWrapper(gzip.open(path, mode + "b"), encoding="utf-8")
     return open(path, mode, encoding="utf-8")
 
 
 def iter_dicts(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield each JSON object of a manifest; a truncated gzip tail (a crash) ends the iteration."""
+    """Yield each JSON object of a manifest.
+
+    A crash while writing leaves a truncated tail (a cut gzip member or a last line without its
+    newline); iteration ends cleanly before it. Any other malformed line raises `ManifestError`.
+    """
     path = Path(path)
     if not path.exists():
         return
     with _open(path, "r") as f:
         try:
-            for lineno, line in enumerate(f, 1):
-                line = line.strip()
+            for lineno, raw in enumerate(f, 1):
+                line = raw.strip()
                 if not line:
                     continue
                 try:
                     yield json.loads(line)
                 except json.JSONDecodeError as e:
+                    if not raw.endswith("\n"):
+                        return  # the unfinished last line of a crashed writer
                     raise ManifestError(f"{path}:{lineno}: not JSON ({e})") from e
-        except (EOFError, gzip.BadGzipFile):
+        except EOFError:
             return
+        except (gzip.BadGzipFile, UnicodeDecodeError) as e:
+            raise ManifestError(f"{path}: not a readable manifest ({e})") from e
 
 
 def read_manifest(path: str | Path, record_type: type[R]) -> Iterator[R]:

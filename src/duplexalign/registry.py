@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from duplexalign.errors import ConfigError
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 _ALL: dict[str, Registry[Any]] = {}
 
@@ -51,10 +53,16 @@ class Registry(Generic[T]):
         return self.register(name)(obj)
 
     def _load(self) -> None:
-        if not self._loaded:
-            self._loaded = True
-            for mod in self._modules:
+        if self._loaded:
+            return
+        for mod in self._modules:
+            try:
                 importlib.import_module(mod)
+            except ModuleNotFoundError as e:
+                if e.name != mod:  # a real missing dependency inside the module: say so
+                    raise
+                logger.debug("%s: module %s does not exist, skipped", self.kind, mod)
+        self._loaded = True
 
     def get(self, name: str) -> T:
         """Return the component called `name`; raise ConfigError with suggestions if unknown."""

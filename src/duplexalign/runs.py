@@ -15,12 +15,11 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-
-from collections import Counter
 
 _PACKAGES = ("duplexalign", "torch", "moshi", "numpy", "pydantic", "sentencepiece", "soundfile",
              "faster-whisper", "silero-vad", "espeakng-loader", "faiss-cpu")
@@ -86,7 +85,10 @@ class StageStats:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
-        return {"counts": dict(sorted(self.counts.items())), **self.values}
+        out = {"counts": dict(sorted(self.counts.items())), **self.values}
+        if self.skipped:
+            out["skipped"] = True
+        return out
 
 
 class RunDir:
@@ -103,6 +105,11 @@ class RunDir:
     def path(self, name: str) -> Path:
         """Path of a file inside the run directory."""
         return self.root / name
+
+    def resolve(self, path: str | Path) -> Path:
+        """A path stored in a record: relative paths are relative to the run directory."""
+        p = Path(path)
+        return p if p.is_absolute() else self.root / p
 
     def _marker(self, stage: str) -> Path:
         return self.root / ".done" / stage

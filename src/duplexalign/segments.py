@@ -23,19 +23,20 @@ def to_segments(words: Sequence[Word], channel: Channel, max_gap: float = DEFAUL
     """Group time-sorted `words` into segments split where the gap exceeds `max_gap` seconds."""
     out: list[Segment] = []
     cur: list[Word] = []
+    end = 0.0
     for w in words:
-        if cur and w.start - max(x.end for x in cur) > max_gap:
-            out.append(_seg(channel, cur))
+        if cur and w.start - end > max_gap:
+            out.append(_seg(channel, cur, end))
             cur = []
+        end = max(end, w.end) if cur else w.end
         cur.append(w)
     if cur:
-        out.append(_seg(channel, cur))
+        out.append(_seg(channel, cur, end))
     return out
 
 
-def _seg(channel: Channel, words: list[Word]) -> Segment:
-    return Segment(channel=channel, start=words[0].start, end=max(w.end for w in words),
-                   words=list(words))
+def _seg(channel: Channel, words: list[Word], end: float) -> Segment:
+    return Segment(channel=channel, start=words[0].start, end=end, words=words)
 
 
 def conversation_segments(conv: Conversation, max_gap: float = DEFAULT_MAX_GAP
@@ -73,7 +74,7 @@ def floor_timeline(model: Sequence[Segment], user: Sequence[Segment], duration: 
         edges.update((min(max(s.start, 0.0), duration), min(max(s.end, 0.0), duration)))
     pts = sorted(edges)
     out: list[tuple[float, float, Floor]] = []
-    for a, b in zip(pts, pts[1:]):
+    for a, b in zip(pts, pts[1:], strict=False):
         if b <= a:
             continue
         f = floor_at(model, user, (a + b) / 2)

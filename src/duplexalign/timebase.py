@@ -18,8 +18,8 @@ Seconds = float
 
 
 def seconds_to_samples(t: Seconds, sample_rate: int = SAMPLE_RATE) -> int:
-    """Nearest sample index of time `t` (seconds)."""
-    return int(round(t * sample_rate))
+    """Nearest sample index of time `t` (seconds); exact halves round up (never to even)."""
+    return math.floor(t * sample_rate + 0.5)
 
 
 def samples_to_seconds(n: int, sample_rate: int = SAMPLE_RATE) -> Seconds:
