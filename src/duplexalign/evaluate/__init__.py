@@ -1,0 +1,1 @@
+"""Evaluation: streaming full-duplex rollouts, registered tasks, metrics with CIs, and comparisons."""
