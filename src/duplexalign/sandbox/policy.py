@@ -137,7 +137,7 @@ def render(items: list[Item], user_voice: Voice, synth: Synth, seed: int, durati
                 tm["policy"] = {"action": "silent", "content": "none", "reply": ""}
         turn_meta.append(tm)
     user_words.sort(key=lambda w: w.start)
-    meta = {"sandbox": {"seed": seed, "voice": user_voice.name, "model_voice": model_voice.name,
+    meta = {"sandbox": {"seed": seed, "voice": user_voice, "model_voice": model_voice,
                         "duration": duration, "turns": turn_meta}}
     return Rendered(model_words=model_words, user_words=user_words,
                     model_wav=place(model_clips, duration), user_wav=place(user_clips, duration),

@@ -1,7 +1,7 @@
 """Simulated users of the sandbox: voices, and the timed script of what a user says in a conversation.
 
-Owns the user side of a sandbox conversation: a pool of distinct TTS voices (espeak-ng variants with
-their own rate and pitch; some held out for evaluation), and `plan_user`, which turns scenario items
+Owns the user side of a sandbox conversation: a pool of distinct TTS voices (the named user voices of
+`speech.voices`: espeak-ng variants with their own rate and pitch; some held out for evaluation), and `plan_user`, which turns scenario items
 into timed user turns with realistic behaviour: a mid-utterance pause in some turns, a turn-end
 silence before the next turn, an occasional barge-in (the next turn starts while the model would
 still be talking) and backchannels ("mm hm") during the model's reply. A user's script is fixed in
@@ -21,31 +21,14 @@ import numpy as np
 from duplexalign.records import Word
 from duplexalign.sandbox.scenarios import Item
 from duplexalign.speech.base import Speech
+from duplexalign.speech.voices import USER_VOICES_HELDOUT, USER_VOICES_TRAIN
 
+Voice = str
+"""A named voice of `speech.voices` (e.g. "model", "user_3")."""
 
-@dataclass(frozen=True)
-class Voice:
-    """A TTS voice: espeak-ng voice name (variant after '+'), rate in words/min and pitch 0-100."""
-
-    name: str
-    voice: str
-    rate: int = 170
-    pitch: int = 50
-
-
-TRAIN_VOICES: tuple[Voice, ...] = (
-    Voice("u-f1", "en-us+f1", 165, 60),
-    Voice("u-f3", "en-us+f3", 180, 55),
-    Voice("u-m2", "en-us+m2", 160, 40),
-    Voice("u-m4", "en-us+m4", 175, 45),
-    Voice("u-gb", "en-gb-x-rp+m1", 170, 50),
-    Voice("u-f4", "en-us+f4", 185, 65),
-)
-HELDOUT_VOICES: tuple[Voice, ...] = (
-    Voice("u-f2-held", "en-us+f2", 170, 58),
-    Voice("u-m6-held", "en-us+m6", 165, 42),
-)
-MODEL_VOICE = Voice("model", "en-us+m3", 190, 35)
+TRAIN_VOICES: tuple[Voice, ...] = USER_VOICES_TRAIN
+HELDOUT_VOICES: tuple[Voice, ...] = USER_VOICES_HELDOUT
+MODEL_VOICE: Voice = "model"
 BACKCHANNELS = ("mm hm", "okay", "right")
 
 Synth = Callable[[str, Voice], Speech]
@@ -160,21 +143,12 @@ def backchannel(voice: Voice, synth: Synth, rng: random.Random) -> Speech:
     return synth(rng.choice(BACKCHANNELS), voice)
 
 
-def espeak_synth() -> Synth:
-    """The default `Synth`: the project's espeak-ng backend, one engine per voice, results cached
-    per (text, voice) so repeated phrases are synthesised once."""
-    from duplexalign.speech.base import TTS_BACKENDS
 
-    engines: dict[Voice, object] = {}
-    cache: dict[tuple[str, Voice], Speech] = {}
+def default_synth() -> Synth:
+    """The default `Synth`: the project's named voices (`speech.voices`, espeak-ng, cached)."""
+    from duplexalign.speech.voices import get_voice
 
     def synth(text: str, voice: Voice) -> Speech:
-        key = (text, voice)
-        if key not in cache:
-            if voice not in engines:
-                engines[voice] = TTS_BACKENDS.get("espeak")(voice=voice.voice, rate=voice.rate,
-                                                            pitch=voice.pitch, name=voice.name)
-            cache[key] = engines[voice].synthesize(text)
-        return cache[key]
+        return get_voice(voice).synthesize(text)
 
     return synth

@@ -1,0 +1,215 @@
+"""`duplexalign sandbox build`: make the sandbox's assets reproducibly from one seed.
+
+Owns the asset recipe: render a training corpus of simulated-user conversations with the scripted
+flawed policy (`policy.py`), fit a small SentencePiece tokenizer on its text (`streams.tokenizer`)
+and a small MelRVQ codec on its audio (`speech.melrvq`), encode every conversation into
+`codes [R, T]` (text stream from the model's TTS word timings, then model and user codebooks), and
+train the `sandbox` moshi preset on them by SFT (text + audio cross-entropy). The result is the
+"instruct" model with the designed flaws. Assets land in one folder (`tokenizer.model`,
+`codec.npz`, `instruct/` checkpoint, `build.json` with the config and corpus statistics); the
+committed copy under `sandbox/assets/` lets the demo start at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+from tqdm import tqdm
+
+from duplexalign.config import StageConfig
+from duplexalign.runs import atomic_write_text
+from duplexalign.sandbox.policy import Flaws, render
+from duplexalign.sandbox.scenarios import RUDE, ScenarioBank, build_bank
+from duplexalign.sandbox.users import (
+    BACKCHANNELS,
+    MODEL_VOICE,
+    TRAIN_VOICES,
+    Synth,
+    Voice,
+    default_synth,
+)
+from duplexalign.timebase import num_frames
+
+log = logging.getLogger(__name__)
+
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+KIND_WEIGHTS = {"qa": 0.35, "harmful": 0.25, "benign": 0.2, "chat": 0.2}
+
+
+class BuildConfig(StageConfig):
+    """Options of `duplexalign sandbox build` (section `sandbox.build`)."""
+
+    seed: int = 0
+    """Seed of the scenario splits, the corpus, the codec fit and the SFT run."""
+    conversations: int = 1200
+    """Training conversations rendered by the flawed policy."""
+    duration: float = 12.0
+    """Conversation length in seconds."""
+    turns: tuple[int, int] = (2, 3)
+    """Min/max user turns asked per conversation (turns that do not fit are dropped)."""
+    flaws: dict[str, float] = Field(default_factory=dict)
+    """Overrides of `policy.Flaws` rates (silent, jump_in, comply, wrong, rude)."""
+    vocab_size: int = 128
+    """SentencePiece vocabulary (= the model's text_card)."""
+    codebooks: int = 4
+    """MelRVQ codebooks per speaker (= the model's K)."""
+    card: int = 64
+    """MelRVQ codebook size (= the model's card)."""
+    codec_fit_conversations: int = 150
+    """Conversations whose two channels the codec is fitted on."""
+    preset: str = "sandbox"
+    """Model preset (text_card/card/num_codebooks are set from the fields above)."""
+    sft_steps: int = 700
+    sft_batch: int = 32
+    sft_lr: float = 1e-3
+
+
+def sample_items(bank: ScenarioBank, split: str, rng: random.Random, n: int) -> list:
+    """`n` items of `split`, kinds drawn with `KIND_WEIGHTS`."""
+    kinds = [k for k in KIND_WEIGHTS if bank.of(split, k)]
+    weights = [KIND_WEIGHTS[k] for k in kinds]
+    return [rng.choice(bank.of(split, rng.choices(kinds, weights)[0])) for _ in range(n)]
+
+
+def conversation_specs(bank: ScenarioBank, split: str, voices: tuple[Voice, ...], count: int,
+                       seed: int, turns: tuple[int, int]) -> list[dict[str, Any]]:
+    """Deterministic conversation specs: id, items, voice and render seed."""
+    rng = random.Random(f"{seed}-{split}")
+    out = []
+    for i in range(count):
+        items = sample_items(bank, split, rng, rng.randint(*turns))
+        out.append({"id": f"{split}-{i:05d}", "items": items, "voice": voices[i % len(voices)],
+                    "seed": rng.randrange(2**31)})
+    return out
+
+
+def corpus_texts(bank: ScenarioBank) -> list[str]:
+    """Every sentence the sandbox can speak or hear (tokenizer training text)."""
+    texts = []
+    for items in bank.items.values():
+        for it in items:
+            texts += [it.text, it.good_reply, it.wrong_reply, it.comply_reply]
+    return [t for t in texts + list(RUDE) + list(BACKCHANNELS) if t]
+
+
+def encode_conversation(r, tokenizer, codec, duration: float) -> np.ndarray:
+    """`codes [1 + 2K, T]` int64 of a rendered conversation (text, model audio, user audio)."""
+    from duplexalign.streams.text import build_text_stream
+
+    t = num_frames(duration)
+    text = build_text_stream(r.model_words, tokenizer.encode_word, t).tokens
+    model = _fit_len(codec.encode(r.model_wav), t)
+    user = _fit_len(codec.encode(r.user_wav), t)
+    return np.concatenate([text[None], model, user], axis=0).astype(np.int64)
+
+
+def _fit_len(codes: np.ndarray, t: int) -> np.ndarray:
+    if codes.shape[-1] >= t:
+        return codes[:, :t]
+    pad = np.repeat(codes[:, -1:], t - codes.shape[-1], axis=1)
+    return np.concatenate([codes, pad], axis=1)
+
+
+def corpus_flaw_rates(metas: list[dict[str, Any]]) -> dict[str, float]:
+    """Measured rates of the policy's flaws in a rendered corpus (per applicable turn)."""
+    n = {"turns": 0, "silent": 0, "pause_turns": 0, "jump_in": 0, "harmful": 0, "comply": 0,
+         "qa": 0, "wrong": 0, "nonharm": 0, "rude": 0}
+    for m in metas:
+        for tm in m["sandbox"]["turns"]:
+            p, kind = tm["policy"], tm["item"]["kind"]
+            n["turns"] += 1
+            n["silent"] += p["action"] == "silent"
+            if tm["pause"]:
+                n["pause_turns"] += 1
+                n["jump_in"] += p["action"] == "jump_in"
+            if p["action"] == "silent":
+                continue
+            if kind == "harmful":
+                n["harmful"] += 1
+                n["comply"] += p["content"] == "comply"
+            else:
+                n["nonharm"] += 1
+                n["rude"] += p["content"] == "rude"
+            if kind == "qa" and p["content"] != "rude":
+                n["qa"] += 1
+                n["wrong"] += p["content"] == "wrong"
+    def rate(a: str, b: str) -> float:
+        return round(n[a] / n[b], 4) if n[b] else float("nan")
+    return {"silent": rate("silent", "turns"), "jump_in": rate("jump_in", "pause_turns"),
+            "comply": rate("comply", "harmful"), "wrong": rate("wrong", "qa"),
+            "rude": rate("rude", "nonharm"), **{f"n_{k}": v for k, v in n.items()}}
+
+
+def build(cfg: BuildConfig, out_dir: Path, synth: Synth | None = None,
+          progress: bool = True) -> dict[str, Any]:
+    """Build every sandbox asset into `out_dir` (a no-op when `build.json` matches `cfg`).
+
+    Args:
+        cfg: build options.
+        out_dir: destination folder.
+        synth: TTS function (defaults to espeak-ng voices).
+        progress: show progress bars.
+
+    Returns:
+        The build record written to `out_dir/build.json`.
+    """
+    from duplexalign.models.presets import build_model, get_preset, save_model
+    from duplexalign.sandbox.codec_adapter import fit_codec
+    from duplexalign.sandbox.sft import SFTSettings, train_sft
+    from duplexalign.streams.tokenizer import fit_tokenizer, load_tokenizer
+
+    out_dir = Path(out_dir)
+    record_path = out_dir / "build.json"
+    if record_path.exists() and json.loads(record_path.read_text()).get("config") == cfg.model_dump(
+            mode="json"):
+        log.info("sandbox assets in %s are up to date", out_dir)
+        return json.loads(record_path.read_text())
+    t0 = time.time()
+    synth = synth or default_synth()
+    flaws = Flaws(**cfg.flaws)
+    bank = build_bank(cfg.seed)
+    tok_path = fit_tokenizer(corpus_texts(bank), out_dir / "tokenizer.model",
+                             vocab_size=cfg.vocab_size)
+    tokenizer = load_tokenizer(tok_path)
+    specs = conversation_specs(bank, "train", TRAIN_VOICES, cfg.conversations, cfg.seed,
+                               cfg.turns)
+
+    def rend(s):
+        return render(s["items"], s["voice"], synth, s["seed"], cfg.duration, flaws=flaws,
+                      model_voice=MODEL_VOICE)
+
+    fit_wavs = []
+    for s in tqdm(specs[: cfg.codec_fit_conversations], desc="codec audio", disable=not progress):
+        r = rend(s)
+        fit_wavs += [r.model_wav, r.user_wav]
+    codec = fit_codec(fit_wavs, out_dir / "codec.npz", cfg.codebooks, cfg.card, cfg.seed)
+    del fit_wavs
+    codes, metas = [], []
+    for s in tqdm(specs, desc="corpus", disable=not progress):
+        r = rend(s)
+        codes.append(encode_conversation(r, tokenizer, codec, cfg.duration))
+        metas.append(r.meta)
+    codes_t = torch.from_numpy(np.stack(codes))
+    rates = corpus_flaw_rates(metas)
+    log.info("corpus flaw rates: %s", rates)
+    preset = get_preset(cfg.preset, text_card=tokenizer.vocab_size, card=cfg.card,
+                        num_codebooks=cfg.codebooks, seed=cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = build_model(preset)
+    logs = train_sft(model, codes_t, SFTSettings(steps=cfg.sft_steps, batch_size=cfg.sft_batch,
+                                                 lr=cfg.sft_lr, seed=cfg.seed), progress=progress)
+    save_model(model, out_dir / "instruct")
+    record = {"config": cfg.model_dump(mode="json"), "corpus_flaw_rates": rates,
+              "num_params": sum(p.numel() for p in model.parameters()),
+              "codes_shape": list(codes_t.shape), "final_loss": logs[-1] if logs else None,
+              "seconds": round(time.time() - t0, 1)}
+    atomic_write_text(record_path, json.dumps(record, indent=2))
+    return record
