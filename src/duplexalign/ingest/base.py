@@ -1,21 +1,27 @@
 """The ingest contract: the reader registry, reader options and what a reader yields.
 
 Owns the interface every ingest reader implements. A reader is a function
-`read(input_path, config) -> Iterator[Conversation | Rejected]`: it yields one item per conversation
-found in the input, either a parsed `Conversation` or a `Rejected` with a stable reason key. Readers
-never raise for bad data; validation of parsed conversations happens in `ingest/validate.py`.
+`read(input_path, config, done=()) -> Iterator[Conversation | Found | Rejected]`: it yields one item per
+conversation found in the input: a parsed `Conversation` (words only), a `Found` (a conversation plus
+where each channel's audio lives in the input) or a `Rejected` with a stable reason key. `done` holds
+conversation ids an earlier run already wrote, so that expensive readers (ASR) can skip them. Readers
+never raise for bad data; validation and audio handling happen in `ingest/validate.py` and
+`ingest/stage.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import Field
 
 from duplexalign.config import StageConfig
-from duplexalign.records import Conversation
+from duplexalign.errors import BadInput
+from duplexalign.records import Channel, Conversation
 from duplexalign.registry import Registry
 
 
@@ -42,6 +48,17 @@ class IngestConfig(StageConfig):
     """ASR backend for readers without transcripts (format `audio`)."""
     asr_model: str | None = None
     """Local model directory for the ASR backend (None = the bundled default)."""
+    require_channels: list[Channel] = Field(default_factory=lambda: ["model", "user"])
+    """Channels that must hold at least one word (moshi-finetune's own annotate.py labels only the
+    model channel: use `[model]` for such data)."""
+    require_audio: bool = True
+    """Quarantine conversations whose audio files are missing; False keeps them words-only."""
+    overlap_tolerance: float = 0.02
+    """Seconds two consecutive words of one channel may overlap (ASR timestamps jitter)."""
+    max_word_duration: float = 30.0
+    """A single word longer than this (seconds) is absurd and quarantines its conversation."""
+    max_file_bytes: int = 64 * 1024 * 1024
+    """Transcript files (JSON, one JSONL line) larger than this are absurd."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +76,63 @@ class Rejected:
     detail: str = ""
 
 
-ReadResult = Conversation | Rejected
-ReaderFn = Callable[[Path, IngestConfig], Iterator[ReadResult]]
+@dataclass(frozen=True, slots=True)
+class ChannelSource:
+    """Where one channel's audio lives in the input.
+
+    Attributes:
+        path: the audio file (any rate and format soundfile reads).
+        index: channel index inside a multi-channel file; None for a mono file.
+    """
+
+    path: Path
+    index: int | None = None
+
+
+@dataclass(frozen=True)
+class Found:
+    """A parsed conversation whose audio the stage still has to load, check and copy.
+
+    Attributes:
+        conversation: words, id, source and meta; its `audio` field is filled in by the stage, and
+            its `duration` is replaced by the audio's length once the audio is loaded.
+        audio: where each channel's audio lives (channels without audio are absent).
+        item: identifier of the input item for quarantine records.
+    """
+
+    conversation: Conversation
+    audio: dict[Channel, ChannelSource] = field(default_factory=dict)
+    item: str = ""
+
+
+ReadResult = Conversation | Found | Rejected
+
+
+class ReaderFn(Protocol):
+    """The reader signature every registered ingest format implements."""
+
+    def __call__(self, input_path: Path, cfg: IngestConfig, done: Collection[str] = ...
+                 ) -> Iterator[ReadResult]: ...
+
+
+logger = logging.getLogger(__name__)
+
+
+def guarded(item: str, parse: Callable[..., ReadResult], *args: object) -> ReadResult:
+    """Run `parse(*args)` for one input item; turn any failure into a `Rejected` so a batch never
+    dies.
+
+    `BadInput` keeps its reason; anything else (a reader bug) becomes "reader_error" and is logged
+    with its traceback.
+    """
+    try:
+        return parse(*args)
+    except BadInput as e:
+        return Rejected(item, e.reason, e.detail)
+    except Exception as e:  # noqa: BLE001 - one bad item must not stop the batch
+        logger.exception("reader failed on %s", item)
+        return Rejected(item, "reader_error", f"{type(e).__name__}: {e}"[:500])
+
 
 READERS: Registry[ReaderFn] = Registry(
     "ingest format",

@@ -1,0 +1,129 @@
+"""Reader of the Full-Duplex-Bench sample layout (registered as `fdb`).
+
+Owns parsing of FD-Bench v1/v1.5 sample folders: `input.wav` is the user stream, `output.wav` the
+model's time-synchronous reply stream, `output.json` the model's words
+(`{"text", "chunks": [{"text", "timestamp": [start, end]}]}`). User words come from `input.json` (same
+chunk format) or the two-speaker `transcription.json` (`[{"speaker", "item": [chunks]}]`, merged and
+sorted); a channel with audio but no transcript is transcribed with the configured ASR backend. Task
+side files (`pause.json`, `turn_taking.json`, `interrupt.json`, `metadata.json`, `rating.json`) are
+kept in `meta["fdb"]`. A sample folder is any folder holding `output.json`, `output.wav` or
+`input.wav`; its id is its path relative to the input folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Iterator
+from pathlib import Path
+from typing import Any
+
+from duplexalign.errors import BadInput
+from duplexalign.ingest.audio import make_asr, transcribe
+from duplexalign.ingest.base import (
+    READERS,
+    ChannelSource,
+    Found,
+    IngestConfig,
+    ReadResult,
+    Rejected,
+    guarded,
+)
+from duplexalign.ingest.validate import make_word, read_json
+from duplexalign.ingest.wav import load_channels
+from duplexalign.records import CHANNELS, Channel, ChannelWords, Conversation, Source, Word
+from duplexalign.speech.base import ASR
+
+NAME = "fdb"
+MARKERS = ("output.json", "output.wav", "input.wav")
+SIDE_FILES = ("pause.json", "turn_taking.json", "interrupt.json", "metadata.json", "rating.json")
+WAVS: dict[Channel, str] = {"model": "output.wav", "user": "input.wav"}
+
+
+def sample_dirs(input_path: Path) -> list[Path]:
+    """Every sample folder at or below `input_path`, sorted."""
+    if not input_path.is_dir():
+        return []
+    found = {p.parent for m in MARKERS for p in input_path.rglob(m)}
+    return sorted(found)
+
+
+@READERS.register(NAME)
+def read(input_path: Path, cfg: IngestConfig, done: Collection[str] = ()) -> Iterator[ReadResult]:
+    """Yield one `Found` or `Rejected` per sample folder; ids in `done` are skipped before any ASR."""
+    input_path = Path(input_path)
+    dirs = sample_dirs(input_path)
+    if not dirs:
+        yield Rejected(str(input_path), "input_missing", f"no folder holding one of {MARKERS}")
+        return
+    asr: list[ASR] = []  # built on first need, once
+    for d in dirs:
+        conv_id = str(d.relative_to(input_path)) if d != input_path else d.name
+        if conv_id not in done:
+            yield guarded(str(d), _sample, d, conv_id, cfg, asr)
+
+
+def _sample(d: Path, conv_id: str, cfg: IngestConfig, asr: list[ASR]) -> Found:
+    words: dict[str, list[Word]] = {}
+    meta: dict[str, Any] = {}
+    words["model"] = _chunks(read_json(d / "output.json", cfg), "output.json") \
+        if (d / "output.json").is_file() else None
+    if (d / "input.json").is_file():
+        words["user"] = _chunks(read_json(d / "input.json", cfg), "input.json")
+    elif (d / "transcription.json").is_file():
+        words["user"], meta["user_speakers"] = _transcription(
+            read_json(d / "transcription.json", cfg))
+    else:
+        words["user"] = None
+    sources = {ch: ChannelSource(d / name) for ch, name in WAVS.items() if (d / name).is_file()}
+    for ch in CHANNELS:
+        if words[ch] is None:
+            if ch in sources:
+                if not asr:
+                    asr.append(make_asr(cfg))
+                wav = load_channels({ch: sources[ch]})[0][ch]
+                words[ch] = transcribe(asr[0], wav, f"{d / WAVS[ch]}")
+                meta[f"{ch}_words_from"] = "asr"
+            else:
+                words[ch] = []
+    fdb = {f.removesuffix(".json"): read_json(d / f, cfg) for f in SIDE_FILES if (d / f).is_file()}
+    if fdb:
+        meta["fdb"] = fdb
+    end = max((w.end for ch in CHANNELS for w in words[ch]), default=0.0)
+    digest = hashlib.sha256()
+    for f in ("output.json", "input.json", "transcription.json", *WAVS.values()):
+        if (d / f).is_file():
+            digest.update((d / f).read_bytes())
+    conv = Conversation(id=conv_id, words=ChannelWords(**words), duration=max(end, 1e-3),
+                        source=Source(reader=NAME, path=str(d), digest=digest.hexdigest()),
+                        meta=meta)
+    # Both wavs belong to the layout: the stage reports missing ones (or, with require_audio=False,
+    # keeps the sample words-only with the last word's end as its duration).
+    return Found(conv, {ch: ChannelSource(d / name) for ch, name in WAVS.items()}, str(d))
+
+
+def _chunks(doc: Any, what: str) -> list[Word]:
+    if not isinstance(doc, dict) or not isinstance(doc.get("chunks"), list):
+        raise BadInput("bad_schema", f'{what} needs a "chunks" list')
+    return [_chunk(c, f"{what} chunk {i}") for i, c in enumerate(doc["chunks"])]
+
+
+def _chunk(c: Any, where: str) -> Word:
+    ts = c.get("timestamp") if isinstance(c, dict) else None
+    if not (isinstance(ts, list) and len(ts) == 2):
+        raise BadInput("bad_schema", f'{where} needs "text" and "timestamp": [start, end]')
+    end = ts[0] if ts[1] is None else ts[1]  # FD-Bench: a missing end means "use the start"
+    return make_word(c.get("text"), ts[0], end, where)
+
+
+def _transcription(doc: Any) -> tuple[list[Word], list[Any]]:
+    if not isinstance(doc, list):
+        raise BadInput("bad_schema", "transcription.json must be a list of speaker turns")
+    words: list[Word] = []
+    speakers: list[Any] = []
+    for i, turn in enumerate(doc):
+        if not isinstance(turn, dict) or not isinstance(turn.get("item"), list):
+            raise BadInput("bad_schema", f'transcription.json turn {i} needs an "item" list')
+        speakers.append(turn.get("speaker"))
+        words += [_chunk(c, f"transcription.json turn {i} word {j}")
+                  for j, c in enumerate(turn["item"])]
+    return sorted(words, key=lambda w: w.start), speakers

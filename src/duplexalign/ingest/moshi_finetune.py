@@ -1,0 +1,109 @@
+"""Reader of the moshi-finetune dataset layout (registered as `moshi-finetune`).
+
+Owns parsing of a JSONL index of stereo wavs (`{"path": ..., "duration": ...}` per line, paths
+relative to the index file's folder) with a sibling `.json` per wav holding
+`"alignments": [[word, [start, end], speaker], ...]`. Channel 0 of the wav is the model, channel 1 the
+user; each word goes to the channel its speaker label maps to through `IngestConfig.speaker_map`.
+The conversation id is the wav's path relative to the index folder, without extension. Audio is not
+decoded here: the stage loads it through the returned `Found.audio`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from pathlib import Path
+from typing import Any
+
+from duplexalign.errors import BadInput
+from duplexalign.ingest.base import (
+    READERS,
+    ChannelSource,
+    Found,
+    IngestConfig,
+    ReadResult,
+    Rejected,
+    guarded,
+)
+from duplexalign.ingest.validate import make_word, parse_json_bytes, parse_time, read_json
+from duplexalign.records import CHANNELS, ChannelWords, Conversation, Source, Word
+from duplexalign.runs import sha256_file
+
+NAME = "moshi-finetune"
+
+
+def index_files(input_path: Path) -> list[Path]:
+    """The index files of `input_path`: the file itself, or every `*.jsonl` in a folder."""
+    if input_path.is_dir():
+        return sorted(input_path.glob("*.jsonl"))
+    return [input_path] if input_path.is_file() else []
+
+
+@READERS.register(NAME)
+def read(input_path: Path, cfg: IngestConfig, done: Collection[str] = ()) -> Iterator[ReadResult]:
+    """Yield one `Found` or `Rejected` per line of the index file(s) at `input_path`."""
+    input_path = Path(input_path)
+    files = index_files(input_path)
+    if not files:
+        yield Rejected(str(input_path), "input_missing", "no .jsonl index file found")
+        return
+    for index in files:
+        with open(index, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                if not raw.strip():
+                    continue
+                item = f"{index}:{lineno}"
+                yield guarded(item, _entry, index, raw, item, cfg)
+
+
+def _entry(index: Path, raw: bytes, item: str, cfg: IngestConfig) -> Found:
+    if len(raw) > cfg.max_file_bytes:
+        raise BadInput("file_too_large", f"index line of {len(raw)} bytes")
+    entry = parse_json_bytes(raw, item)
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not entry["path"]:
+        raise BadInput("bad_schema", 'index line must be an object with a "path" string')
+    rel = entry["path"]
+    wav = Path(rel) if Path(rel).is_absolute() else index.parent / rel
+    duration = parse_time(entry.get("duration"), "duration") if "duration" in entry else None
+    if duration is not None and duration <= 0:
+        raise BadInput("bad_duration", f"duration {duration}")
+    doc = read_json(wav.with_suffix(".json"), cfg)
+    words = parse_alignments(doc, cfg)
+    if duration is None:
+        duration = max((w.end for ch in CHANNELS for w in words.of(ch)), default=0.0) or 1e-3
+    conv_id = str(Path(rel).with_suffix("")) if not Path(rel).is_absolute() else wav.stem
+    digest = sha256_file(wav) if wav.is_file() else ""
+    conv = Conversation(
+        id=conv_id, words=words, duration=duration,
+        source=Source(reader=NAME, path=str(wav), digest=digest),
+        meta=_meta(doc),
+    )
+    sources = {"model": ChannelSource(wav, 0), "user": ChannelSource(wav, 1)}
+    return Found(conversation=conv, audio=sources, item=item)
+
+
+def parse_alignments(doc: Any, cfg: IngestConfig) -> ChannelWords:
+    """Split a moshi-finetune alignment document into the two channels' words.
+
+    Raises:
+        BadInput: "bad_schema" for a malformed entry, "unknown_speaker" for an unmapped label, or
+            a time reason from `make_word`.
+    """
+    if not isinstance(doc, dict) or not isinstance(doc.get("alignments"), list):
+        raise BadInput("bad_schema", 'alignment file needs an "alignments" list')
+    out: dict[str, list[Word]] = {"model": [], "user": []}
+    for i, a in enumerate(doc["alignments"]):
+        if not (isinstance(a, list) and len(a) == 3 and isinstance(a[1], list) and len(a[1]) == 2):
+            raise BadInput("bad_schema", f"alignment {i} must be [word, [start, end], speaker]")
+        label = a[2]
+        ch = cfg.speaker_map.get(label) if isinstance(label, str) else None
+        ch = ch or cfg.default_channel
+        if ch not in out:
+            raise BadInput("unknown_speaker", f"alignment {i}: speaker {label!r:.40} is not in "
+                                              "speaker_map (set ingest.default_channel?)")
+        out[ch].append(make_word(a[0], a[1][0], a[1][1], f"alignment {i}"))
+    return ChannelWords(model=out["model"], user=out["user"])
+
+
+def _meta(doc: dict[str, Any]) -> dict[str, Any]:
+    tc = doc.get("text_conditions")
+    return {"text_conditions": tc} if isinstance(tc, dict) else {}

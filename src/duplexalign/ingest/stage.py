@@ -1,0 +1,172 @@
+"""The ingest stage: any registered input format -> conversations.jsonl.gz, quarantine, stats.
+
+Owns the orchestration of one ingest run into a run directory: it drives the reader named by
+`IngestConfig.format`, loads and checks each conversation's audio (`wav.py`), validates it
+(`validate.py`), writes per-channel mono 24 kHz wavs to `audio/<safe id>/model.wav` (and `user.wav`
+only with `keep_user_audio`), and appends the record to `conversations.jsonl.gz`. Every item that
+fails goes to `quarantine.jsonl.gz` as `{item, reason, detail, source, conversation_id}` and the batch
+goes on. `Conversation.audio` paths are relative to the run directory (resolve them with
+`RunDir.resolve`), so a run folder can be moved. Reruns resume: ids already written are skipped, and a
+finished run with the same config and input digest is a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+from tqdm import tqdm
+
+from duplexalign.errors import BadInput
+from duplexalign.ingest.base import (
+    READERS,
+    ChannelSource,
+    Found,
+    IngestConfig,
+    Rejected,
+    guarded,
+)
+from duplexalign.ingest.validate import check_conversation
+from duplexalign.ingest.wav import load_channels, safe_name, write_mono
+from duplexalign.manifest import ManifestWriter, iter_dicts
+from duplexalign.records import CHANNELS, Channel, ChannelAudio, Conversation
+from duplexalign.runs import RunDir, StageStats, digest_json, sha256_file
+from duplexalign.timebase import SAMPLE_RATE
+
+STAGE = "ingest"
+CONVERSATIONS = "conversations.jsonl.gz"
+QUARANTINE = "quarantine.jsonl.gz"
+logger = logging.getLogger(__name__)
+
+
+def input_digest(path: Path) -> str:
+    """Digest of the input: sha256 of a file, or of a folder's listing (names, sizes, mtimes)."""
+    if path.is_file():
+        return sha256_file(path)
+    listing = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+                     for p in path.rglob("*") if p.is_file())
+    return digest_json(listing)
+
+
+def run(cfg: IngestConfig, input_path: str | Path, out_dir: str | Path) -> StageStats:
+    """Ingest `input_path` with the reader `cfg.format` into the run directory `out_dir`.
+
+    Args:
+        cfg: ingest options (format, speaker map, privacy, thresholds).
+        input_path: the input file or folder, as the reader expects it.
+        out_dir: run directory; gets conversations.jsonl.gz, quarantine.jsonl.gz, stats.json,
+            provenance.json and audio/.
+
+    Returns:
+        The stage's stats (also stored in `stats.json`): `read`, `written`, `resumed`,
+        `conversations` (total in the manifest), `quarantined` and `quarantined/<reason>`,
+        `words/model`, `words/user`, `resampled`.
+
+    Raises:
+        ConfigError: unknown format. BadInput: the input path does not exist.
+    """
+    input_path, rd = Path(input_path).absolute(), RunDir(out_dir)
+    reader = READERS.get(cfg.format)
+    if not input_path.exists():
+        raise BadInput("input_missing", f"{input_path} does not exist")
+    in_digest = input_digest(input_path)
+    digest = digest_json({"config": cfg.model_dump(mode="json"), "input": in_digest})
+    if rd.is_done(STAGE, digest):
+        logger.info("ingest already done in %s (same config and input): nothing to do", rd.root)
+        prev = rd.read_stats().get(STAGE, {})
+        return StageStats(STAGE, Counter(prev.get("counts", {})), skipped=True)
+    stats = StageStats(STAGE)
+    with ManifestWriter(rd.path(CONVERSATIONS)) as convs, \
+            ManifestWriter(rd.path(QUARANTINE), id_field="item") as quarantine:
+        stats.add("resumed", convs.count)
+        seen: set[str] = set()
+
+        def reject(r: Rejected, conv_id: str | None = None) -> None:
+            quarantine.write({"item": r.item, "reason": r.reason, "detail": r.detail,
+                              "source": cfg.format, "conversation_id": conv_id})
+            logger.debug("quarantined %s: %s (%s)", r.item, r.reason, r.detail)
+
+        results = reader(input_path, cfg, done=frozenset(convs.done))
+        for i, res in enumerate(tqdm(results, desc="ingest", unit="conv", disable=None)):
+            stats.add("read")
+            if i % 256 == 255:
+                convs.flush()
+                quarantine.flush()
+            if isinstance(res, Rejected):
+                reject(res)
+                continue
+            found = res if isinstance(res, Found) else Found(res, {}, res.source.path)
+            conv_id = found.conversation.id
+            if conv_id in seen:
+                reject(Rejected(found.item, "duplicate_id", f"id {conv_id!r} seen before"), conv_id)
+                continue
+            seen.add(conv_id)
+            if conv_id in convs:
+                continue  # written by an earlier, interrupted run
+            out = guarded(found.item, finish, found, cfg, rd, stats)
+            if isinstance(out, Rejected):
+                reject(out, conv_id)
+            else:
+                convs.write(out)
+                stats.add("written")
+                for ch in CHANNELS:
+                    stats.add(f"words/{ch}", len(out.words.of(ch)))
+        stats.add("conversations", convs.count)
+    _count_quarantine(rd, stats)
+    if stats.counts["resumed"]:
+        _recount_words(rd, stats)
+    rd.write_stats(stats)
+    rd.write_provenance(STAGE, cfg, {"input": str(input_path), "input_digest": in_digest})
+    rd.mark_done(STAGE, digest)
+    logger.info("ingest: %d conversations, %d quarantined", stats.counts["conversations"],
+                stats.counts["quarantined"])
+    return stats
+
+
+def finish(found: Found, cfg: IngestConfig, rd: RunDir, stats: StageStats) -> Conversation:
+    """Load, check and copy one conversation's audio, validate it, and return the final record.
+
+    Raises:
+        BadInput: the reason of the first problem (all problems are listed in the detail).
+    """
+    conv = found.conversation
+    present: dict[Channel, ChannelSource] = {}
+    for ch, src in found.audio.items():
+        if src.path.is_file():
+            present[ch] = src
+        elif cfg.require_audio:
+            raise BadInput("audio_missing", f"{ch} audio {src.path} does not exist")
+    wavs, resampled = load_channels(present) if present else ({}, False)
+    stats.add("resampled", int(resampled))
+    audio_duration = max(len(w) for w in wavs.values()) / SAMPLE_RATE if wavs else None
+    problems = check_conversation(conv, cfg, audio_duration)
+    if problems:
+        raise BadInput(problems[0].reason, "; ".join(f"{p.reason}: {p.detail}" for p in problems))
+    paths: dict[str, str] = {}
+    for ch, wav in wavs.items():
+        if ch == "user" and not cfg.keep_user_audio:
+            continue
+        rel = f"audio/{safe_name(conv.id)}/{ch}.wav"
+        write_mono(rd.resolve(rel), wav)
+        paths[ch] = rel
+    return conv.model_copy(update={
+        "duration": audio_duration or conv.duration,
+        "audio": ChannelAudio(**paths),
+        "user_audio_existed": "user" in wavs,
+    })
+
+
+def _count_quarantine(rd: RunDir, stats: StageStats) -> None:
+    reasons = Counter(d.get("reason", "?") for d in iter_dicts(rd.path(QUARANTINE)))
+    stats.add("quarantined", sum(reasons.values()))
+    for reason, n in reasons.items():
+        stats.add(f"quarantined/{reason}", n)
+
+
+def _recount_words(rd: RunDir, stats: StageStats) -> None:
+    for ch in CHANNELS:
+        stats.counts[f"words/{ch}"] = 0
+    for d in iter_dicts(rd.path(CONVERSATIONS)):
+        for ch in CHANNELS:
+            stats.add(f"words/{ch}", len(d["words"][ch]))
