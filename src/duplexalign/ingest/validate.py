@@ -45,6 +45,7 @@ REASONS: dict[str, str] = {
     "audio_unreadable": "an audio file cannot be decoded",
     "audio_mono": "a stereo file (model + user) was expected but the file has one channel",
     "audio_empty": "an audio file holds no samples",
+    "audio_format": "a run's channel wav is not mono 24 kHz or does not match the duration",
     "asr_failed": "speech recognition failed on the conversation's audio",
     "duplicate_id": "another conversation of the same run already has this id",
     "reader_error": "the reader failed on this item in an unexpected way (bug report welcome)",

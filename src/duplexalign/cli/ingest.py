@@ -1,0 +1,43 @@
+"""`duplexalign ingest INPUT --format NAME --out DIR`: parse logs into a run directory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from duplexalign.cli.common import add_config_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `ingest` subcommand."""
+    p = sub.add_parser("ingest", help="read two-channel logs into conversations.jsonl.gz",
+                       description="Read logs in a registered format (see `duplexalign ls`) into "
+                                   "DIR/conversations.jsonl.gz, DIR/quarantine.jsonl.gz and "
+                                   "DIR/stats.json. Reruns resume.")
+    p.add_argument("input", help="input file or folder (layout depends on --format)")
+    p.add_argument("--format", default=None,
+                   help="reader name: moshi-finetune, fdb, jsonl, audio (default from config)")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--keep-user-audio", action="store_true", default=None,
+                   help="carry the user's audio forward (dropped by default for privacy)")
+    add_config_args(p)
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Load the config, run the ingest stage and print its counts."""
+    from duplexalign.config import load_section
+    from duplexalign.ingest.base import IngestConfig
+    from duplexalign.ingest.stage import run
+
+    overrides = list(args.overrides)
+    if args.format:
+        overrides.append(f"format={args.format}")
+    if args.keep_user_audio:
+        overrides.append("keep_user_audio=true")
+    cfg = load_section(IngestConfig, "ingest", args.config, overrides)
+    stats = run(cfg, args.input, args.out)
+    if stats.skipped:
+        print(f"already done in {args.out} (same config and input)")
+    print(json.dumps(stats.to_dict()["counts"], indent=2))
+    return 0
