@@ -1,0 +1,33 @@
+"""The two judge registries and what a judge hands back.
+
+Owns `RULES` (timing rules: pure functions `rule(conv, cfg, vad) -> list[Issue]` over a conversation's
+timed words and optional VAD segments) and `JUDGES` (content judges: factories
+`make(cfg: LLMJudgeConfig) -> ContentJudge`). It knows nothing about HTTP or thresholds; those live in
+`llm.py`/`content.py` and `rules.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from duplexalign.records import Conversation, Issue
+from duplexalign.registry import Registry
+
+VadSegments = dict[str, Sequence[tuple[float, float]]]
+"""Speech intervals (seconds) per channel ("model"/"user") from a VAD, when audio was available."""
+
+RuleFn = Callable[..., list[Issue]]
+
+RULES: Registry[RuleFn] = Registry("timing rule", modules=("duplexalign.judges.rules",))
+JUDGES: Registry[Callable[..., Any]] = Registry("content judge",
+                                                modules=("duplexalign.judges.content",))
+
+
+def run_rules(conv: Conversation, names: Sequence[str], cfg: Any,
+              vad: VadSegments | None = None) -> list[Issue]:
+    """Apply the timing rules `names` (registry names) to `conv` and return all their issues."""
+    out: list[Issue] = []
+    for name in names:
+        out.extend(RULES.get(name)(conv, cfg, vad))
+    return out

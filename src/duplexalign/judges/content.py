@@ -1,0 +1,272 @@
+"""The LLM content judge: one call grades every model reply of a conversation.
+
+Owns how a conversation becomes a judge prompt (the timed two-speaker transcript as the paper's judge
+reads it, with user speech fenced as data and PII redacted), the answer schema (per reply: problems,
+1-5 scores per content category, a short reason and an improved reply), and how an answer becomes
+`ReplyVerdict`s and `Issue` records. Long conversations are graded in chunks of replies, each chunk
+seeing the transcript up to it. Transport, retries and caching are `llm.LLMClient`'s job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import Field
+
+from duplexalign.config import StageConfig
+from duplexalign.judges.base import JUDGES
+from duplexalign.judges.llm import LLMClient, LLMFailure, LLMRequest, LLMResult, ParseError
+from duplexalign.judges.redact import redact
+from duplexalign.judges.templates import load_judge_template
+from duplexalign.records import CONTENT_CATEGORIES, Conversation, Issue, JudgeInfo, Segment
+from duplexalign.segments import DEFAULT_MAX_GAP, to_segments
+
+
+class LLMJudgeConfig(StageConfig):
+    """Options of the LLM judge/rewriter endpoint (section `annotate.llm` of a preset)."""
+
+    url: str | None = None
+    """OpenAI-compatible base URL (".../v1"); None starts the offline local server."""
+    model: str = "qwen"
+    """Model name for `url`; for the local server "qwen", "smollm2" or a .gguf path."""
+    api_key_env: str | None = "DUPLEXALIGN_JUDGE_API_KEY"
+    """Environment variable holding a bearer token for hosted endpoints (unset = no token)."""
+    concurrency: int = Field(8, ge=1)
+    """Requests in flight (a local CPU server queues them; a GPU server batches them)."""
+    timeout: float = Field(300.0, gt=0)
+    """Seconds per HTTP attempt (a CPU model needs tens of seconds for a long transcript)."""
+    max_retries: int = Field(4, ge=0)
+    """Retries on 429/5xx, timeouts, connection errors and unparseable answers."""
+    template: str = "judge_v1"
+    """Judge prompt template id (judges/prompts/<id>.yaml) or a path to a YAML file."""
+    threshold: int = Field(2, ge=1, le=5)
+    """A category scored at or below this is a problem (paper.md section 7 suggests 2)."""
+    flag_rule: Literal["either", "problems", "scores"] = "either"
+    """Which part of the answer flags a category: the problem list, the scores, or either."""
+    redact: bool = True
+    """Replace e-mails, phone and card numbers and street addresses before text is sent."""
+    max_replies_per_call: int = Field(6, ge=1)
+    """Replies graded per call; longer conversations are graded in chunks."""
+    max_transcript_chars: int = Field(6000, ge=200)
+    """Older transcript lines are dropped beyond this many characters (context window)."""
+    tokens_per_reply: int = Field(200, ge=32)
+    """Generation budget per graded reply (labels, scores, reason, improved reply)."""
+    threads: int | None = None
+    """CPU threads of the local server (None: env LLM_THREADS, else 1; see reference/llm.md)."""
+
+
+@dataclass(frozen=True)
+class ReplyVerdict:
+    """The judge's verdict on one model reply."""
+
+    index: int
+    span: tuple[float, float]
+    text: str
+    scores: dict[str, int]
+    problems: list[str]
+    flagged: list[str]
+    reason: str
+    improved_reply: str | None
+
+
+@dataclass
+class JudgeOutcome:
+    """Everything one conversation's judging produced: verdicts, issues and typed failures."""
+
+    verdicts: list[ReplyVerdict] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    failures: list[LLMFailure] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One judge call: the request and which replies (global 1-based indices) it grades."""
+
+    request: LLMRequest
+    replies: list[int]
+
+
+def _fence(text: str) -> str:
+    return re.sub(r"[<>]", "", text)
+
+
+def answer_schema(ids: Sequence[str]) -> dict[str, Any]:
+    """JSON schema of a judge answer grading exactly the replies `ids` ("R1", ...)."""
+    score = {"type": "integer", "minimum": 1, "maximum": 5}
+    verdict = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "enum": list(ids)},
+            "problems": {"type": "array", "items": {"type": "string",
+                                                    "enum": list(CONTENT_CATEGORIES)},
+                         "maxItems": len(CONTENT_CATEGORIES)},
+            "scores": {"type": "object", "properties": {c: score for c in CONTENT_CATEGORIES},
+                       "required": list(CONTENT_CATEGORIES), "additionalProperties": False},
+            "reason": {"type": "string", "maxLength": 200},
+            "improved_reply": {"type": "string", "maxLength": 400},
+        },
+        "required": ["id", "problems", "scores", "reason", "improved_reply"],
+        "additionalProperties": False,
+    }
+    return {"type": "object", "properties": {"replies": {
+        "type": "array", "items": verdict, "minItems": len(ids), "maxItems": len(ids)}},
+        "required": ["replies"], "additionalProperties": False}
+
+
+class ContentJudge:
+    """Grades model replies with an LLM over the timed transcript.
+
+    Args:
+        client: the LLM client (endpoint, cache, retries).
+        cfg: judge options (template, threshold, redaction, chunking).
+    """
+
+    name = "llm"
+
+    def __init__(self, client: LLMClient, cfg: LLMJudgeConfig | None = None):
+        self.client = client
+        self.cfg = cfg or LLMJudgeConfig()
+        self.template = load_judge_template(self.cfg.template)
+        self.redactions: Counter = Counter()
+
+    # ---- prompt building (pure apart from the redaction counter) ----
+    def _clean(self, text: str) -> str:
+        if not self.cfg.redact:
+            return text
+        out, counts = redact(text)
+        self.redactions.update(counts)
+        return out
+
+    def _messages(self, transcript: str, ids: Sequence[str]) -> list[dict[str, str]]:
+        t = self.template
+        msgs = [{"role": "system", "content": t.system}]
+        for ex in t.examples:
+            ex_ids = [r["id"] for r in ex.answer.get("replies", [])]
+            msgs.append({"role": "user", "content": t.user.format(
+                transcript=ex.transcript, reply_ids=", ".join(ex_ids))})
+            msgs.append({"role": "assistant", "content": json.dumps(ex.answer)})
+        msgs.append({"role": "user", "content": t.user.format(transcript=transcript,
+                                                              reply_ids=", ".join(ids))})
+        return msgs
+
+    def replies(self, conv: Conversation) -> list[Segment]:
+        """The model replies of `conv` in time order (what R1, R2, ... refer to)."""
+        return to_segments(conv.words.model, "model", DEFAULT_MAX_GAP)
+
+    def chunks(self, conv: Conversation) -> list[Chunk]:
+        """The judge calls needed for `conv` (empty when the model never spoke)."""
+        reps = self.replies(conv)
+        users = to_segments(conv.words.user, "user", DEFAULT_MAX_GAP)
+        lines: list[tuple[float, str, int]] = []  # (start, text, reply index or 0)
+        for s in users:
+            lines.append((s.start, f"[{s.start:.1f}-{s.end:.1f}] USER: <user_speech>"
+                          f"{_fence(self._clean(s.text))}</user_speech>", 0))
+        for i, s in enumerate(reps, 1):
+            lines.append((s.start, f"[{s.start:.1f}-{s.end:.1f}] ASSISTANT (R{i}): "
+                          f"{_fence(self._clean(s.text))}", i))
+        lines.sort(key=lambda x: (x[0], x[2]))
+        out = []
+        n = self.cfg.max_replies_per_call
+        for k in range(0, len(reps), n):
+            idx = list(range(k + 1, min(k + n, len(reps)) + 1))
+            nxt = reps[idx[-1]].start if idx[-1] < len(reps) else float("inf")
+            shown = [ln for ln in lines if ln[0] < nxt]
+            first = next(j for j, ln in enumerate(shown) if ln[2] == idx[0])
+            while first > 0 and sum(len(ln[1]) + 1 for ln in shown) > self.cfg.max_transcript_chars:
+                shown.pop(0)
+                first -= 1
+            ids = [f"R{i}" for i in idx]
+            req = LLMRequest(self._messages("\n".join(ln[1] for ln in shown), ids),
+                             answer_schema(ids),
+                             max_tokens=64 + self.cfg.tokens_per_reply * len(ids))
+            out.append(Chunk(req, idx))
+        return out
+
+    # ---- answer interpretation (pure) ----
+    def verdicts(self, reps: Sequence[Segment], chunk: Chunk, data: dict[str, Any]
+                 ) -> list[ReplyVerdict]:
+        """Turn a validated answer into verdicts; ParseError("schema") if a reply is missing."""
+        by_id = {r["id"]: r for r in data["replies"]}
+        missing = [i for i in chunk.replies if f"R{i}" not in by_id]
+        if missing:
+            raise ParseError("schema", f"answer lacks replies {missing}")
+        out = []
+        for i in chunk.replies:
+            r, seg = by_id[f"R{i}"], reps[i - 1]
+            problems = [c for c in CONTENT_CATEGORIES if c in r["problems"]]
+            low = [c for c in CONTENT_CATEGORIES if r["scores"][c] <= self.cfg.threshold]
+            rule = self.cfg.flag_rule
+            flagged = [c for c in CONTENT_CATEGORIES
+                       if (rule != "scores" and c in problems) or (rule != "problems" and c in low)]
+            improved = r["improved_reply"].strip() or None
+            out.append(ReplyVerdict(i, (seg.start, seg.end), seg.text, dict(r["scores"]), problems,
+                                    flagged, r["reason"].strip(), improved))
+        return out
+
+    def issues(self, conv: Conversation, verdicts: Sequence[ReplyVerdict], result: LLMResult
+               ) -> list[Issue]:
+        """One content Issue per flagged category of each verdict."""
+        out = []
+        for v in verdicts:
+            for c in v.flagged:
+                score = min(v.scores[c], self.cfg.threshold) if c in v.problems else v.scores[c]
+                out.append(Issue(
+                    id=f"{conv.id}:{c}:{v.span[0]:.3f}", conversation_id=conv.id,
+                    reply_span=(round(v.span[0], 3), round(v.span[1], 3)), kind="content",
+                    category=c, score=score, reason=v.reason or f"{c} scored {v.scores[c]}",
+                    evidence={"reply_index": v.index, "reply_text": v.text, "scores": v.scores,
+                              "problems": v.problems, "threshold": self.cfg.threshold},
+                    judge=JudgeInfo(name=self.name, prompt_id=self.template.id,
+                                    model=result.model, cache_key=result.key),
+                    improved_reply=v.improved_reply))
+        return out
+
+    # ---- running ----
+    async def judge(self, conv: Conversation) -> JudgeOutcome:
+        """Grade every reply of `conv`; failures are returned as typed records, never raised."""
+        reps = self.replies(conv)
+        chunks = self.chunks(conv)
+        out = JudgeOutcome()
+        results = await self.client.chat_json_many([c.request for c in chunks])
+        for chunk, res in zip(chunks, results, strict=True):
+            if isinstance(res, LLMFailure):
+                out.failures.append(res)
+                continue
+            try:
+                vs = self.verdicts(reps, chunk, res.data)
+            except ParseError as e:
+                out.failures.append(LLMFailure(res.key, e.kind, str(e)))
+                continue
+            out.verdicts.extend(vs)
+            out.issues.extend(self.issues(conv, vs, res))
+        return out
+
+    async def judge_reply(self, context: Sequence[tuple[str, str]], reply: str) -> ReplyVerdict:
+        """Grade one candidate `reply` after an untimed `context` of (speaker, text) turns.
+
+        Used to re-judge rewrites. Raises `LLMCallFailed` or `ParseError` on failure.
+        """
+        lines = []
+        for who, text in context:
+            if who == "user":
+                lines.append(f"USER: <user_speech>{_fence(self._clean(text))}</user_speech>")
+            else:
+                lines.append(f"ASSISTANT: {_fence(self._clean(text))}")
+        lines.append(f"ASSISTANT (R1): {_fence(reply)}")
+        req = LLMRequest(self._messages("\n".join(lines), ["R1"]), answer_schema(["R1"]),
+                         max_tokens=64 + self.cfg.tokens_per_reply)
+        res = await self.client.chat_json(req.messages, req.schema, max_tokens=req.max_tokens)
+        seg = Segment(channel="model", start=0.0, end=0.0, words=[])
+        return dataclasses.replace(self.verdicts([seg], Chunk(req, [1]), res.data)[0], text=reply)
+
+
+@JUDGES.register("llm")
+def make_llm_judge(cfg: LLMJudgeConfig, client: LLMClient) -> ContentJudge:
+    """Factory of the "llm" content judge."""
+    return ContentJudge(client, cfg)
