@@ -1,0 +1,1 @@
+"""Preference pairs: strategies (rewrite, retime, insert, voice), policy, filters, mixing, export."""

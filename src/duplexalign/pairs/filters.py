@@ -1,0 +1,109 @@
+"""Filters with reasons, and mixing to target shares per category.
+
+Owns the decisions that drop a built pair: a duplicate of an earlier pair (same conversation, window
+and chosen text), a window too short or too long, a window that overlaps a previous pair of the same
+conversation, and a chosen reply that talks over the user. Each filter returns a reason key (counted in
+stats.json as `dropped/<reason>`) or None. `mix` subsamples pairs to target shares per category
+(content / interruption / silence), deterministically from the seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Sequence
+
+from duplexalign.pairs.config import PairsConfig
+from duplexalign.records import Conversation, PreferencePair
+from duplexalign.segments import overlap
+
+
+class PairFilter:
+    """Stateful filter over the pairs of a run, applied in order of construction.
+
+    Args:
+        cfg: the stage config.
+    """
+
+    def __init__(self, cfg: PairsConfig):
+        self.cfg = cfg
+        self._seen: set[tuple[str, float, float, str]] = set()
+        self._windows: dict[str, list[tuple[float, float]]] = defaultdict(list)
+
+    def remember(self, pair: PreferencePair) -> None:
+        """Record a kept pair (also used to replay pairs kept by an earlier, resumed run)."""
+        self._seen.add(_key(pair))
+        self._windows[pair.conversation_id].append(pair.window)
+
+    def check(self, pair: PreferencePair, conv: Conversation) -> tuple[str, str] | None:
+        """(reason, detail) if `pair` must be dropped, else None (and the pair is remembered)."""
+        verdict = self._verdict(pair, conv)
+        if verdict is None:
+            self.remember(pair)
+        return verdict
+
+    def _verdict(self, pair: PreferencePair, conv: Conversation) -> tuple[str, str] | None:
+        cfg = self.cfg
+        if _key(pair) in self._seen:
+            return "duplicate", "same conversation, window and chosen text as an earlier pair"
+        length = pair.window[1] - pair.window[0]
+        if length < cfg.min_window:
+            return "too_short", f"window {length:.2f}s < {cfg.min_window}s"
+        if length > cfg.max_window:
+            return "too_long", f"window {length:.2f}s > {cfg.max_window}s"
+        for w in self._windows[pair.conversation_id]:
+            if overlap(w, pair.window) > 0:
+                return "overlaps_previous_pair", f"window {pair.window} overlaps {w}"
+        talk = user_overlap(pair, conv)
+        if talk > cfg.max_chosen_user_overlap:
+            return "chosen_overlaps_user", f"chosen talks over the user for {talk:.2f}s"
+        return None
+
+
+def _key(pair: PreferencePair) -> tuple[str, float, float, str]:
+    return (pair.conversation_id, round(pair.window[0], 3), round(pair.window[1], 3),
+            pair.chosen.text.lower())
+
+
+def user_overlap(pair: PreferencePair, conv: Conversation) -> float:
+    """Seconds during which the chosen reply's words overlap the user's words."""
+    total = 0.0
+    for m in pair.chosen.words:
+        for u in conv.words.user:
+            if u.start >= m.end:
+                break
+            total += overlap((m.start, m.end), (u.start, u.end))
+    return total
+
+
+def mix(pairs: Sequence[PreferencePair], shares: dict[str, float] | None, seed: int = 0
+        ) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """Subsample `pairs` to the target `shares` per category.
+
+    The largest total N with N * share_c <= available_c for every category with a positive share is
+    kept, round(N * share_c) per category, chosen by a seeded hash of the pair id. Categories with
+    share 0 are dropped entirely.
+
+    Returns:
+        (kept, dropped), each in input order.
+    """
+    if not shares:
+        return list(pairs), []
+    total = sum(shares.values())
+    norm = {c: s / total for c, s in shares.items() if s > 0}
+    by_cat: dict[str, list[PreferencePair]] = defaultdict(list)
+    for p in pairs:
+        by_cat[p.category].append(p)
+    n = min(len(by_cat.get(c, [])) / s for c, s in norm.items())
+    keep_ids: set[str] = set()
+    for c, s in norm.items():
+        k = min(len(by_cat.get(c, [])), int(round(n * s)))
+        ranked = sorted(by_cat.get(c, []), key=lambda p: _rank(p.id, seed))
+        keep_ids.update(p.id for p in ranked[:k])
+    kept = [p for p in pairs if p.id in keep_ids]
+    dropped = [p for p in pairs if p.id not in keep_ids]
+    return kept, dropped
+
+
+def _rank(pair_id: str, seed: int) -> str:
+    return hashlib.sha256(f"{seed}:{pair_id}".encode()).hexdigest()
