@@ -85,6 +85,8 @@ def write_manifest(path: str | Path, records: Iterable[BaseModel | dict[str, Any
 class ManifestWriter:
     """Append-only manifest writer that skips ids already written and finalises atomically.
 
+    Records without an `id_field` are always written (and kept on resume).
+
     While open, records go to `<path>.partial`. With `resume=True` (the default), records already in
     `<path>` or in a leftover `<path>.partial` are kept and their ids are skipped. `close()` renames the
     partial file onto `path`.
@@ -106,9 +108,11 @@ class ManifestWriter:
         if resume:
             for src in (self.path, self.partial):
                 for d in iter_dicts(src):
-                    key = str(d.get(id_field))
-                    if key not in self.done:
-                        self.done.add(key)
+                    raw_key = d.get(id_field)
+                    if raw_key is None:
+                        kept.append(d)
+                    elif str(raw_key) not in self.done:
+                        self.done.add(str(raw_key))
                         kept.append(d)
         # Rewrite what we keep into a fresh partial: gzip members cannot be appended after a crash.
         tmp = self.partial.with_name(self.partial.name + ".tmp")
@@ -125,12 +129,15 @@ class ManifestWriter:
     def write(self, record: BaseModel | dict[str, Any]) -> bool:
         """Append `record` unless its id was already written; returns True if written."""
         d = record.model_dump(mode="json") if isinstance(record, BaseModel) else record
-        key = str(d.get(self.id_field))
-        if key in self.done:
+        raw_key = d.get(self.id_field)
+        key = None if raw_key is None else str(raw_key)  # records without an id are never skipped
+        if key is not None and key in self.done:
             return False
-        assert self._f is not None, "writer is closed"
+        if self._f is None:
+            raise ManifestError(f"{self.path}: write after close", record_id=key)
         self._f.write(json.dumps(d, ensure_ascii=False) + "\n")
-        self.done.add(key)
+        if key is not None:
+            self.done.add(key)
         self.count += 1
         return True
 

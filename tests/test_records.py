@@ -1,0 +1,80 @@
+"""records: validation of times and categories, JSON round-trip, immutability."""
+
+import pytest
+from pydantic import ValidationError
+
+from duplexalign.records import (
+    ChannelWords,
+    Conversation,
+    Issue,
+    JudgeInfo,
+    PreferencePair,
+    ReplyVariant,
+    Source,
+    Word,
+)
+
+
+def _conv(**kw):
+    base = dict(id="c", duration=2.0, source=Source(reader="jsonl", path="x", digest="d"),
+                words=ChannelWords(model=[Word(text="hi", start=0.1, end=0.3)]))
+    return Conversation(**{**base, **kw})
+
+
+@pytest.mark.parametrize("start,end", [(-0.1, 1.0), (1.0, 0.5), (float("nan"), 1.0),
+                                       (0.0, float("inf"))])
+def test_word_rejects_bad_times(start, end):
+    with pytest.raises(ValidationError):
+        Word(text="x", start=start, end=end)
+
+
+def test_zero_length_word_is_allowed():
+    assert Word(text="x", start=1.0, end=1.0).end == 1.0
+
+
+@pytest.mark.parametrize("duration", [0.0, -1.0, float("nan")])
+def test_conversation_duration_must_be_positive(duration):
+    with pytest.raises(ValidationError):
+        _conv(duration=duration)
+
+
+def test_conversation_round_trip_and_defaults():
+    c = _conv(meta={"k": [1, 2]})
+    d = c.to_dict()
+    assert d["audio"] == {"model": None, "user": None}
+    assert d["user_audio_existed"] is False
+    assert Conversation.from_dict(d) == c
+    assert c.words.of("model")[0].text == "hi" and c.words.of("user") == []
+
+
+def test_records_are_frozen_and_strict():
+    c = _conv()
+    with pytest.raises(ValidationError):
+        c.id = "other"
+    with pytest.raises(ValidationError):
+        Conversation.from_dict({**c.to_dict(), "unexpected": 1})
+    assert c.model_copy(update={"id": "d"}).id == "d" and c.id == "c"
+
+
+def test_issue_category_must_match_kind():
+    judge = JudgeInfo(name="rules")
+    Issue(id="i", conversation_id="c", reply_span=(0, 1), kind="timing",
+          category="interruption", reason="r", judge=judge)
+    with pytest.raises(ValidationError):
+        Issue(id="i", conversation_id="c", reply_span=(0, 1), kind="content",
+              category="interruption", reason="r", judge=judge)
+    with pytest.raises(ValidationError):
+        Issue(id="i", conversation_id="c", reply_span=(0, 1), kind="content",
+              category="tone", score=6, reason="r", judge=judge)
+
+
+def test_pair_window_invariant():
+    v = ReplyVariant(words=[Word(text="a", start=1, end=2)])
+    p = PreferencePair(id="p", conversation_id="c", window=(1.0, 3.0), context_start=0.0,
+                       chosen=v, rejected=ReplyVariant(), issue_ids=["i"], strategy="rewrite",
+                       category="content")
+    assert p.chosen.text == "a" and p.rejected.text == ""
+    with pytest.raises(ValidationError):
+        p.model_validate({**p.to_dict(), "window": (3.0, 1.0)})
+    with pytest.raises(ValidationError):
+        p.model_validate({**p.to_dict(), "context_start": 2.0})
