@@ -141,7 +141,7 @@ def infer_user_events(user: Sequence[Word], duration: float, rules: TimingRules
     units = ipus(user, rules.user_merge_gap)
     pauses: list[tuple[float, float]] = []
     ends: list[float] = []
-    for a, b in zip(units, units[1:]):
+    for a, b in zip(units, units[1:], strict=False):
         gap = b.start - a.end
         if gap >= rules.turn_end_silence:
             ends.append(a.end)

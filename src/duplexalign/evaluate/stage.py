@@ -1,0 +1,283 @@
+"""The evaluate stage: run registered tasks on a checkpoint and write results with provenance.
+
+Owns `EvaluateConfig`, loading the checkpoint's model, tokenizer, codec, user voice and optional ASR /
+judge backends, and the per-task loop: prompts -> user streams -> batched rollouts -> per-sample
+scores (`<task>/samples.jsonl`, one line per sample with its words, scores and sampling record; a
+two-channel wav per sample under `<task>/audio/`) -> aggregate estimates (`<task>/result.json`),
+then `results.json` over all tasks. A task whose DONE marker matches the config digest is skipped,
+so rerunning is a no-op. `evaluate_items` is the same scoring as a library call on user streams the
+caller built itself (the sandbox's held-out scenarios, the trainer's validation callback).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from duplexalign.config import StageConfig
+from duplexalign.errors import ConfigError
+from duplexalign.evaluate.metrics import DEFAULT_RESAMPLES
+from duplexalign.evaluate.rollout import Rollout, SamplingConfig, UserItem, rollout, write_stereo
+from duplexalign.evaluate.tasks import TASKS, resolve_tasks
+from duplexalign.evaluate.tasks.base import Task, TaskContext
+from duplexalign.evaluate.tasks.reply_length import aggregate_lengths, length_fields
+from duplexalign.evaluate.turns import TimingRules
+from duplexalign.runs import (
+    RunDir,
+    StageStats,
+    atomic_write_text,
+    digest_json,
+    git_hash,
+    package_versions,
+    sha256_file,
+)
+
+log = logging.getLogger(__name__)
+
+STAGE = "evaluate"
+
+
+def default_data_dir() -> Path:
+    """`$DUPLEXALIGN_DATA`, else `../shared/data` next to the source checkout."""
+    env = os.environ.get("DUPLEXALIGN_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3].parent / "shared" / "data"
+
+
+class CodecSettings(StageConfig):
+    """Which codec encodes the user's speech and decodes the model's audio."""
+
+    name: str = "melrvq"
+    path: Path | None = None
+    """Local codec file (MelRVQ safetensors, Mimi weights)."""
+
+
+class JudgeSettings(StageConfig):
+    """The LLM judge endpoint of the multiturn task (OpenAI-compatible)."""
+
+    url: str | None = None
+    model: str = "qwen"
+    cache_dir: Path | None = None
+    concurrency: int = Field(4, ge=1)
+    timeout: float = Field(300.0, gt=0)
+
+
+class EvaluateConfig(StageConfig):
+    """Options of `duplexalign evaluate` (section `evaluate:` of a preset).
+
+    Attributes:
+        tasks: task or group names (`spoken_qa`, `safety`, `paper`), comma-separated or a list.
+        data_dir: benchmark data folder; None = `default_data_dir()`.
+        limit: at most this many prompts per task (None = each task's default).
+        sampling: LMGen sampling settings and seed.
+        voice: the user voice (held-out voices by default).
+        codec: the model's codec.
+        tokenizer: the text-stream SentencePiece model; None = the checkpoint preset's tokenizer.
+        asr: ASR backend name to also score the model's audio (e.g. "whisper"), or None.
+        judge: LLM judge endpoint (multiturn).
+        rules: timing thresholds.
+        answer_tolerance: seconds before the question end that still count as answer.
+        alert_path: local ALERT JSONL (not bundled).
+        resamples: bootstrap resamples; seed: bootstrap seed.
+        write_audio: write a two-channel wav per sample.
+        device: torch device of the model.
+        options: per-task extra options, e.g. {multiturn: {turn_gap: 12}}.
+    """
+
+    tasks: str | list[str] = "paper"
+    data_dir: Path | None = None
+    limit: int | None = Field(None, ge=1)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    voice: str = "user_6"
+    codec: CodecSettings = Field(default_factory=CodecSettings)
+    tokenizer: Path | None = None
+    asr: str | None = None
+    judge: JudgeSettings = Field(default_factory=JudgeSettings)
+    rules: TimingRules = Field(default_factory=TimingRules)
+    answer_tolerance: float = Field(0.5, ge=0)
+    alert_path: Path | None = None
+    resamples: int = Field(DEFAULT_RESAMPLES, ge=10)
+    seed: int = 0
+    write_audio: bool = True
+    device: str = "cpu"
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+def make_context(cfg: EvaluateConfig, asr: Any | None = None, judge: Any | None = None
+                 ) -> TaskContext:
+    """The `TaskContext` of a config (backends passed in, or None)."""
+    return TaskContext(data_dir=Path(cfg.data_dir or default_data_dir()), limit=cfg.limit, asr=asr,
+                       judge=judge, rules=cfg.rules, answer_tolerance=cfg.answer_tolerance,
+                       alert_path=cfg.alert_path, resamples=cfg.resamples, seed=cfg.seed,
+                       options=cfg.options)
+
+
+def sample_record(task: Task, r: Rollout, scores: dict[str, Any]) -> dict[str, Any]:
+    """The JSONL line of one sample: ids, both channels' words, scores, lengths, sampling."""
+    meta = {k: v for k, v in r.item.meta.items() if k not in ("golds",)}
+    return {
+        "id": r.id, "task": task.name, "duration": r.duration,
+        "words": {"model": [w.to_dict() for w in r.model_words],
+                  "user": [w.to_dict() for w in r.item.user_words]},
+        "text_tokens": r.text_tokens.tolist(), "meta": meta, "scores": scores,
+        "sampling": r.sampling,
+    }
+
+
+def score_rollouts(task: Task, rollouts: Sequence[Rollout], ctx: TaskContext
+                   ) -> list[dict[str, Any]]:
+    """Per-sample scores of `task` plus reply-length fields for each rollout."""
+    many = getattr(task, "score_many", None)
+    scores = many(rollouts, ctx) if many else [task.score(r, ctx) for r in rollouts]
+    lengths = [length_fields(r, ctx.rules.model_merge_gap) for r in rollouts]
+    return [{**s, "_length": ln} for s, ln in zip(scores, lengths, strict=True)]
+
+
+def aggregate_task(task: Task, scores: Sequence[dict[str, Any]], ctx: TaskContext
+                   ) -> dict[str, Any]:
+    """The result section of one task: metrics with CIs, reply lengths, extras, direction."""
+    metrics = {k: v.to_dict() for k, v in task.aggregate(scores, ctx).items()}
+    if task.name != "reply_length":
+        for k, v in aggregate_lengths([s["_length"] for s in scores], ctx).items():
+            metrics[f"length/{k}"] = v.to_dict()
+    return {"metrics": metrics, "num_samples": len(scores), "primary": task.primary,
+            "group": task.group, "higher_is_better": task.higher_is_better,
+            "extras": task.extras(ctx)}
+
+
+def evaluate_items(model: Any, tokenizer: Any, items: Sequence[UserItem], tasks: Sequence[str],
+                   ctx: TaskContext, sampling: SamplingConfig | None = None,
+                   codec: Any | None = None, progress: bool = False) -> dict[str, Any]:
+    """Roll `items` out once and score them with each of `tasks` (library entry point).
+
+    Args:
+        model: a moshi `LMModel`.
+        tokenizer: its text-stream tokenizer.
+        items: user streams with the metadata the tasks need (e.g. `golds` for QA, `label` for
+            XSTest; timing infers pauses and turn ends from the user words when not annotated).
+        tasks: registered task names.
+        ctx: scoring context.
+        sampling: rollout settings.
+        codec: decodes the model's audio when given (needed for ASR scoring).
+        progress: progress bars.
+
+    Returns:
+        {task: {"metrics": ..., "samples": [per-sample scores]}, "_rollouts": [Rollout]}.
+    """
+    rolls = rollout(model, items, tokenizer, sampling, codec=codec, progress=progress)
+    out: dict[str, Any] = {"_rollouts": rolls}
+    for name in tasks:
+        task = TASKS.get(name)
+        scores = score_rollouts(task, rolls, ctx)
+        out[name] = {**aggregate_task(task, scores, ctx), "samples": scores}
+    return out
+
+
+def _load_backends(cfg: EvaluateConfig, checkpoint: Path, names: Sequence[str]) -> dict[str, Any]:
+    from duplexalign.models.presets import load_model
+    from duplexalign.speech.base import ASR_BACKENDS, CODECS
+    from duplexalign.speech.voices import get_voice
+    from duplexalign.streams.tokenizer import load_tokenizer
+
+    model = load_model(checkpoint, device=cfg.device)
+    tok_path = cfg.tokenizer or getattr(model.duplexalign_preset, "tokenizer", None)
+    if tok_path is None:
+        raise ConfigError("evaluate.tokenizer: the checkpoint's preset names no tokenizer; give the "
+                          "SentencePiece model path")
+    codec = CODECS.get(cfg.codec.name)(path=cfg.codec.path)
+    if codec.num_codebooks < model.dep_q:
+        raise ConfigError(f"evaluate.codec: {cfg.codec.name} has {codec.num_codebooks} codebooks, "
+                          f"the model needs {model.dep_q}")
+    judge = None
+    if "multiturn" in names and cfg.judge.url:
+        from duplexalign.judges.llm import LLMClient
+
+        judge = LLMClient(base_url=cfg.judge.url, model=cfg.judge.model,
+                          cache_dir=cfg.judge.cache_dir, concurrency=cfg.judge.concurrency,
+                          timeout=cfg.judge.timeout, api_key=os.environ.get("DUPLEXALIGN_JUDGE_API_KEY"))
+    return {"model": model, "tokenizer": load_tokenizer(tok_path), "codec": codec,
+            "tts": get_voice(cfg.voice), "asr": ASR_BACKENDS.get(cfg.asr)() if cfg.asr else None,
+            "judge": judge, "tokenizer_path": str(tok_path)}
+
+
+def run(cfg: EvaluateConfig, checkpoint: str | Path, out_dir: str | Path) -> StageStats:
+    """Evaluate `checkpoint` on `cfg.tasks`; write `results.json` and per-task files in `out_dir`.
+
+    Args:
+        cfg: evaluation options.
+        checkpoint: a model directory written by `models.presets.save_model`.
+        out_dir: output directory (a run directory: stats, provenance and DONE markers).
+
+    Returns:
+        Stage statistics (samples per task, tasks skipped as already done).
+    """
+    from duplexalign.evaluate.speak import user_items
+
+    checkpoint = Path(checkpoint)
+    names = resolve_tasks(cfg.tasks)
+    run_dir = RunDir(out_dir)
+    stats = StageStats(STAGE)
+    ckpt_digest = _checkpoint_digest(checkpoint)
+    backends: dict[str, Any] | None = None
+    for name in names:
+        task = TASKS.get(name)
+        digest = digest_json({"cfg": cfg.model_dump(mode="json"), "ckpt": ckpt_digest,
+                              "task": name})
+        marker = f"{STAGE}.{name}"
+        if run_dir.is_done(marker, digest) and run_dir.path(f"{name}/result.json").is_file():
+            stats.add(f"skipped/{name}")
+            continue
+        if backends is None:
+            backends = _load_backends(cfg, checkpoint, names)
+        ctx = make_context(cfg, asr=backends["asr"], judge=backends["judge"])
+        items = user_items(task.prompts(ctx), backends["tts"], backends["codec"])
+        rolls = rollout(backends["model"], items, backends["tokenizer"], cfg.sampling,
+                        codec=backends["codec"])
+        scores = score_rollouts(task, rolls, ctx)
+        task_dir = run_dir.path(name)
+        lines = []
+        for r, s in zip(rolls, scores, strict=True):
+            rec = sample_record(task, r, s)
+            if cfg.write_audio:
+                wav = write_stereo(task_dir / "audio" / f"{r.id}.wav", r)
+                rec["audio"] = None if wav is None else str(wav.relative_to(run_dir.root))
+            lines.append(json.dumps(rec, ensure_ascii=False))
+        atomic_write_text(task_dir / "samples.jsonl", "\n".join(lines) + "\n")
+        result = {**aggregate_task(task, scores, ctx), "checkpoint": str(checkpoint),
+                  "checkpoint_digest": ckpt_digest, "voice": cfg.voice,
+                  "tokenizer": backends["tokenizer_path"], "codec": cfg.codec.model_dump(mode="json"),
+                  "sampling": cfg.sampling.model_dump(), "rules": cfg.rules.model_dump()}
+        atomic_write_text(task_dir / "result.json", json.dumps(result, indent=2, sort_keys=True))
+        run_dir.mark_done(marker, digest)
+        stats.add(f"samples/{name}", len(scores))
+        log.info("%s: %d samples, %s = %s", name, len(scores), task.primary,
+                 result["metrics"].get(task.primary, {}).get("value"))
+    results = collect_results(run_dir, names, cfg, checkpoint, ckpt_digest)
+    atomic_write_text(run_dir.path("results.json"), json.dumps(results, indent=2, sort_keys=True))
+    run_dir.write_provenance(STAGE, cfg, {"checkpoint": ckpt_digest})
+    stats.values["tasks"] = names
+    run_dir.write_stats(stats)
+    return stats
+
+
+def collect_results(run_dir: RunDir, names: Sequence[str], cfg: EvaluateConfig, checkpoint: Path,
+                    ckpt_digest: str) -> dict[str, Any]:
+    """`results.json`: each task's result plus the run's provenance."""
+    tasks = {n: json.loads(run_dir.path(f"{n}/result.json").read_text()) for n in names}
+    return {"checkpoint": str(checkpoint), "checkpoint_digest": ckpt_digest, "tasks": tasks,
+            "config": cfg.model_dump(mode="json"), "git": git_hash(),
+            "packages": package_versions()}
+
+
+def _checkpoint_digest(checkpoint: Path) -> str:
+    files = sorted(p for p in checkpoint.glob("*") if p.is_file()) if checkpoint.is_dir() else []
+    if not files:
+        raise ConfigError(f"checkpoint {checkpoint} is not a model directory")
+    return digest_json({p.name: sha256_file(p) for p in files})

@@ -1,0 +1,25 @@
+"""Hand-made rollouts for scoring tests (no model involved)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from duplexalign.evaluate.rollout import Rollout, UserItem
+from duplexalign.records import Word
+from duplexalign.timebase import num_frames
+
+
+def words(spec: str, start: float, step: float = 0.3) -> list[Word]:
+    """Words of `spec` spaced `step` seconds apart from `start`, each lasting 0.25 s."""
+    return [Word(text=t, start=round(start + i * step, 3), end=round(start + i * step + 0.25, 3))
+            for i, t in enumerate(spec.split())]
+
+
+def fake_rollout(model_words: list[Word], user_words: list[Word], duration: float = 10.0,
+                 **meta) -> Rollout:
+    t = num_frames(duration)
+    item = UserItem(id=meta.pop("id", "s"), user_codes=np.zeros((4, t), np.int64),
+                    user_words=user_words, meta=meta)
+    return Rollout(item=item, text_tokens=np.full(t, 3, np.int64),
+                   model_codes=np.zeros((4, t), np.int64), model_words=model_words,
+                   text_logprobs=np.zeros(t, np.float32), sampling={})
