@@ -1,0 +1,1 @@
+"""The annotate stage: timing rules and the content judge applied to every model reply."""

@@ -1,0 +1,240 @@
+"""The annotate stage: every conversation of a run -> timing and content `Issue` records.
+
+Owns the orchestration: read `conversations.jsonl.gz`, apply the enabled timing rules (pure, fast) and
+the configured content judge (LLM calls, concurrent, cached), and append the findings to
+`annotations.jsonl.gz`. Progress is kept per conversation in `annotate_progress.jsonl.gz`; a
+conversation whose judge call failed is recorded in `annotate_failures.jsonl` as a typed failure and is
+judged again on the next run, so nothing is lost and a rerun asks the LLM only what is missing (answers
+are cached by payload hash). With `llm.url` unset the offline local server is started and stopped here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections import Counter
+from contextlib import ExitStack
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+from tqdm import tqdm
+
+from duplexalign.config import StageConfig
+from duplexalign.errors import BadInput, ConfigError
+from duplexalign.judges.base import JUDGES, RULES, run_rules
+from duplexalign.judges.content import LLMJudgeConfig
+from duplexalign.judges.llm import LLMClient
+from duplexalign.judges.rules import TimingRulesConfig
+from duplexalign.manifest import ManifestWriter, iter_dicts
+from duplexalign.records import Conversation, Issue
+from duplexalign.runs import RunDir, StageStats, atomic_write_text, digest_json, sha256_file
+
+log = logging.getLogger(__name__)
+
+STAGE = "annotate"
+CONVERSATIONS = "conversations.jsonl.gz"
+ANNOTATIONS = "annotations.jsonl.gz"
+PROGRESS = "annotate_progress.jsonl.gz"
+FAILURES = "annotate_failures.jsonl"
+QUARANTINE = "annotate_quarantine.jsonl.gz"
+_RUNTIME_ONLY = ("concurrency", "timeout", "max_retries", "threads", "api_key_env")
+
+
+class AnnotateConfig(StageConfig):
+    """Options of the annotate stage (section `annotate:` of a preset)."""
+
+    judge: str = "llm"
+    """Content judge (registry name, see `duplexalign ls`) or "none" for timing rules only."""
+    rules: TimingRulesConfig = Field(default_factory=TimingRulesConfig)
+    """Timing rules to run and their thresholds."""
+    llm: LLMJudgeConfig = Field(default_factory=LLMJudgeConfig)
+    """The LLM endpoint and judge options."""
+    vad: str | None = None
+    """VAD backend (e.g. "silero") run on channels that have audio; None uses words only."""
+    cache_dir: str | None = None
+    """Judge answer cache; None = RUN/judge_cache."""
+    in_flight: int = Field(16, ge=1)
+    """Conversations judged at the same time (each may make several calls)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+def _digest(cfg: AnnotateConfig, input_digest: str) -> str:
+    d = cfg.model_dump(mode="json", exclude={"progress", "in_flight", "cache_dir"})
+    for k in _RUNTIME_ONLY:
+        d["llm"].pop(k, None)
+    return digest_json({"config": d, "input": input_digest})
+
+
+def _vad_segments(conv: Conversation, cfg: AnnotateConfig, rd: RunDir, vad) -> dict | None:
+    if vad is None:
+        return None
+    from duplexalign.speech.audio import read_audio
+
+    out = {}
+    for ch in ("model", "user"):
+        path = getattr(conv.audio, ch)
+        if path:
+            out[ch] = vad.segments(read_audio(rd.resolve(path), 16000), 16000)
+    return out or None
+
+
+def _client(cfg: AnnotateConfig, rd: RunDir, url: str, model: str) -> LLMClient:
+    key = os.environ.get(cfg.llm.api_key_env) if cfg.llm.api_key_env else None
+    return LLMClient(url, model, cache_dir=cfg.cache_dir or rd.path("judge_cache"),
+                     concurrency=cfg.llm.concurrency, timeout=cfg.llm.timeout,
+                     max_retries=cfg.llm.max_retries, api_key=key)
+
+
+def run(cfg: AnnotateConfig, run_dir: str | Path) -> StageStats:
+    """Annotate every conversation of a run directory.
+
+    Args:
+        cfg: stage options.
+        run_dir: the directory `duplexalign ingest --out` wrote (must hold conversations.jsonl.gz).
+            Gets annotations.jsonl.gz, annotate_progress.jsonl.gz, annotate_failures.jsonl,
+            judge_cache/ and the `annotate` sections of stats.json and provenance.json.
+
+    Returns:
+        The stage statistics (also written to stats.json). Judge failures leave the stage unfinished
+        (no DONE marker) so that the next run retries them.
+    """
+    rd = RunDir(run_dir)
+    src = rd.path(CONVERSATIONS)
+    if not src.exists():
+        raise ConfigError(f"{src} does not exist: run `duplexalign ingest ... --out {run_dir}` first")
+    for name in cfg.rules.enabled:
+        RULES.get(name)
+    if cfg.judge != "none":
+        JUDGES.get(cfg.judge)
+    in_digest = sha256_file(src)
+    digest = _digest(cfg, in_digest)
+    if rd.is_done(STAGE, digest):
+        log.info("annotate already done in %s", run_dir)
+        stats = StageStats(STAGE, skipped=True)
+        stats.counts.update(rd.read_stats().get(STAGE, {}).get("counts", {}))
+        return stats
+
+    stats = StageStats(STAGE)
+    failures: list[dict] = []
+    with ExitStack() as stack:
+        progress = stack.enter_context(ManifestWriter(rd.path(PROGRESS)))
+        out = stack.enter_context(ManifestWriter(rd.path(ANNOTATIONS)))
+        quarantine = stack.enter_context(ManifestWriter(rd.path(QUARANTINE)))
+        pending = _pending(src, progress, quarantine, stats)
+        judge = None
+        if cfg.judge != "none" and pending:
+            url, model = cfg.llm.url, cfg.llm.model
+            if url is None:
+                from duplexalign.judges.server import LocalLLMServer
+
+                srv = stack.enter_context(LocalLLMServer(model, threads=cfg.llm.threads))
+                url, model = srv.base_url, srv.model_name
+            judge = JUDGES.get(cfg.judge)(cfg.llm, _client(cfg, rd, url, model))
+        vad = None
+        if cfg.vad:
+            from duplexalign.speech.base import VAD_BACKENDS
+
+            vad = VAD_BACKENDS.get(cfg.vad)()
+        asyncio.run(_annotate(pending, cfg, rd, judge, vad, out, progress, failures, stats))
+        if judge is not None:
+            stats.values["llm"] = dict(judge.client.stats)
+    atomic_write_text(rd.path(FAILURES), "".join(json.dumps(f) + "\n" for f in failures))
+    _summarise(rd, stats, failures)
+    rd.write_stats(stats)
+    rd.write_provenance(STAGE, cfg, {"conversations": str(src), "conversations_digest": in_digest})
+    if not failures:
+        rd.mark_done(STAGE, digest)
+    else:
+        log.warning("%d conversations had judge failures; rerun to retry them (see %s)",
+                    len({f["conversation_id"] for f in failures}), rd.path(FAILURES))
+    return stats
+
+
+def _pending(src: Path, progress: ManifestWriter, quarantine: ManifestWriter,
+             stats: StageStats) -> list[Conversation]:
+    """Conversations not yet annotated; invalid records go to the quarantine manifest."""
+    out = []
+    for i, d in enumerate(iter_dicts(src)):
+        cid = str(d.get("id", f"line{i}"))
+        if cid in progress:
+            continue
+        try:
+            out.append(Conversation.model_validate(d))
+        except ValidationError as e:
+            quarantine.write({"id": cid, "reason": "invalid_conversation", "detail": str(e)[:500]})
+    return out
+
+
+async def _annotate(pending: list[Conversation], cfg: AnnotateConfig, rd: RunDir, judge, vad,
+                    out: ManifestWriter, progress: ManifestWriter, failures: list[dict],
+                    stats: StageStats) -> None:
+    bar = tqdm(total=len(pending), desc="annotate", unit="conv", disable=not cfg.progress)
+
+    async def one(conv: Conversation):
+        try:
+            vad_segs = _vad_segments(conv, cfg, rd, vad)
+        except BadInput as e:
+            log.warning("%s: VAD skipped (%s)", conv.id, e)
+            stats.add(f"vad_skipped/{e.reason}")
+            vad_segs = None
+        timing = run_rules(conv, cfg.rules.enabled, cfg.rules, vad_segs)
+        before = Counter(judge.redactions) if judge is not None else Counter()
+        outcome = await judge.judge(conv) if judge is not None else None
+        red = dict(Counter(judge.redactions) - before) if judge is not None else {}
+        return conv, timing, outcome, red
+
+    it = iter(pending)
+    inflight: set[asyncio.Task] = set()
+    while True:
+        while len(inflight) < cfg.in_flight and (conv := next(it, None)) is not None:
+            inflight.add(asyncio.ensure_future(one(conv)))
+        if not inflight:
+            break
+        done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            conv, timing, outcome, red = task.result()
+            issues: list[Issue] = list(timing)
+            n_replies = 0
+            if outcome is not None:
+                issues += outcome.issues
+                n_replies = len(outcome.verdicts)
+                for f in outcome.failures:
+                    failures.append({"conversation_id": conv.id, **f.to_dict()})
+                    stats.add(f"judge_failures/{f.kind}")
+            for iss in issues:
+                out.write(iss)
+            stats.add("replies/judged", n_replies)
+            if outcome is None or not outcome.failures:
+                progress.write({"id": conv.id, "issues": len(issues), "replies": n_replies,
+                                "redactions": red})
+                stats.add("conversations/annotated")
+            else:
+                stats.add("conversations/failed")
+            out.flush()
+            progress.flush()
+            bar.update(1)
+    bar.close()
+
+
+def _summarise(rd: RunDir, stats: StageStats, failures: list[dict]) -> None:
+    """Counts over the whole annotations file (this run and earlier ones)."""
+    reasons: dict[str, Counter] = {}
+    for d in iter_dicts(rd.path(ANNOTATIONS)):
+        stats.add(f"issues/{d['kind']}/{d['category']}")
+        key = d["reason"].split(" (")[0] if d["kind"] == "timing" else d["reason"]
+        reasons.setdefault(d["category"], Counter())[key[:80]] += 1
+    red: Counter = Counter()
+    done = 0
+    for d in iter_dicts(rd.path(PROGRESS)):
+        done += 1
+        red.update(d.get("redactions") or {})
+    for k, v in red.items():
+        stats.add(f"redactions/{k}", v)
+    for d in iter_dicts(rd.path(QUARANTINE)):
+        stats.add(f"quarantined/{d['reason']}")
+    stats.values["conversations_done"] = done
+    stats.values["judge_failures_pending"] = len(failures)
+    stats.values["top_reasons"] = {c: dict(r.most_common(5)) for c, r in sorted(reasons.items())}
