@@ -11,7 +11,7 @@ from duplexalign.pairs.config import PairsConfig
 from duplexalign.pairs.policy import candidates, check_invariant
 from duplexalign.timebase import SAMPLES_PER_FRAME, seconds_to_frame
 
-from .helpers import SR, FakeRewriter, FakeVoice, conversation, issues, model_audio
+from pairfakes import SR, FakeRewriter, FakeVoice, conversation, issues, model_audio
 
 
 def make_env(cfg=None, rewriter=None):
@@ -59,7 +59,7 @@ def test_rewrite_uses_rewriter_when_judge_gave_no_reply_and_drops_without_one():
     p = STRATEGIES.get("rewrite")(no_reply, env).pair
     assert p.chosen.text == "a better answer"
     kind, context, problems, bad = env.rewriter.calls[0]
-    assert bad == "i do not know" and problems == ["helpfulness: helpfulness problem"]
+    assert bad == "i do not know" and problems == ["helpfulness"]
     assert context == [("user", "what is the capital of france")]
     env2, _ = make_env()
     with pytest.raises(BadInput) as e:

@@ -191,7 +191,7 @@ def natural_gap(cfg: PairsConfig, key: str) -> float:
 
 
 def problems_of(issues: Sequence[Issue]) -> list[str]:
-    """Problem descriptions handed to the rewriter: "category: reason"."""
-    return [f"{i.category}: {i.reason}" for i in issues]
+    """Problem categories handed to the rewriter (unique, in order)."""
+    return list(dict.fromkeys(i.category for i in issues))
 
 

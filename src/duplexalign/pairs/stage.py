@@ -120,7 +120,8 @@ def run(cfg: PairsConfig, run_dir: str | Path, rewriter: Rewriter | None = None,
                     drop(cand.id, conv.id, e.reason, e.detail)
                     continue
                 except JudgeError as e:
-                    drop(cand.id, conv.id, "rewriter_failed", str(e))
+                    why = getattr(e, "reason", "") or type(e).__name__
+                    drop(cand.id, conv.id, f"rewriter_failed:{why}", str(e))
                     continue
                 bad = check_invariant(built.pair, cfg.max_context_frames)
                 if bad:  # a bug, not bad data: keep the evidence, never write the pair

@@ -1,0 +1,190 @@
+"""The streams stage: preference pairs -> token shards a trainer reads (RUN/streams/).
+
+Owns the orchestration: for each conversation that has pairs, encode the logged model channel and the
+user channel (kept audio, or rebuilt by TTS from the user's words at their times) once, build the logged
+text row, store the conversation's tensor `[1 + 2K, T]` once per shard, then each pair's two variants
+(`[1 + K, W]`: text + model codes inside the window) through `shards.ShardWriter`. Rejected variants
+that are the logged audio reuse the logged codes exactly; other variants are encoded from their window
+audio. Writes `streams/meta.json` (codec, K, cardinality, text_card, tokenizer) and drops with reasons
+to `streams/dropped.jsonl.gz`. Resumable: pairs already in the index are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import Field
+from tqdm import tqdm
+
+from duplexalign.config import StageConfig
+from duplexalign.errors import BadInput, ConfigError
+from duplexalign.manifest import ManifestWriter, iter_dicts, read_manifest
+from duplexalign.pairs.base import safe_id
+from duplexalign.records import Conversation, PreferencePair
+from duplexalign.runs import RunDir, StageStats, atomic_write_text, digest_json, sha256_file
+from duplexalign.streams.audio import encode, encode_window, load_codec, rebuild_user_audio
+from duplexalign.streams.build import conversation_codes, variant_rows, variant_text
+from duplexalign.streams.layout import Layout
+from duplexalign.streams.shards import PairIndex, ShardWriter
+from duplexalign.streams.tokenizer import load_tokenizer
+from duplexalign.timebase import SAMPLES_PER_FRAME, num_frames, seconds_to_frame
+
+log = logging.getLogger(__name__)
+
+STAGE = "streams"
+OUT = "streams"
+
+
+class StreamsConfig(StageConfig):
+    """Options of the streams stage (section `streams:` of a preset)."""
+
+    codec: str = "melrvq"
+    """Codec registry name (`melrvq`, `mimi`)."""
+    codec_path: str | None = None
+    """Local file of the codec (MelRVQ .safetensors or Mimi weights)."""
+    tokenizer: str | None = None
+    """Local SentencePiece `.model` (Moshi's 32k one, or `duplexalign tokenizer fit`)."""
+    user_voice: str = "user_0"
+    """Voice that rebuilds the user channel when the user audio was not kept."""
+    turn_gap: float = Field(0.8, gt=0.0)
+    """Silence (s) separating user turns for the rebuild (one TTS call per turn)."""
+    encode_margin: float = Field(2.0, ge=0.0)
+    """Seconds of logged audio encoded before a variant window (codec left context)."""
+    max_shard_bytes: int = Field(256 << 20, gt=0)
+    """Flush a shard once its tensors reach this size."""
+    keep_user_audio: bool = True
+    """Save rebuilt user channels to streams/user_audio/ (reused on resume and by export)."""
+
+
+def run(cfg: StreamsConfig, run_dir: str | Path) -> StageStats:
+    """Tokenize every pair of RUN/pairs.jsonl.gz into RUN/streams/ shards and index.
+
+    Returns:
+        The stage statistics (also in RUN/stats.json under "streams").
+    """
+    rd = RunDir(run_dir)
+    pairs_path, conv_path = rd.path("pairs.jsonl.gz"), rd.path("conversations.jsonl.gz")
+    for p in (pairs_path, conv_path):
+        if not p.exists():
+            raise BadInput("missing_input", f"{p} not found (run ingest, annotate and pairs)")
+    if cfg.tokenizer is None:
+        raise ConfigError("streams.tokenizer: path of a SentencePiece .model is required "
+                          "(`duplexalign tokenizer fit` makes a small one)")
+    inputs = {p.name: sha256_file(p) for p in (pairs_path, conv_path)}
+    digest = digest_json({"cfg": cfg.model_dump(mode="json"), "inputs": inputs})
+    if rd.is_done(STAGE, digest):
+        log.info("streams: already done for this config and input, nothing to do")
+        prev = rd.read_stats().get(STAGE, {})
+        return StageStats(STAGE, Counter(prev.get("counts", {})), skipped=True)
+    tok = load_tokenizer(cfg.tokenizer)
+    codec = load_codec(cfg.codec, cfg.codec_path)
+    k = int(codec.num_codebooks)
+    out = rd.path(OUT)
+    writer = ShardWriter(out, max_bytes=cfg.max_shard_bytes)
+    drops = ManifestWriter(out / "dropped.jsonl.gz", resume=True)
+    by_conv: dict[str, list[PreferencePair]] = defaultdict(list)
+    for p in read_manifest(pairs_path, PreferencePair):
+        if not writer.has_pair(p.id) and p.id not in drops:
+            by_conv[p.conversation_id].append(p)
+    text_stats: Counter = Counter()
+    try:
+        for conv in tqdm(read_manifest(conv_path, Conversation), desc="streams", unit="conv"):
+            pairs = by_conv.pop(conv.id, [])
+            if not pairs:
+                continue
+            try:
+                _conversation(cfg, rd, conv, pairs, tok, codec, k, writer, text_stats)
+            except BadInput as e:
+                for p in pairs:
+                    drops.write({"id": p.id, "conversation_id": conv.id, "reason": e.reason,
+                                 "detail": e.detail})
+        for cid, pairs in by_conv.items():
+            for p in pairs:
+                drops.write({"id": p.id, "conversation_id": cid, "reason": "conversation_missing",
+                             "detail": "pair's conversation is not in conversations.jsonl.gz"})
+        writer.close()
+        drops.close()
+    except BaseException:
+        drops.abort()
+        raise
+    meta = {"codec": cfg.codec, "codec_path": cfg.codec_path, "num_codebooks": k,
+            "cardinality": int(codec.cardinality), "text_card": tok.vocab_size,
+            "tokenizer": cfg.tokenizer, "layout_rows": Layout(k).num_rows}
+    atomic_write_text(out / "meta.json", json.dumps(meta, indent=2))
+    stats = StageStats(STAGE)
+    for e in iter_dicts(out / "index.jsonl.gz"):
+        stats.add("written")
+        stats.add(f"written/category/{e['category']}")
+        stats.add(f"frames/window/{e['category']}", e["window_end_frame"] - e["window_start_frame"])
+    for d in iter_dicts(out / "dropped.jsonl.gz"):
+        stats.add(f"dropped/{d['reason']}")
+    for key, n in text_stats.items():
+        stats.add(f"text/{key}", n)
+    stats.values.update(meta)
+    rd.write_stats(stats)
+    rd.write_provenance(STAGE, cfg, inputs)
+    rd.mark_done(STAGE, digest)
+    return stats
+
+
+def _user_audio(cfg: StreamsConfig, rd: RunDir, conv: Conversation) -> np.ndarray:
+    from duplexalign.speech.audio import read_audio, write_audio
+
+    if conv.audio.user is not None:
+        return read_audio(rd.resolve(conv.audio.user))
+    cached = rd.path(f"{OUT}/user_audio/{safe_id(conv.id)}.wav")
+    if cached.exists():
+        return read_audio(cached)
+    from duplexalign.speech.voices import get_voice
+
+    wav = rebuild_user_audio(conv.words.user, conv.duration, get_voice(cfg.user_voice),
+                             cfg.turn_gap)
+    if cfg.keep_user_audio:
+        write_audio(cached, wav)
+    return wav
+
+
+def _conversation(cfg: StreamsConfig, rd: RunDir, conv: Conversation, pairs: list[PreferencePair],
+                  tok, codec, k: int, writer: ShardWriter, text_stats: Counter) -> None:
+    from duplexalign.speech.audio import read_audio
+
+    if conv.audio.model is None:
+        raise BadInput("model_audio_missing", "no model-channel audio")
+    model_wav = read_audio(rd.resolve(conv.audio.model))
+    user_wav = _user_audio(cfg, rd, conv)
+    t = max([num_frames(conv.duration)] + [seconds_to_frame(p.window[1]) for p in pairs])
+    model_codes = encode(codec, model_wav, t)
+    ctx, text = conversation_codes(conv.words.model, model_codes, encode(codec, user_wav, t), tok)
+    text_stats.update({"shifted_words": text.shifted_words, "cut_tokens": text.cut_tokens})
+    ctx_t = torch.from_numpy(ctx)
+    margin = int(round(cfg.encode_margin * 12.5))
+    for p in pairs:
+        ws, we = seconds_to_frame(p.window[0]), seconds_to_frame(p.window[1])
+        rows = []
+        for side, v in (("chosen", p.chosen), ("rejected", p.rejected)):
+            txt, s = variant_text(conv.words.model, v.words, ws, we, tok)
+            text_stats.update({"variant_shifted_words": s.shifted_words,
+                               "variant_cut_tokens": s.cut_tokens})
+            if side == "rejected" and p.meta.get("rejected_source") == "logged":
+                codes = model_codes[:, ws:we]
+            else:
+                if v.audio is None:
+                    raise BadInput("variant_audio_missing", f"{p.id} {side}")
+                wav = read_audio(rd.resolve(v.audio))
+                if len(wav) != (we - ws) * SAMPLES_PER_FRAME:
+                    raise BadInput("variant_audio_length", f"{p.id} {side}: {len(wav)} samples")
+                codes = encode_window(codec, model_wav, wav, ws, margin)
+            rows.append(torch.from_numpy(variant_rows(txt, codes)))
+        entry = PairIndex(
+            id=p.id, conversation_id=conv.id, shard="", context_start_frame=seconds_to_frame(
+                p.context_start), window_start_frame=ws, window_end_frame=we,
+            category=p.category, strategy=p.strategy, num_codebooks=k,
+            chosen_text_tokens=int(np.isin(rows[0][0].numpy(), (0, 3), invert=True).sum()),
+            rejected_text_tokens=int(np.isin(rows[1][0].numpy(), (0, 3), invert=True).sum()))
+        writer.add_context(conv.id, ctx_t)
+        writer.add_pair(entry, rows[0], rows[1])
