@@ -25,8 +25,8 @@ from duplexalign.config import StageConfig
 from duplexalign.errors import ConfigError
 from duplexalign.models.lora import freeze_for_text_only, has_lora, lora_scale, param_groups
 from duplexalign.models.presets import build_model, get_preset, load_model, save_model
-from duplexalign.runs import RunDir, StageStats
-from duplexalign.streams.shards import ShardReader
+from duplexalign.runs import RunDir, StageStats, digest_json, sha256_file
+from duplexalign.streams.shards import INDEX_NAME, ShardReader
 from duplexalign.train import checkpoint
 from duplexalign.train.data import GlobalBatches, PairBatch, collate, count_pairs, shard_batch
 from duplexalign.train.logprobs import ScoreConfig, score_pairs
@@ -252,9 +252,13 @@ def ref_free_score(model: nn.Module, batch: PairBatch, cfg: ScoreConfig):
 def run_stage(cfg: TrainConfig, run_dir: str | Path, validators: list[Validator] = ()) -> StageStats:
     """Run the stage inside a run directory: reads `RUN/streams`, writes `RUN/train`."""
     rd = RunDir(run_dir)
+    digest = digest_json(cfg.model_dump(mode="json"))
+    if rd.is_done("train", digest):
+        log.info("train already done for this config; skipping")
+        return StageStats("train", skipped=True)
     stats = run(cfg, rd.path("streams"), rd.path("train"), validators)
     if int(os.environ.get("RANK", "0")) == 0:
-        rd.write_provenance("train", cfg, {})
+        rd.write_provenance("train", cfg, {"index": sha256_file(rd.path("streams") / INDEX_NAME)})
         rd.write_stats(stats)
-        rd.mark_done("train")
+        rd.mark_done("train", digest)
     return stats
