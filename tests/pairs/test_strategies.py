@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pairfakes import SR, FakeRewriter, FakeVoice, conversation, issues, model_audio
 
 from duplexalign.errors import BadInput
 from duplexalign.pairs.base import STRATEGIES, Candidate, PairEnv
 from duplexalign.pairs.config import PairsConfig
 from duplexalign.pairs.policy import candidates, check_invariant
 from duplexalign.timebase import SAMPLES_PER_FRAME, seconds_to_frame
-
-from pairfakes import SR, FakeRewriter, FakeVoice, conversation, issues, model_audio
 
 
 def make_env(cfg=None, rewriter=None):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import pytest
 import torch
 
@@ -27,7 +26,6 @@ from duplexalign.records import (
     Source,
     Word,
 )
-from duplexalign.runs import RunDir
 from duplexalign.speech.audio import place, write_audio
 from duplexalign.speech.melrvq import MelRVQ
 from duplexalign.speech.voices import get_voice
@@ -125,8 +123,10 @@ def _check_streams(run, conv, tok_path, expect_strategies):
         assert torch.equal(chosen[:, :w0], rejected[:, :w0])
         assert torch.equal(chosen[lay.user_rows], rejected[lay.user_rows])
         assert not torch.equal(chosen[lay.variant_rows, w0:], rejected[lay.variant_rows, w0:])
-        assert tok.decode(chosen[0, w0:].tolist()).split() == tok.decode(
-            tok.encode_word(p.chosen.text)).split() or e.strategy in ("retime",)
+        # The window's text rows hold exactly the variant's word tokens, in order, nothing dropped.
+        for codes, variant in ((chosen, p.chosen), (rejected, p.rejected)):
+            got = [i for i in codes[0, w0:].tolist() if i not in (0, 3)]
+            assert got == [i for w in variant.words for i in tok.encode_word(w.text)]
         assert chosen.min() >= 0 and chosen[lay.model_rows].max() < 16
         if p.meta["rejected_source"] == "logged":
             ctx = reader.context(e)
@@ -171,5 +171,3 @@ def test_voice_transfer_end_to_end(world, tmp_path):
     assert check_invariant(p, cfg.max_context_frames, run) == []
     run_streams(StreamsConfig(codec_path=world["codec"], tokenizer=world["tok"]), run)
     _check_streams(run, world["conv"], world["tok"], ["voice"])
-    RunDir(run)  # the run dir stays usable
-    assert np.isfinite(1.0)

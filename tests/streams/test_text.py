@@ -8,6 +8,7 @@ import pytest
 from duplexalign.records import Word
 from duplexalign.streams.text import build_text_stream
 
+
 # A toy tokenizer: each word is its letters, a=10, b=11, ... (so "ab" -> [10, 11]).
 def toy(word: str) -> list[int]:
     return [10 + ord(c) - ord("a") for c in word]
