@@ -171,3 +171,36 @@ def test_voice_transfer_end_to_end(world, tmp_path):
     assert check_invariant(p, cfg.max_context_frames, run) == []
     run_streams(StreamsConfig(codec_path=world["codec"], tokenizer=world["tok"]), run)
     _check_streams(run, world["conv"], world["tok"], ["voice"])
+
+
+def test_cli_pairs_export_tokenizer_streams(world, tmp_path):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from duplexalign.cli.main import main
+
+    run = tmp_path / "run"
+    shutil.copytree(world["run"], run)
+    pq_path, sft = tmp_path / "pairs.parquet", tmp_path / "sft"
+    assert main(["pairs", str(run), "--set", "max_pairs_per_conversation=3",
+                 "--export-parquet", str(pq_path), "--export-sft", str(sft)]) == 0
+    # no rewriter configured: the silence pair has no reply text and is dropped with its reason
+    stats = json.loads((run / "stats.json").read_text())["pairs"]["counts"]
+    assert stats["written"] == 2 and stats["dropped/no_improved_reply"] == 1
+    table = pq.read_table(pq_path).to_pylist()
+    assert sorted(r["strategy"] for r in table) == ["retime", "rewrite"]
+    row = next(r for r in table if r["strategy"] == "rewrite")
+    assert row["chosen_text"] == "the capital of france is paris"
+    assert row["rejected_text"] == "i do not know that one"
+    assert (tmp_path / row["chosen_audio"]).exists()
+    lines = (sft / "index.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    clip = json.loads(lines[0])
+    align = json.loads((sft / clip["path"]).with_suffix(".json").read_text())["alignments"]
+    assert any(a[2] == "SPEAKER_MAIN" for a in align)
+    tok = tmp_path / "tok.model"
+    assert main(["tokenizer", "fit", str(run), "--out", str(tok), "--vocab-size", "100"]) == 0
+    assert main(["streams", str(run), "--codec-path", world["codec"], "--tokenizer",
+                 str(tok)]) == 0
+    assert len(list(read_index(run / "streams"))) == 2
