@@ -117,6 +117,7 @@ def run(cfg: AnnotateConfig, run_dir: str | Path) -> StageStats:
         stats.counts.update(rd.read_stats().get(STAGE, {}).get("counts", {}))
         return stats
 
+    _archive_if_config_changed(rd, digest)
     stats = StageStats(STAGE)
     failures: list[dict] = []
     with ExitStack() as stack:
@@ -138,7 +139,8 @@ def run(cfg: AnnotateConfig, run_dir: str | Path) -> StageStats:
             from duplexalign.speech.base import VAD_BACKENDS
 
             vad = VAD_BACKENDS.get(cfg.vad)()
-        asyncio.run(_annotate(pending, cfg, rd, judge, vad, out, progress, failures, stats))
+        asyncio.run(_annotate(pending, cfg, rd, judge, vad, out, progress, failures, stats,
+                              digest))
         if judge is not None:
             stats.values["llm"] = dict(judge.client.stats)
     atomic_write_text(rd.path(FAILURES), "".join(json.dumps(f) + "\n" for f in failures))
@@ -151,6 +153,19 @@ def run(cfg: AnnotateConfig, run_dir: str | Path) -> StageStats:
         log.warning("%d conversations had judge failures; rerun to retry them (see %s)",
                     len({f["conversation_id"] for f in failures}), rd.path(FAILURES))
     return stats
+
+
+def _archive_if_config_changed(rd: RunDir, digest: str) -> None:
+    """Move annotations made under another config aside (`*.prev.jsonl.gz`) so verdicts of two
+    configs never mix."""
+    old = {d.get("digest") for d in iter_dicts(rd.path(PROGRESS))}
+    if not old or old == {digest}:
+        return
+    log.warning("annotate config or input changed: previous annotations moved to *.prev.jsonl.gz")
+    for name in (ANNOTATIONS, PROGRESS):
+        for p in (rd.path(name), rd.path(name + ".partial")):
+            if p.exists():
+                os.replace(p, p.with_name(p.name.replace(".jsonl.gz", ".prev.jsonl.gz")))
 
 
 def _pending(src: Path, progress: ManifestWriter, quarantine: ManifestWriter,
@@ -170,7 +185,7 @@ def _pending(src: Path, progress: ManifestWriter, quarantine: ManifestWriter,
 
 async def _annotate(pending: list[Conversation], cfg: AnnotateConfig, rd: RunDir, judge, vad,
                     out: ManifestWriter, progress: ManifestWriter, failures: list[dict],
-                    stats: StageStats) -> None:
+                    stats: StageStats, digest: str) -> None:
     bar = tqdm(total=len(pending), desc="annotate", unit="conv", disable=not cfg.progress)
 
     async def one(conv: Conversation):
@@ -208,8 +223,8 @@ async def _annotate(pending: list[Conversation], cfg: AnnotateConfig, rd: RunDir
                 out.write(iss)
             stats.add("replies/judged", n_replies)
             if outcome is None or not outcome.failures:
-                progress.write({"id": conv.id, "issues": len(issues), "replies": n_replies,
-                                "redactions": red})
+                progress.write({"id": conv.id, "digest": digest, "issues": len(issues),
+                                "replies": n_replies, "redactions": red})
                 stats.add("conversations/annotated")
             else:
                 stats.add("conversations/failed")

@@ -1,0 +1,106 @@
+"""The annotate stage end to end on tiny hand-made runs: timing issues, stats, resume, bad records,
+and the CLI with a judge URL."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from duplexalign.annotate.stage import AnnotateConfig, run
+from duplexalign.cli.main import main
+from duplexalign.errors import ConfigError
+from duplexalign.manifest import iter_dicts, write_manifest
+from duplexalign.records import ChannelWords, Conversation, Issue, Source, Word
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "judges"))
+from judgefakes import FakeOpenAI  # noqa: E402
+
+
+def W(text, start, end):
+    toks = text.split()
+    step = (end - start) / len(toks)
+    return [Word(text=t, start=start + i * step, end=start + (i + 1) * step)
+            for i, t in enumerate(toks)]
+
+
+def conv(cid, user, model, duration=20.0):
+    return Conversation(id=cid, words=ChannelWords(model=model, user=user), duration=duration,
+                        source=Source(reader="t", path="-", digest="0"))
+
+
+CONVS = [
+    # interruption at 1.5 s
+    conv("interrupts", W("so I was wondering whether you could tell me", 0, 3),
+         W("the answer is forty two", 1.5, 3.5)),
+    # silent for 4 s after the user's question, then answers
+    conv("silent", W("what is the capital of france", 0, 2), W("paris", 6, 6.5)),
+    # clean exchange
+    conv("fine", W("what is the capital of france", 0, 2), W("it is paris", 2.4, 3.4)),
+]
+
+
+def timing_cfg(**kw) -> AnnotateConfig:
+    return AnnotateConfig(judge="none", progress=False, **kw)
+
+
+def test_timing_only_run_writes_issues_stats_and_is_resumable(tmp_path):
+    write_manifest(tmp_path / "conversations.jsonl.gz", CONVS)
+    stats = run(timing_cfg(), tmp_path)
+    issues = [Issue.from_dict(d) for d in iter_dicts(tmp_path / "annotations.jsonl.gz")]
+    assert sorted((i.conversation_id, i.category) for i in issues) == [
+        ("interrupts", "interruption"), ("silent", "unresponsiveness")]
+    assert stats.counts["issues/timing/interruption"] == 1
+    assert stats.counts["issues/timing/unresponsiveness"] == 1
+    assert stats.counts["conversations/annotated"] == 3
+    on_disk = json.loads((tmp_path / "stats.json").read_text())["annotate"]
+    assert on_disk["counts"]["issues/timing/interruption"] == 1
+    assert "interruption" in on_disk["top_reasons"]
+    assert json.loads((tmp_path / "provenance.json").read_text())["annotate"]["config"][
+        "judge"] == "none"
+    # a rerun is a no-op
+    again = run(timing_cfg(), tmp_path)
+    assert again.skipped and again.counts["issues/timing/interruption"] == 1
+    # a changed config reruns everything; the old annotations are kept aside
+    more = run(timing_cfg(rules={"enabled": ["interruption"]}), tmp_path)
+    assert not more.skipped and more.counts["conversations/annotated"] == 3
+    assert [d["category"] for d in iter_dicts(tmp_path / "annotations.jsonl.gz")] == [
+        "interruption"]
+    assert len(list(iter_dicts(tmp_path / "annotations.prev.jsonl.gz"))) == 2
+
+
+def test_invalid_records_are_quarantined_not_lost(tmp_path):
+    bad = {"id": "broken", "words": {"model": [], "user": []}, "duration": -1,
+           "source": {"reader": "t", "path": "-", "digest": "0"}}
+    write_manifest(tmp_path / "conversations.jsonl.gz", [*CONVS, bad])
+    stats = run(timing_cfg(), tmp_path)
+    [q] = list(iter_dicts(tmp_path / "annotate_quarantine.jsonl.gz"))
+    assert q["id"] == "broken" and q["reason"] == "invalid_conversation"
+    assert stats.counts["quarantined/invalid_conversation"] == 1
+
+
+def test_missing_input_and_unknown_names_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="ingest"):
+        run(timing_cfg(), tmp_path)
+    write_manifest(tmp_path / "conversations.jsonl.gz", CONVS)
+    with pytest.raises(ConfigError, match="did you mean 'interruption'"):
+        run(timing_cfg(rules={"enabled": ["interuption"]}), tmp_path)
+
+
+def test_cli_with_a_judge_url_writes_content_and_timing_issues(tmp_path, capsys):
+    convs = [*CONVS, conv("wrong", W("who wrote hamlet", 0, 2),
+                          W("that is wrong and you are stupid", 2.5, 4))]
+    write_manifest(tmp_path / "conversations.jsonl.gz", convs)
+    with FakeOpenAI() as srv:
+        rc = main(["annotate", str(tmp_path), "--judge-url", srv.url, "--judge-model", "fake",
+                   "--no-progress"])
+    assert rc == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert counts["issues/content/factuality"] == 1 and counts["issues/content/tone"] == 1
+    assert counts["issues/timing/interruption"] == 1
+    content = [d for d in iter_dicts(tmp_path / "annotations.jsonl.gz") if d["kind"] == "content"]
+    assert {d["conversation_id"] for d in content} == {"wrong"}
+    assert all(d["improved_reply"] == "A better reply." for d in content)
+    assert (tmp_path / "judge_cache").is_dir()
