@@ -6,7 +6,7 @@ and a small MelRVQ codec on its audio (`speech.melrvq`), encode every conversati
 `codes [R, T]` (text stream from the model's TTS word timings, then model and user codebooks), and
 train the `sandbox` moshi preset on them by SFT (text + audio cross-entropy). The result is the
 "instruct" model with the designed flaws. Assets land in one folder (`tokenizer.model`,
-`codec.npz`, `instruct/` checkpoint, `build.json` with the config and corpus statistics); the
+`codec.safetensors`, `instruct/` checkpoint, `build.json` with the config and corpus statistics); the
 committed copy under `sandbox/assets/` lets the demo start at once.
 """
 
@@ -41,6 +41,9 @@ from duplexalign.timebase import num_frames
 log = logging.getLogger(__name__)
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+TOKENIZER_NAME = "tokenizer.model"
+CODEC_NAME = "codec.safetensors"
+INSTRUCT_NAME = "instruct"
 KIND_WEIGHTS = {"qa": 0.35, "harmful": 0.25, "benign": 0.2, "chat": 0.2}
 
 
@@ -65,6 +68,8 @@ class BuildConfig(StageConfig):
     """MelRVQ codebook size (= the model's card)."""
     codec_fit_conversations: int = 150
     """Conversations whose two channels the codec is fitted on."""
+    codec_pca_dim: int = 64
+    """PCA dimension of the MelRVQ features."""
     preset: str = "sandbox"
     """Model preset (text_card/card/num_codebooks are set from the fields above)."""
     sft_steps: int = 700
@@ -162,8 +167,8 @@ def build(cfg: BuildConfig, out_dir: Path, synth: Synth | None = None,
         The build record written to `out_dir/build.json`.
     """
     from duplexalign.models.presets import build_model, get_preset, save_model
-    from duplexalign.sandbox.codec_adapter import fit_codec
     from duplexalign.sandbox.sft import SFTSettings, train_sft
+    from duplexalign.speech.melrvq import MelRVQ
     from duplexalign.streams.tokenizer import fit_tokenizer, load_tokenizer
 
     out_dir = Path(out_dir)
@@ -176,7 +181,7 @@ def build(cfg: BuildConfig, out_dir: Path, synth: Synth | None = None,
     synth = synth or default_synth()
     flaws = Flaws(**cfg.flaws)
     bank = build_bank(cfg.seed)
-    tok_path = fit_tokenizer(corpus_texts(bank), out_dir / "tokenizer.model",
+    tok_path = fit_tokenizer(corpus_texts(bank), out_dir / TOKENIZER_NAME,
                              vocab_size=cfg.vocab_size)
     tokenizer = load_tokenizer(tok_path)
     specs = conversation_specs(bank, "train", TRAIN_VOICES, cfg.conversations, cfg.seed,
@@ -190,7 +195,9 @@ def build(cfg: BuildConfig, out_dir: Path, synth: Synth | None = None,
     for s in tqdm(specs[: cfg.codec_fit_conversations], desc="codec audio", disable=not progress):
         r = rend(s)
         fit_wavs += [r.model_wav, r.user_wav]
-    codec = fit_codec(fit_wavs, out_dir / "codec.npz", cfg.codebooks, cfg.card, cfg.seed)
+    codec = MelRVQ.fit(fit_wavs, num_codebooks=cfg.codebooks, codebook_size=cfg.card,
+                       pca_dim=cfg.codec_pca_dim, seed=cfg.seed, progress=progress)
+    codec.save(out_dir / CODEC_NAME)
     del fit_wavs
     codes, metas = [], []
     for s in tqdm(specs, desc="corpus", disable=not progress):
@@ -206,7 +213,7 @@ def build(cfg: BuildConfig, out_dir: Path, synth: Synth | None = None,
     model = build_model(preset)
     logs = train_sft(model, codes_t, SFTSettings(steps=cfg.sft_steps, batch_size=cfg.sft_batch,
                                                  lr=cfg.sft_lr, seed=cfg.seed), progress=progress)
-    save_model(model, out_dir / "instruct")
+    save_model(model, out_dir / INSTRUCT_NAME)
     record = {"config": cfg.model_dump(mode="json"), "corpus_flaw_rates": rates,
               "num_params": sum(p.numel() for p in model.parameters()),
               "codes_shape": list(codes_t.shape), "final_loss": logs[-1] if logs else None,

@@ -64,7 +64,7 @@ def sft_loss(model: torch.nn.Module, codes: torch.Tensor, text_pad_weight: float
     al = out.logits[amask]  # [M, card]
     at = codes[:, 1:1 + k][amask]
     audio = F.cross_entropy(al.float(), at)
-    return text + audio, {"text": float(text), "audio": float(audio)}
+    return text + audio, {"text": text.item(), "audio": audio.item()}
 
 
 def train_sft(model: torch.nn.Module, codes: torch.Tensor, settings: SFTSettings,
