@@ -25,7 +25,7 @@ def test_unmapped_and_unproblematic_issues_are_dropped_with_reasons():
     conv = conversation()
     good = issue("content", "helpfulness", (3.0, 4.15), score=4)
     ny = issue("timing", "no_yield", (6.0, 7.15))
-    cands, drops = candidates(conv, [good, ny], PairsConfig())
+    cands, drops = candidates(conv, [good, ny], PairsConfig(max_content_score=2))
     assert cands == []
     assert sorted(d[1] for d in drops) == ["no_strategy:no_yield", "not_a_problem"]
 

@@ -41,8 +41,9 @@ class PairsConfig(StageConfig):
     """Silence (s) that separates two user turns when finding the end of the interrupted turn."""
     retime_rewrite: bool = True
     """Retimed replies that also carry a content issue with an improved reply speak that reply."""
-    max_content_score: int = Field(2, ge=1, le=5)
-    """Content issues scoring above this (1 bad .. 5 good) are not treated as problems."""
+    max_content_score: int = Field(5, ge=1, le=5)
+    """Content issues scoring above this (1 bad .. 5 good) are ignored; annotate already emits only
+    problems, so the default keeps every issue."""
     max_pairs_per_conversation: int = Field(2, ge=1)
     """The paper's policy: the first problematic reply plus at most one more."""
     max_context_frames: int = Field(3000, gt=0)
