@@ -35,20 +35,19 @@ def _number_value(words: list[str]) -> int:
                 total += max(cur, 1) * scale
                 cur = 0
         elif w in _TENS:
-            if cur % 100 >= 10 and cur % 10 == 0 and total == 0 and cur < 100:
-                groups.append(cur)
-                cur = 0
+            if cur % 100:
+                groups.append(total + cur)
+                total, cur = 0, 0
             cur += _TENS[w]
         else:
-            v = _UNITS[w]
-            if cur and (cur % 10 != 0 or cur < 20 and cur >= 10) and cur < 100 and total == 0:
-                groups.append(cur)
-                cur = 0
-            cur += v
+            if cur % 100 and not (cur % 100 >= 20 and cur % 10 == 0):
+                groups.append(total + cur)
+                total, cur = 0, 0
+            cur += _UNITS[w]
     groups.append(total + cur)
     if len(groups) == 1:
         return groups[0]
-    return int("".join(f"{g:02d}" if i else str(g) for i, g in enumerate(groups)))
+    return int("".join(f"{g:02d}" if i and g >= 10 else str(g) for i, g in enumerate(groups)))
 
 
 def normalize(text: str) -> str:
