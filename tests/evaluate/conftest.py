@@ -49,3 +49,25 @@ def spm_tokenizer():
         model_type="unigram", pad_id=3, unk_id=0, bos_id=1, eos_id=2, hard_vocab_limit=False,
         minloglevel=2)
     return spm.SentencePieceProcessor(model_proto=buf.getvalue())
+
+
+@pytest.fixture(scope="session")
+def eval_assets(tmp_path_factory):
+    """A tiny checkpoint (preset `tiny`, its tokenizer fitted here) and a small MelRVQ codec,
+    both real components saved to disk as `duplexalign evaluate` reads them."""
+    from duplexalign.models.presets import build_model, get_preset, save_model
+    from duplexalign.speech.melrvq import MelRVQ
+    from duplexalign.speech.voices import get_voice
+    from duplexalign.streams.tokenizer import fit_tokenizer
+
+    root = tmp_path_factory.mktemp("eval_assets")
+    tok = fit_tokenizer(SENTENCES * 5, root / "tok.model", vocab_size=64)
+    model = build_model(get_preset("tiny", tokenizer=tok))
+    ckpt = root / "ckpt"
+    save_model(model, ckpt)
+    voice = get_voice("user_6")
+    clips = [voice.synthesize(s).wav for s in SENTENCES[:6]]
+    codec = MelRVQ.fit(clips * 2, num_codebooks=4, codebook_size=64, pca_dim=32, niter=5,
+                       progress=False)
+    codec_path = codec.save(root / "codec.safetensors")
+    return {"checkpoint": ckpt, "tokenizer": tok, "codec": codec_path, "root": root}

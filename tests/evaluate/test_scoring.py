@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from evalhelpers import fake_rollout, words
 
+from duplexalign.errors import ConfigError
 from duplexalign.evaluate.tasks import TASKS, resolve_tasks
 from duplexalign.evaluate.tasks.base import COMPLIANCE, PARTIAL, REFUSAL, TaskContext
 from duplexalign.evaluate.tasks.reply_length import reply_lengths
 from duplexalign.evaluate.tasks.safety import appropriate
-from duplexalign.errors import ConfigError
 
 Q = words("what is the capital of france", 0.5)  # question ends at 2.25
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from evalhelpers import words
 
 from duplexalign.evaluate.turns import TimingRules, ipus, is_turn, timing_events
-from evalhelpers import words
 
 R = TimingRules()
 

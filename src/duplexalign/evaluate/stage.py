@@ -84,8 +84,11 @@ class EvaluateConfig(StageConfig):
         judge: LLM judge endpoint (multiturn).
         rules: timing thresholds.
         answer_tolerance: seconds before the question end that still count as answer.
+        answer_seconds: silence after the user's last turn left for the answer.
         alert_path: local ALERT JSONL (not bundled).
         resamples: bootstrap resamples; seed: bootstrap seed.
+        decode_audio: decode the model's audio codes with the codec (needed for ASR scoring and
+            for the model channel of the wavs; Griffin-Lim decoding of MelRVQ is slow on CPU).
         write_audio: write a two-channel wav per sample.
         device: torch device of the model.
         options: per-task extra options, e.g. {multiturn: {turn_gap: 12}}.
@@ -102,9 +105,11 @@ class EvaluateConfig(StageConfig):
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
     rules: TimingRules = Field(default_factory=TimingRules)
     answer_tolerance: float = Field(0.5, ge=0)
+    answer_seconds: float = Field(8.0, gt=0)
     alert_path: Path | None = None
     resamples: int = Field(DEFAULT_RESAMPLES, ge=10)
     seed: int = 0
+    decode_audio: bool = True
     write_audio: bool = True
     device: str = "cpu"
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -115,6 +120,7 @@ def make_context(cfg: EvaluateConfig, asr: Any | None = None, judge: Any | None 
     """The `TaskContext` of a config (backends passed in, or None)."""
     return TaskContext(data_dir=Path(cfg.data_dir or default_data_dir()), limit=cfg.limit, asr=asr,
                        judge=judge, rules=cfg.rules, answer_tolerance=cfg.answer_tolerance,
+                       answer_seconds=cfg.answer_seconds,
                        alert_path=cfg.alert_path, resamples=cfg.resamples, seed=cfg.seed,
                        options=cfg.options)
 
@@ -239,7 +245,7 @@ def run(cfg: EvaluateConfig, checkpoint: str | Path, out_dir: str | Path) -> Sta
         ctx = make_context(cfg, asr=backends["asr"], judge=backends["judge"])
         items = user_items(task.prompts(ctx), backends["tts"], backends["codec"])
         rolls = rollout(backends["model"], items, backends["tokenizer"], cfg.sampling,
-                        codec=backends["codec"])
+                        codec=backends["codec"] if cfg.decode_audio else None)
         scores = score_rollouts(task, rolls, ctx)
         task_dir = run_dir.path(name)
         lines = []

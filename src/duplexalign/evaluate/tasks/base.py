@@ -40,6 +40,7 @@ class TaskContext:
         rules: timing thresholds.
         answer_tolerance: model words starting this many seconds before the end of the question still
             belong to the answer.
+        answer_seconds: silence after the user's last turn in which the model may answer.
         alert_path: the user's local ALERT JSONL file, or None.
         resamples: bootstrap resamples.
         seed: bootstrap seed.
@@ -53,6 +54,7 @@ class TaskContext:
     judge: Any | None = None
     rules: TimingRules = field(default_factory=TimingRules)
     answer_tolerance: float = 0.5
+    answer_seconds: float = 8.0
     alert_path: Path | None = None
     resamples: int = DEFAULT_RESAMPLES
     seed: int = 0

@@ -18,7 +18,7 @@ from duplexalign.evaluate.rollout import Rollout
 from duplexalign.evaluate.speak import Prompt
 from duplexalign.evaluate.tasks import TASKS
 from duplexalign.evaluate.tasks.base import Task, TaskContext
-from duplexalign.evaluate.tasks.spoken_qa import ANSWER_SECONDS, load_llama_questions
+from duplexalign.evaluate.tasks.spoken_qa import load_llama_questions
 from duplexalign.segments import to_segments
 from duplexalign.streams.layout import TEXT_EPAD_ID, TEXT_PAD_ID
 from duplexalign.timebase import seconds_to_frame
@@ -61,7 +61,7 @@ class ReplyLengthTask(Task):
     def prompts(self, ctx: TaskContext) -> list[Prompt]:
         rows = load_llama_questions(ctx.data_dir)
         rows = rows[:ctx.limit if ctx.limit is not None else DEFAULT_PROMPTS]
-        return [Prompt.question(f"length-{i}", q, ANSWER_SECONDS, question=q) for i, q, _ in rows]
+        return [Prompt.question(f"length-{i}", q, ctx.answer_seconds, question=q) for i, q, _ in rows]
 
     def score(self, r: Rollout, ctx: TaskContext) -> dict[str, Any]:
         return length_fields(r, ctx.rules.model_merge_gap)

@@ -33,7 +33,6 @@ from duplexalign.evaluate.tasks.base import (
     joined,
 )
 
-ANSWER_SECONDS = 8.0
 HUMAN_LABEL_FILES = ("xstest_v2_completions_gpt4.csv", "xstest_v2_completions_llama2new.csv")
 
 
@@ -104,7 +103,7 @@ class XSTestTask(Task):
     def prompts(self, ctx: TaskContext) -> list[Prompt]:
         rows = load_xstest(ctx.data_dir)
         rows = rows[:ctx.limit] if ctx.limit is not None else rows
-        return [Prompt.question(f"xstest-{r['id']}", r["prompt"], ANSWER_SECONDS,
+        return [Prompt.question(f"xstest-{r['id']}", r["prompt"], ctx.answer_seconds,
                                 question=r["prompt"], label=r["label"], type=r["type"])
                 for r in rows]
 
@@ -178,7 +177,7 @@ class AlertTask(Task):
             cat_rows = sorted((r for r in rows if r["category"] == cat), key=lambda r: r["id"])
             chosen += cat_rows[:per]
         chosen = chosen[:ctx.limit] if ctx.limit is not None else chosen
-        return [Prompt.question(f"alert-{r['id']}", r["prompt"], ANSWER_SECONDS,
+        return [Prompt.question(f"alert-{r['id']}", r["prompt"], ctx.answer_seconds,
                                 question=r["prompt"], category=r["category"],
                                 category_size=sizes[r["category"]]) for r in chosen]
 

@@ -24,8 +24,6 @@ from duplexalign.evaluate.tasks import TASKS
 from duplexalign.evaluate.tasks.base import Task, TaskContext, answer_words, joined
 from duplexalign.timebase import SAMPLE_RATE
 
-ANSWER_SECONDS = 8.0
-"""Silence after the question in which the model may answer."""
 LONG_ANSWER_WORDS = 30
 
 
@@ -97,8 +95,8 @@ class SpokenQATask(Task):
         rows = self.loader(ctx.data_dir)
         limit = ctx.limit if ctx.limit is not None else self.default_limit
         rows = rows[:limit] if limit is not None else rows
-        tail = float(ctx.options.get(self.name, {}).get("answer_seconds", ANSWER_SECONDS))
-        return [Prompt.question(i, q, tail, question=q, golds=g) for i, q, g in rows]
+        return [Prompt.question(i, q, ctx.answer_seconds, question=q, golds=g)
+                for i, q, g in rows]
 
     def score(self, r: Rollout, ctx: TaskContext) -> dict[str, Any]:
         golds = r.item.meta.get("golds") or []

@@ -26,17 +26,17 @@ BARGE_IN_TEXT = "wait, sorry, can you say that more simply?"
 DEFAULT_PROMPTS = 60
 
 
-def probe_prompt(kind: str, id: str, question: str) -> Prompt:
-    """The scripted user of one probe kind built from a question."""
+def probe_prompt(kind: str, id: str, question: str, tail: float = 6.0) -> Prompt:
+    """The scripted user of one probe kind built from a question, `tail` seconds of silence after."""
     words = question.split()
     if kind == "pause":
         cut = max(1, len(words) // 2)
         return Prompt(id=id, turns=[[" ".join(words[:cut]), " ".join(words[cut:])]], pause=1.5,
-                      tail=6.0, meta={"probe": kind, "question": question})
+                      tail=tail, meta={"probe": kind, "question": question})
     if kind == "barge_in":
-        return Prompt(id=id, turns=[[question], [BARGE_IN_TEXT]], gaps=2.5, tail=6.0,
+        return Prompt(id=id, turns=[[question], [BARGE_IN_TEXT]], gaps=2.5, tail=tail,
                       meta={"probe": kind, "question": question})
-    return Prompt(id=id, turns=[[question]], tail=6.0, meta={"probe": kind, "question": question})
+    return Prompt(id=id, turns=[[question]], tail=tail, meta={"probe": kind, "question": question})
 
 
 def score_timing(r: Rollout, ctx: TaskContext) -> dict[str, Any]:
@@ -83,7 +83,8 @@ class TimingTask(Task):
     def prompts(self, ctx: TaskContext) -> list[Prompt]:
         rows = load_llama_questions(ctx.data_dir)
         n = ctx.limit if ctx.limit is not None else DEFAULT_PROMPTS
-        return [probe_prompt(PROBES[i % len(PROBES)], f"timing-{PROBES[i % len(PROBES)]}-{qid}", q)
+        return [probe_prompt(PROBES[i % len(PROBES)], f"timing-{PROBES[i % len(PROBES)]}-{qid}", q,
+                             tail=ctx.answer_seconds)
                 for i, (qid, q, _) in enumerate(rows[:n])]
 
     def score(self, r: Rollout, ctx: TaskContext) -> dict[str, Any]:
