@@ -9,6 +9,7 @@ rerunning finished work is a no-op.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -49,6 +50,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+@functools.cache
 def git_hash() -> str | None:
     """The git commit of the duplexalign source tree, or None outside a checkout."""
     try:
@@ -60,7 +62,12 @@ def git_hash() -> str | None:
 
 
 def package_versions() -> dict[str, str]:
-    """Installed versions of the packages that shape results."""
+    """Installed versions of the packages that shape results (looked up once per process)."""
+    return dict(_package_versions())
+
+
+@functools.cache
+def _package_versions() -> dict[str, str]:
     out = {"python": sys.version.split()[0]}
     for name in _PACKAGES:
         try:
