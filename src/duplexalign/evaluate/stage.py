@@ -231,46 +231,65 @@ def run(cfg: EvaluateConfig, checkpoint: str | Path, out_dir: str | Path) -> Sta
     run_dir = RunDir(out_dir)
     stats = StageStats(STAGE)
     ckpt_digest = _checkpoint_digest(checkpoint)
-    backends: dict[str, Any] | None = None
+    pending: dict[str, str] = {}
     for name in names:
-        task = TASKS.get(name)
-        digest = digest_json({"cfg": cfg.model_dump(mode="json"), "ckpt": ckpt_digest,
+        digest = digest_json({"cfg": cfg.model_dump(mode="json", exclude={"tasks"}),
+                              "ckpt": ckpt_digest,
                               "task": name})
-        marker = f"{STAGE}.{name}"
-        if run_dir.is_done(marker, digest) and run_dir.path(f"{name}/result.json").is_file():
+        if run_dir.is_done(f"{STAGE}.{name}", digest) and run_dir.path(f"{name}/result.json"
+                                                                      ).is_file():
             stats.add(f"skipped/{name}")
-            continue
-        if backends is None:
-            backends = _load_backends(cfg, checkpoint, names)
+        else:
+            pending[name] = digest
+    if pending:
+        backends = _load_backends(cfg, checkpoint, list(pending))
         ctx = make_context(cfg, asr=backends["asr"], judge=backends["judge"])
-        items = user_items(task.prompts(ctx), backends["tts"], backends["codec"])
-        rolls = rollout(backends["model"], items, backends["tokenizer"], cfg.sampling,
-                        codec=backends["codec"] if cfg.decode_audio else None)
-        scores = score_rollouts(task, rolls, ctx)
-        task_dir = run_dir.path(name)
-        lines = []
-        for r, s in zip(rolls, scores, strict=True):
-            rec = sample_record(task, r, s)
-            if cfg.write_audio:
-                wav = write_stereo(task_dir / "audio" / f"{r.id}.wav", r)
-                rec["audio"] = None if wav is None else str(wav.relative_to(run_dir.root))
-            lines.append(json.dumps(rec, ensure_ascii=False))
-        atomic_write_text(task_dir / "samples.jsonl", "\n".join(lines) + "\n")
-        result = {**aggregate_task(task, scores, ctx), "checkpoint": str(checkpoint),
-                  "checkpoint_digest": ckpt_digest, "voice": cfg.voice,
-                  "tokenizer": backends["tokenizer_path"], "codec": cfg.codec.model_dump(mode="json"),
-                  "sampling": cfg.sampling.model_dump(), "rules": cfg.rules.model_dump()}
-        atomic_write_text(task_dir / "result.json", json.dumps(result, indent=2, sort_keys=True))
-        run_dir.mark_done(marker, digest)
-        stats.add(f"samples/{name}", len(scores))
-        log.info("%s: %d samples, %s = %s", name, len(scores), task.primary,
-                 result["metrics"].get(task.primary, {}).get("value"))
+        items = {n: user_items(TASKS.get(n).prompts(ctx), backends["tts"], backends["codec"])
+                 for n in pending}
+        # One rollout over every pending task's items, longest first: batches mix tasks and
+        # padding stays small.
+        flat = sorted(((n, it) for n in pending for it in items[n]),
+                      key=lambda x: -x[1].num_frames)
+        rolls = rollout(backends["model"], [it for _, it in flat], backends["tokenizer"],
+                        cfg.sampling, codec=backends["codec"] if cfg.decode_audio else None)
+        by_task: dict[str, dict[str, Rollout]] = {n: {} for n in pending}
+        for (n, it), r in zip(flat, rolls, strict=True):
+            by_task[n][it.id] = r
+        for name, digest in pending.items():
+            task = TASKS.get(name)
+            task_rolls = [by_task[name][it.id] for it in items[name]]
+            _finish_task(task, task_rolls, ctx, cfg, run_dir, backends, checkpoint, ckpt_digest)
+            run_dir.mark_done(f"{STAGE}.{name}", digest)
+            stats.add(f"samples/{name}", len(task_rolls))
     results = collect_results(run_dir, names, cfg, checkpoint, ckpt_digest)
     atomic_write_text(run_dir.path("results.json"), json.dumps(results, indent=2, sort_keys=True))
     run_dir.write_provenance(STAGE, cfg, {"checkpoint": ckpt_digest})
     stats.values["tasks"] = names
     run_dir.write_stats(stats)
     return stats
+
+
+def _finish_task(task: Task, rolls: Sequence[Rollout], ctx: TaskContext, cfg: EvaluateConfig,
+                 run_dir: RunDir, backends: dict[str, Any], checkpoint: Path, ckpt_digest: str
+                 ) -> None:
+    """Score one task's rollouts and write its samples, wavs and result."""
+    scores = score_rollouts(task, rolls, ctx)
+    task_dir = run_dir.path(task.name)
+    lines = []
+    for r, s in zip(rolls, scores, strict=True):
+        rec = sample_record(task, r, s)
+        if cfg.write_audio:
+            wav = write_stereo(task_dir / "audio" / f"{r.id}.wav", r)
+            rec["audio"] = None if wav is None else str(wav.relative_to(run_dir.root))
+        lines.append(json.dumps(rec, ensure_ascii=False))
+    atomic_write_text(task_dir / "samples.jsonl", "\n".join(lines) + "\n")
+    result = {**aggregate_task(task, scores, ctx), "checkpoint": str(checkpoint),
+              "checkpoint_digest": ckpt_digest, "voice": cfg.voice,
+              "tokenizer": backends["tokenizer_path"], "codec": cfg.codec.model_dump(mode="json"),
+              "sampling": cfg.sampling.model_dump(), "rules": cfg.rules.model_dump()}
+    atomic_write_text(task_dir / "result.json", json.dumps(result, indent=2, sort_keys=True))
+    log.info("%s: %d samples, %s = %s", task.name, len(scores), task.primary,
+             result["metrics"].get(task.primary, {}).get("value"))
 
 
 def collect_results(run_dir: RunDir, names: Sequence[str], cfg: EvaluateConfig, checkpoint: Path,
