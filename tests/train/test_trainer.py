@@ -106,7 +106,7 @@ def _script(streams: Path, out: Path, opts: dict, nproc: int = 1) -> subprocess.
         cmd = [sys.executable, str(SCRIPT)]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-               "--master_port", "29531", str(SCRIPT)]
+               "--master_port", str(29531 + os.getpid() % 1000), str(SCRIPT)]
     return subprocess.run(cmd + [str(streams), str(out), json.dumps(opts)], env=env,
                           capture_output=True, text=True, timeout=240)
 
@@ -142,3 +142,16 @@ def test_ddp_two_processes_matches_one(streams, tmp_path):
         assert torch.allclose(a[k], b[k], atol=1e-6), k
     ma, mb = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
     assert ma[2]["loss"] == pytest.approx(mb[2]["loss"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_fsdp_two_processes_matches_one(streams, tmp_path):
+    opts = {"max_steps": 2, "batch_size": 4, "micro_batch_size": 2, "lr": 1e-3,
+            "checkpoint_every": 2}
+    run(TrainConfig.model_validate(opts), streams, tmp_path / "one")
+    two = _script(streams, tmp_path / "two", {**opts, "distributed": "fsdp"}, nproc=2)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = dict(load_model(tmp_path / "one" / "final").named_parameters())
+    b = dict(load_model(tmp_path / "two" / "final").named_parameters())
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k

@@ -8,6 +8,7 @@ best checkpoint on a composite metric and stop early. Losses come from `LOSSES` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -125,6 +126,15 @@ def _wrap(scorer: _Scorer, cfg: TrainConfig, world: int) -> nn.Module:
                 use_orig_params=True, device_id=torch.device("cpu"))
 
 
+def _full_params(wrapped: nn.Module):
+    """Context in which every rank sees the full parameters (FSDP), else a no-op."""
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    if isinstance(wrapped, FSDP):
+        return FSDP.summon_full_params(wrapped, writeback=False)
+    return contextlib.nullcontext()
+
+
 def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
         validators: list[Validator] = ()) -> StageStats:
     """Train on the pairs of `streams_dir`; write checkpoints, metrics and the final model.
@@ -221,14 +231,17 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
             mlog.write(step, {**vm, "val/composite": score})
             if score > best:
                 best, since_best = score, 0
-                if rank == 0:
-                    save_model(model, out / "best")
-                    (out / "best" / "step.json").write_text(json.dumps({"step": step,
-                                                                        "score": score}))
+                with _full_params(wrapped):
+                    if rank == 0:
+                        save_model(model, out / "best")
+                        (out / "best" / "step.json").write_text(json.dumps({"step": step,
+                                                                            "score": score}))
             else:
                 since_best += 1
                 stop = bool(cfg.val.patience) and since_best >= cfg.val.patience
-        if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stop):
+        due = step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stop
+        # FSDP keeps sharded optimizer state: resumable checkpoints are written for 1 process/DDP
+        if due and rank == 0 and (world == 1 or cfg.distributed == "ddp"):
             checkpoint.save(ckpt_root, step, model,
                             {"optim": opt.state_dict(), "sched": sched.state_dict(),
                              "rng": torch.get_rng_state()},
@@ -236,8 +249,9 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
                              "since_best": since_best}, cfg.keep_checkpoints)
         if world > 1:
             dist.barrier()
-    if rank == 0:
-        save_model(model, out / "final")
+    with _full_params(wrapped):
+        if rank == 0:
+            save_model(model, out / "final")
     stats.add("steps", step)
     stats.values.update({"stopped_early": stop, "best_composite": best,
                          "pairs": count_pairs(streams_dir)})
