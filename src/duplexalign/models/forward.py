@@ -110,7 +110,7 @@ def _expand_states(attns: list, batch_size: int) -> None:
 
 
 def shared_prefix_text_logits(model: nn.Module, codes: torch.Tensor, window_start: int,
-                              num_variants: int) -> torch.Tensor:
+                              num_variants: int, return_context: bool = False):
     """Text logits of the window frames of continuations sharing a context, context computed once.
 
     Args:
@@ -120,9 +120,11 @@ def shared_prefix_text_logits(model: nn.Module, codes: torch.Tensor, window_star
         window_start: first frame of the window (>= 1).
         num_variants: V (2 for chosen + rejected).
 
+        return_context: also return the context's text logits `[B, window_start, text_card]`.
+
     Returns:
         Text logits `[V*B, T - window_start, text_card]` for frames `[window_start, T)`, equal to
-        `text_logits(model, codes)[:, window_start:]`.
+        `text_logits(model, codes)[:, window_start:]` (and the context logits if asked).
     """
     vb = codes.shape[0]
     b = vb // num_variants
@@ -131,7 +133,7 @@ def shared_prefix_text_logits(model: nn.Module, codes: torch.Tensor, window_star
     ctx = delayed[:b, :, :window_start]
     win = delayed[:, :, window_start:]
     with _prefix_streaming(model, b) as attns:
-        model.forward_text(ctx)
+        _, ctx_logits = model.forward_text(ctx)
         _expand_states(attns, vb)
         _, logits = model.forward_text(win)
-    return logits[:, 0]
+    return (logits[:, 0], ctx_logits[:, 0]) if return_context else logits[:, 0]
