@@ -139,6 +139,7 @@ class FakeOpenAI:
                 self._send(200, json.dumps(body).encode())
 
         class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # the default backlog of 5 refuses bursts of connections
             def handle_error(self, request, client_address) -> None:
                 pass  # clients that time out close their socket: expected here
 
