@@ -144,17 +144,24 @@ def _fmt(est: dict | None, pct: bool) -> str:
 _RATE_WORDS = ("rate", "accuracy", "appropriate", "share")
 
 
-def to_markdown(cmp: dict[str, Any], label_a: str = "A", label_b: str = "B") -> str:
-    """The comparison as a Markdown table: one row per benchmark and average, A, B and delta.
+def table_rows(cmp: dict[str, Any], label_a: str = "A", label_b: str = "B") -> list[list[str]]:
+    """The comparison as rows of cells (header first): benchmark, metric, A, B, delta.
 
     Rates are shown in percent; brackets are 95 % bootstrap intervals; the delta is B - A with
     a paired interval where the runs share sample ids.
     """
-    lines = [f"| benchmark | metric | {label_a} | {label_b} | Δ ({label_b} − {label_a}) |",
-             "|---|---|---|---|---|"]
+    rows = [["benchmark", "metric", label_a, label_b, f"Δ ({label_b} − {label_a})"]]
     for r in [*cmp["rows"], *cmp["averages"]]:
         pct = any(w in r["metric"] for w in _RATE_WORDS) or r["metric"] == "mean of primaries"
         arrow = "↑" if r["higher_is_better"] else "↓"
-        lines.append(f"| {r['task']} | {r['metric']} {arrow} | {_fmt(r['a'], pct)} | "
-                     f"{_fmt(r['b'], pct)} | {_fmt(r['delta'], pct)} |")
+        rows.append([r["task"], f"{r['metric']} {arrow}", _fmt(r["a"], pct), _fmt(r["b"], pct),
+                     _fmt(r["delta"], pct)])
+    return rows
+
+
+def to_markdown(cmp: dict[str, Any], label_a: str = "A", label_b: str = "B") -> str:
+    """The comparison as a Markdown table (see `table_rows`)."""
+    rows = table_rows(cmp, label_a, label_b)
+    lines = ["| " + " | ".join(rows[0]) + " |", "|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
     return "\n".join(lines) + "\n"

@@ -73,7 +73,8 @@ def histograms(series: dict[str, dict[str, Sequence[float]]], xlabel: str = "sec
                 ax.hist(values, bins=20, alpha=0.5, label=f"{label} (n={len(values)})")
         ax.set_title(measure, fontsize=9)
         ax.set_xlabel(xlabel)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     return _png(fig)
 
 

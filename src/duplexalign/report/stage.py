@@ -110,7 +110,7 @@ def issues_section(root: Path) -> Section:
     s = Section("Issues found in the logs")
     stats = RunDir(root).read_stats() if (root / "stats.json").is_file() else {}
     counts = stats.get("annotate", {}).get("counts", {})
-    issues = {k.split("/", 2)[-1]: int(v) for k, v in counts.items() if k.startswith("issues/")}
+    issues = {k.split("/", 1)[1]: int(v) for k, v in counts.items() if k.startswith("issues/")}
     if not issues:
         s.text = "No annotation statistics (`stats.json` has no annotate issue counts)."
         return s
@@ -121,7 +121,7 @@ def issues_section(root: Path) -> Section:
 
 def comparison_section(root: Path, evals: list[Path], resamples: int) -> Section:
     """The before/after table (or the single evaluation's primary metrics)."""
-    from duplexalign.evaluate.compare import compare, load_run, to_markdown
+    from duplexalign.evaluate.compare import compare, load_run, table_rows
 
     s = Section("Evaluation")
     if not evals:
@@ -137,8 +137,9 @@ def comparison_section(root: Path, evals: list[Path], resamples: int) -> Section
         return s
     a, b = evals[0], evals[-1]
     cmp = compare(load_run(a), load_run(b), resamples=resamples)
-    s.text = (f"A = `{_rel(a, root)}` (baseline), B = `{_rel(b, root)}`. Brackets: 95 % bootstrap "
-              "intervals; Δ is paired over shared samples.\n\n" + to_markdown(cmp, "A", "B"))
+    s.text = (f"A = `{_rel(a, root)}` (baseline), B = `{_rel(b, root)}`. Rates in percent; "
+              "brackets are 95 % bootstrap intervals; Δ = B − A, paired over shared samples.")
+    s.table = table_rows(cmp, "A", "B")
     return s
 
 
