@@ -144,3 +144,15 @@ def add_noise(wav: np.ndarray, snr_db: float, seed: int = 0,
     power = float(np.mean(active**2)) if active.size else 1e-8
     noise = np.random.default_rng(seed).normal(0.0, np.sqrt(power / 10 ** (snr_db / 10)), len(wav))
     return (np.asarray(wav, dtype=np.float32) + noise.astype(np.float32)).astype(np.float32)
+
+
+AUDIO_SUFFIXES: tuple[str, ...] = (".wav", ".flac", ".ogg", ".opus", ".mp3")
+
+
+def list_audio_files(folder: str | Path) -> list[Path]:
+    """Audio files (by suffix, see `AUDIO_SUFFIXES`) under `folder`, recursively, sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadInput("audio_dir_missing", f"{folder} is not a folder")
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES
+                  and p.is_file())

