@@ -1,14 +1,9 @@
-"""Fixtures of the evaluation tests: a tiny moshi LMModel and a tiny SentencePiece tokenizer."""
+"""Fixtures of the evaluation tests: the tiny model preset, a fitted tokenizer, a small codec."""
 
 from __future__ import annotations
 
-import io
-
 import pytest
-import torch
 
-TEXT_CARD = 96
-CARD = 32
 SENTENCES = [
     "what is the capital of france", "paris is the capital of france", "the amazon river",
     "i am sorry i cannot help with that", "sure here is how to kill a python process",
@@ -17,20 +12,11 @@ SENTENCES = [
 ]
 
 
-def tiny_lm(seed: int = 0):
-    """A 2-layer LMModel with 4 + 4 codebooks (Moshi delays), built directly with moshi."""
-    from moshi.models.lm import LMModel
+def tiny_lm():
+    """The `tiny` preset (2 layers, 4 + 4 codebooks, Moshi delays) built by `models.presets`."""
+    from duplexalign.models.presets import build_model
 
-    torch.manual_seed(seed)
-    model = LMModel(
-        delays=[0, 0, 1, 1, 1, 0, 1, 1, 1], n_q=8, dep_q=4, card=CARD, text_card=TEXT_CARD,
-        dim=32, num_heads=2, num_layers=2, hidden_scale=2, causal=True, context=200,
-        gating="silu", norm="rms_norm_f32", positional_embedding="rope", max_period=10000,
-        depformer_dim=16, depformer_num_heads=2, depformer_num_layers=1,
-        depformer_dim_feedforward=32, depformer_multi_linear=True, depformer_pos_emb="none",
-        depformer_weights_per_step=True, existing_text_padding_id=3,
-    )
-    return model.eval()
+    return build_model("tiny").eval()
 
 
 @pytest.fixture
@@ -39,16 +25,13 @@ def lm():
 
 
 @pytest.fixture(scope="session")
-def spm_tokenizer():
-    """A SentencePiece model with unk 0 (EPAD role), bos 1, eos 2, pad 3 (PAD role)."""
-    import sentencepiece as spm
+def spm_tokenizer(tmp_path_factory):
+    """The project's SentencePiece tokenizer (EPAD 0, PAD 3 reserved) fitted on a few sentences."""
+    from duplexalign.streams.tokenizer import fit_tokenizer, load_tokenizer
 
-    buf = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(SENTENCES * 5), model_writer=buf, vocab_size=TEXT_CARD,
-        model_type="unigram", pad_id=3, unk_id=0, bos_id=1, eos_id=2, hard_vocab_limit=False,
-        minloglevel=2)
-    return spm.SentencePieceProcessor(model_proto=buf.getvalue())
+    path = fit_tokenizer(SENTENCES * 5, tmp_path_factory.mktemp("tok") / "tok.model",
+                         vocab_size=64)
+    return load_tokenizer(path)
 
 
 @pytest.fixture(scope="session")

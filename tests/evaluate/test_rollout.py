@@ -6,11 +6,12 @@ import numpy as np
 import torch
 
 from duplexalign.evaluate.rollout import SamplingConfig, UserItem, rollout, text_stream_words
+from duplexalign.models.forward import rescore_text_logprobs
 
 
 def _items(n: int, t: int, seed: int = 0) -> list[UserItem]:
     g = np.random.default_rng(seed)
-    return [UserItem(id=f"i{i}", user_codes=g.integers(0, 32, size=(4, t - i)))
+    return [UserItem(id=f"i{i}", user_codes=g.integers(0, 64, size=(4, t - i)))
             for i in range(n)]
 
 
@@ -27,6 +28,9 @@ def test_training_forward_rescores_sampled_text_logits(lm, spm_tokenizer):
         rescored = lp.gather(-1, codes[0, 0, :, None])[:, 0].numpy()
         np.testing.assert_allclose(rescored, r.text_logprobs, atol=1e-4)
         assert abs(rescored.sum() - r.text_logprobs.sum()) < 1e-3
+        # the trainer's text-only path gives the same numbers
+        trainer = rescore_text_logprobs(lm, codes)[0].numpy()
+        np.testing.assert_allclose(trainer, r.text_logprobs, atol=1e-4)
 
 
 def test_batching_does_not_change_a_greedy_rollout(lm, spm_tokenizer):
@@ -40,8 +44,8 @@ def test_batching_does_not_change_a_greedy_rollout(lm, spm_tokenizer):
 
 
 def test_text_stream_words_are_timed_by_frame(spm_tokenizer):
-    ids = spm_tokenizer.encode("paris is", out_type=int)
-    pieces = [spm_tokenizer.id_to_piece(i) for i in ids]
+    ids = spm_tokenizer.encode_word("paris") + spm_tokenizer.encode_word("is")
+    pieces = [spm_tokenizer.sp.id_to_piece(i) for i in ids]
     # frames: 0 PAD, 1 EPAD, 2.. the pieces of "paris is", then PAD
     stream = [3, 0, *ids, 3, 3]
     words = text_stream_words(stream, spm_tokenizer)
