@@ -33,7 +33,8 @@ def _is_gz(path: Path) -> bool:
 
 def _open(path: Path, mode: str) -> IO[str]:
     if _is_gz(path):
-        return io.TextIOWrapper(gzip.open(path, mode + "b"), encoding="utf-8")
+        # Level 1: ten times faster than gzip's default 9 for about 15% more bytes (working files).
+        return io.TextIOWrapper(gzip.open(path, mode + "b", compresslevel=1), encoding="utf-8")
     return open(path, mode, encoding="utf-8")
 
 

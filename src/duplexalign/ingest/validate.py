@@ -61,13 +61,21 @@ class Problem:
     detail: str
 
 
-def parse_time(value: Any, what: str) -> float:
-    """A time in seconds from raw JSON; raises BadInput("bad_schema" | "time_nan")."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadInput("bad_schema", f"{what} must be a number, got {value!r:.40}")
-    t = float(value)
+def parse_time(value: Any, what: str, where: str = "") -> float:
+    """A time in seconds from raw JSON; raises BadInput("bad_schema" | "time_nan").
+
+    Args:
+        value: the raw value.
+        what: its name, for the detail text (e.g. "start").
+        where: position of its item in the input, prefixed to `what` in the detail text.
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        t = float(value)
+    else:
+        raise BadInput("bad_schema", f"{where} {what}".strip() + f" must be a number, "
+                                                                 f"got {value!r:.40}")
     if not math.isfinite(t):
-        raise BadInput("time_nan", f"{what} is {t}")
+        raise BadInput("time_nan", f"{where} {what}".strip() + f" is {t}")
     return t
 
 
@@ -82,8 +90,8 @@ def make_word(text: Any, start: Any, end: Any, where: str = "word") -> Word:
     """
     if not isinstance(text, str):
         raise BadInput("bad_schema", f"{where}: text must be a string, got {text!r:.40}")
-    s = parse_time(start, f"{where} start")
-    e = parse_time(end, f"{where} end")
+    s = parse_time(start, "start", where)
+    e = parse_time(end, "end", where)
     if s < 0:
         raise BadInput("time_negative", f"{where} starts at {s}")
     if e < s:
@@ -144,8 +152,12 @@ def check_conversation(conv: Conversation, cfg: IngestConfig,
         if not words and ch in cfg.require_channels:
             probs.append(Problem(f"empty_channel_{ch}", f"no {ch} words"))
         probs.extend(_check_channel(words, ch, cfg, end))
-    try:
-        json.dumps(conv.to_dict(), ensure_ascii=False).encode("utf-8")
+    try:  # unpaired surrogates (from JSON escapes) cannot be written as UTF-8
+        conv.id.encode("utf-8")
+        for ch in CHANNELS:
+            "".join(w.text for w in conv.words.of(ch)).encode("utf-8")
+        if conv.meta:
+            json.dumps(conv.meta, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as e:
         probs.append(Problem("bad_encoding", f"text cannot be written as UTF-8 ({e.reason})"))
     return probs
