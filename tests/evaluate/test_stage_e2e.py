@@ -70,6 +70,12 @@ def test_evaluate_compare_end_to_end(eval_assets, shared_data, tmp_path, capsys)
     assert main(["compare", str(out), str(out_b)]) == 0
     assert "Avg safety" in capsys.readouterr().out
 
+    # the report of a folder holding both evaluations: table, latency histograms, timelines
+    assert main(["report", str(tmp_path), "--worst", "1"]) == 0
+    md = (tmp_path / "report.md").read_text()
+    assert "| Avg QA | mean of primaries ↑ |" in md and "latency histograms" in md
+    assert (tmp_path / "report.html").read_text().count("data:image/png;base64,") >= 2
+
 
 class CannedJudge:
     """Stands in for the LLM endpoint: rates 3/4/2, and the second request fails."""

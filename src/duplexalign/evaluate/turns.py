@@ -30,11 +30,13 @@ class TimingRules(BaseModel):
             (used only when an item does not annotate its turn ends).
         response_window: a model turn starting within this time after a user turn end is a takeover.
         silence_window: no model word within this time after a user turn end is a no-response.
-        backchannel_max_span: a model window shorter than this ...
-        backchannel_max_words: ... with at most this many words is a backchannel, not a turn.
+        backchannel_max_span: a model window shorter than this, with at most
+            `backchannel_max_words` words, is a backchannel, not a turn.
+        backchannel_max_words: see `backchannel_max_span`.
         yield_window: after a user barge-in the model must stop within this time to have yielded.
-        onset_tolerance: a model IPU starting this long before a user IPU ends still counts as an
-            interruption only if it starts at least this long before the user's end.
+        onset_tolerance: a model turn starting inside a user IPU is an interruption only if it
+            starts at least this long before that IPU ends (overlapping the user's last syllable
+            is a fast turn switch, not an interruption).
     """
 
     model_config = ConfigDict(extra="forbid")
