@@ -44,7 +44,7 @@ def serve(latency: float, port_q: mp.Queue, stop: mp.Event) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=256)
+    ap.add_argument("--requests", type=int, default=512)
     ap.add_argument("--latency", type=float, default=0.2)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -22,6 +22,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ DIALECTS = ("json_schema", "json_object", "plain")
 """Structured-output dialects, tried in this order until one is accepted by the server."""
 
 Messages = list[dict[str, str]]
+_POOL_SIZE = 4
 
 
 class ParseError(ValueError):
@@ -260,10 +262,10 @@ class LLMClient:
             self._sem = (loop, asyncio.Semaphore(self.concurrency))
         return self._sem[1]
 
-    def _http(self) -> httpx.AsyncClient:
+    def _http(self, connections: int | None = None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        limits = httpx.Limits(max_connections=self.concurrency,
-                              max_keepalive_connections=self.concurrency)
+        n = connections or self.concurrency
+        limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
         return httpx.AsyncClient(timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),
                                  limits=limits, headers=headers, trust_env=False)
 
@@ -354,10 +356,16 @@ class LLMClient:
     async def stream_json(self, requests: Sequence[LLMRequest]
                           ) -> AsyncIterator[tuple[int, LLMResult | LLMFailure]]:
         """Run `requests` concurrently; yield `(index, result or failure)` as each completes."""
-        async with self._http() as http:
+        # httpcore's pool rescans every connection on each event (quadratic in its size), so large
+        # concurrency is spread over several small pools.
+        n_pools = -(-self.concurrency // _POOL_SIZE)
+        async with AsyncExitStack() as stack:
+            pools = [await stack.enter_async_context(self._http(_POOL_SIZE))
+                     for _ in range(n_pools)]
+
             async def one(i: int, r: LLMRequest) -> tuple[int, LLMResult | LLMFailure]:
                 try:
-                    return i, await self._call(http, r)
+                    return i, await self._call(pools[i % n_pools], r)
                 except LLMCallFailed as e:
                     return i, e.failure
             tasks = [asyncio.ensure_future(one(i, r)) for i, r in enumerate(requests)]
