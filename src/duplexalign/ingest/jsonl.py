@@ -31,7 +31,7 @@ from duplexalign.ingest.base import (
     Rejected,
     guarded,
 )
-from duplexalign.ingest.validate import make_word, parse_json_bytes, parse_time
+from duplexalign.ingest.validate import make_words, parse_json_bytes, parse_time
 from duplexalign.records import CHANNELS, ChannelWords, Conversation, Source, Word
 
 NAME = "jsonl"
@@ -105,16 +105,17 @@ def parse_line(raw: bytes, path: Path, item: str, cfg: IngestConfig) -> Conversa
 def _words(raw: Any, ch: str) -> list[Word]:
     if not isinstance(raw, list):
         raise BadInput("bad_schema", f"words.{ch} must be a list")
-    out = []
-    for i, w in enumerate(raw):
-        where = f"words.{ch}[{i}]"
-        if isinstance(w, list) and len(w) == 3:
-            out.append(make_word(w[0], w[1], w[2], where))
-        elif isinstance(w, dict) and {"text", "start", "end"} <= w.keys():
-            out.append(make_word(w["text"], w["start"], w["end"], where))
-        else:
-            raise BadInput("bad_schema", f"{where} must be [text, start, end] or an object")
-    return out
+    def rows():
+        for i, w in enumerate(raw):
+            if isinstance(w, list) and len(w) == 3:
+                yield w
+            elif isinstance(w, dict) and {"text", "start", "end"} <= w.keys():
+                yield w["text"], w["start"], w["end"]
+            else:
+                raise BadInput("bad_schema", f"words.{ch}[{i}] must be [text, start, end] or "
+                                             "an object")
+
+    return make_words(rows(), lambda i: f"words.{ch}[{i}]")
 
 
 def _audio(raw: Any, folder: Path) -> dict[str, ChannelSource]:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pydantic import TypeAdapter
 
 from duplexalign.errors import BadInput
 from duplexalign.ingest.base import IngestConfig
@@ -97,6 +100,29 @@ def make_word(text: Any, start: Any, end: Any, where: str = "word") -> Word:
     if e < s:
         raise BadInput("time_reversed", f"{where} ends at {e} before its start {s}")
     return Word(text=text.strip(), start=s, end=e)
+
+
+_WORDS = TypeAdapter(list[Word])
+
+
+def make_words(rows: Iterable[tuple[Any, Any, Any]], where: Callable[[int], str]) -> list[Word]:
+    """`make_word` for many (text, start, end) rows at once (ingest's hot loop: the checks run in
+    Python, the records are built in one pydantic call).
+
+    Args:
+        rows: raw (text, start, end) values.
+        where: position of row i in the input, for the detail text of an error.
+
+    Raises:
+        BadInput: the reason of the first bad row.
+    """
+    out = []
+    for i, (text, start, end) in enumerate(rows):
+        if (type(text) is not str or type(start) not in (int, float)
+                or type(end) not in (int, float) or not 0 <= start <= end < math.inf):
+            make_word(text, start, end, where(i))  # slow path: raises with the precise reason
+        out.append({"text": text.strip(), "start": start, "end": end})
+    return _WORDS.validate_python(out)
 
 
 def read_json(path: Path, cfg: IngestConfig, missing_reason: str = "alignment_missing") -> Any:
