@@ -127,13 +127,17 @@ def run(cfg: AnnotateConfig, run_dir: str | Path) -> StageStats:
         pending = _pending(src, progress, quarantine, stats)
         judge = None
         if cfg.judge != "none" and pending:
-            url, model = cfg.llm.url, cfg.llm.model
-            if url is None:
-                from duplexalign.judges.server import LocalLLMServer
+            factory = JUDGES.get(cfg.judge)
+            client = None
+            if getattr(factory, "needs_llm", False):
+                url, model = cfg.llm.url, cfg.llm.model
+                if url is None:
+                    from duplexalign.judges.server import LocalLLMServer
 
-                srv = stack.enter_context(LocalLLMServer(model, threads=cfg.llm.threads))
-                url, model = srv.base_url, srv.model_name
-            judge = JUDGES.get(cfg.judge)(cfg.llm, _client(cfg, rd, url, model))
+                    srv = stack.enter_context(LocalLLMServer(model, threads=cfg.llm.threads))
+                    url, model = srv.base_url, srv.model_name
+                client = _client(cfg, rd, url, model)
+            judge = factory(cfg.llm, client)
         vad = None
         if cfg.vad:
             from duplexalign.speech.base import VAD_BACKENDS
@@ -141,8 +145,9 @@ def run(cfg: AnnotateConfig, run_dir: str | Path) -> StageStats:
             vad = VAD_BACKENDS.get(cfg.vad)()
         asyncio.run(_annotate(pending, cfg, rd, judge, vad, out, progress, failures, stats,
                               digest))
-        if judge is not None:
-            stats.values["llm"] = dict(judge.client.stats)
+        llm_stats = getattr(getattr(judge, "client", None), "stats", None)
+        if llm_stats:
+            stats.values["llm"] = dict(llm_stats)
     atomic_write_text(rd.path(FAILURES), "".join(json.dumps(f) + "\n" for f in failures))
     _summarise(rd, stats, failures)
     rd.write_stats(stats)

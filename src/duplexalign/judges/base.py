@@ -2,7 +2,10 @@
 
 Owns `RULES` (timing rules: pure functions `rule(conv, cfg, vad) -> list[Issue]` over a conversation's
 timed words and optional VAD segments) and `JUDGES` (content judges: factories
-`make(cfg: LLMJudgeConfig) -> ContentJudge`). It knows nothing about HTTP or thresholds; those live in
+`make(cfg: LLMJudgeConfig, client: LLMClient | None)` returning an object with
+`async judge(conv) -> JudgeOutcome` and a `redactions` Counter). A factory that sets the attribute
+`needs_llm = True` gets a client for the configured endpoint (the annotate stage starts the local server
+when no URL is given); others get None. It knows nothing about HTTP or thresholds; those live in
 `llm.py`/`content.py` and `rules.py`.
 """
 

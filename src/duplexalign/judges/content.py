@@ -270,3 +270,6 @@ class ContentJudge:
 def make_llm_judge(cfg: LLMJudgeConfig, client: LLMClient) -> ContentJudge:
     """Factory of the "llm" content judge."""
     return ContentJudge(client, cfg)
+
+
+make_llm_judge.needs_llm = True  # the annotate stage provides (and if needed starts) the endpoint
