@@ -24,8 +24,8 @@ from duplexalign.ingest.base import (
     Rejected,
     guarded,
 )
-from duplexalign.ingest.validate import make_word, parse_json_bytes, parse_time, read_json
-from duplexalign.records import CHANNELS, ChannelWords, Conversation, Source, Word
+from duplexalign.ingest.validate import make_words, parse_json_bytes, parse_time, read_json
+from duplexalign.records import CHANNELS, ChannelWords, Conversation, Source
 from duplexalign.runs import sha256_file
 
 NAME = "moshi-finetune"
@@ -90,18 +90,21 @@ def parse_alignments(doc: Any, cfg: IngestConfig) -> ChannelWords:
     """
     if not isinstance(doc, dict) or not isinstance(doc.get("alignments"), list):
         raise BadInput("bad_schema", 'alignment file needs an "alignments" list')
-    out: dict[str, list[Word]] = {"model": [], "user": []}
+    rows: dict[str, list[tuple[Any, Any, Any]]] = {"model": [], "user": []}
+    index: dict[str, list[int]] = {"model": [], "user": []}
     for i, a in enumerate(doc["alignments"]):
         if not (isinstance(a, list) and len(a) == 3 and isinstance(a[1], list) and len(a[1]) == 2):
             raise BadInput("bad_schema", f"alignment {i} must be [word, [start, end], speaker]")
         label = a[2]
         ch = cfg.speaker_map.get(label) if isinstance(label, str) else None
         ch = ch or cfg.default_channel
-        if ch not in out:
+        if ch not in rows:
             raise BadInput("unknown_speaker", f"alignment {i}: speaker {label!r:.40} is not in "
                                               "speaker_map (set ingest.default_channel?)")
-        out[ch].append(make_word(a[0], a[1][0], a[1][1], f"alignment {i}"))
-    return ChannelWords(model=out["model"], user=out["user"])
+        rows[ch].append((a[0], a[1][0], a[1][1]))
+        index[ch].append(i)
+    return ChannelWords(**{ch: make_words(rows[ch], lambda k, ch=ch: f"alignment {index[ch][k]}")
+                           for ch in ("model", "user")})
 
 
 def _meta(doc: dict[str, Any]) -> dict[str, Any]:
