@@ -104,3 +104,27 @@ def test_cli_with_a_judge_url_writes_content_and_timing_issues(tmp_path, capsys)
     assert {d["conversation_id"] for d in content} == {"wrong"}
     assert all(d["improved_reply"] == "A better reply." for d in content)
     assert (tmp_path / "judge_cache").is_dir()
+
+
+def test_judges_without_an_llm_get_no_client_and_no_server(tmp_path, monkeypatch):
+    from collections import Counter
+
+    from duplexalign.judges.base import JUDGES
+    from duplexalign.judges.content import JudgeOutcome
+
+    seen = []
+
+    class Static:
+        redactions: Counter = Counter()
+
+        async def judge(self, c):
+            seen.append(c.id)
+            return JudgeOutcome()
+
+    if "_test_static" not in JUDGES:
+        JUDGES.add("_test_static", lambda cfg, client: seen.append(client) or Static())
+    monkeypatch.setenv("DUPLEXALIGN_CACHE", str(tmp_path / "empty"))  # a server start would fail
+    write_manifest(tmp_path / "conversations.jsonl.gz", CONVS)
+    stats = run(AnnotateConfig(judge="_test_static", progress=False), tmp_path)
+    assert seen[0] is None and sorted(seen[1:]) == ["fine", "interrupts", "silent"]
+    assert stats.counts["conversations/annotated"] == 3
