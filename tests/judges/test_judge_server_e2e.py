@@ -48,7 +48,7 @@ def cases(*ids):
 
 def test_smollm2_judge_returns_schema_valid_verdicts(smol, tmp_path):
     client = LLMClient(smol.base_url, smol.model_name, cache_dir=tmp_path, timeout=120)
-    judge = ContentJudge(client, LLMJudgeConfig(tokens_per_reply=160))
+    judge = ContentJudge(client, LLMJudgeConfig())
     [conv] = cases("instr-07")  # two replies
     out = client.run_many([c.request for c in judge.chunks(conv)])
     assert not any(hasattr(r, "kind") for r in out), out
@@ -87,7 +87,7 @@ def test_annotate_survives_a_killed_server_and_resumes(tmp_path):
     assert s1.counts["conversations/failed"] == 4
     assert not (tmp_path / ".done" / "annotate").exists()
     # resume with the default: the stage starts its own local server (here SmolLM2), then stops it
-    s2 = run(AnnotateConfig(llm={"model": "smollm2", "timeout": 120, "tokens_per_reply": 160},
+    s2 = run(AnnotateConfig(llm={"model": "smollm2", "timeout": 120},
                             **cfg), tmp_path)
     assert s2.counts["conversations/annotated"] == 4 and "judge_failures/connect" not in s2.counts
     assert (tmp_path / ".done" / "annotate").exists()

@@ -55,8 +55,9 @@ class LLMJudgeConfig(StageConfig):
     """Replies graded per call; longer conversations are graded in chunks."""
     max_transcript_chars: int = Field(6000, ge=200)
     """Older transcript lines are dropped beyond this many characters (context window)."""
-    tokens_per_reply: int = Field(200, ge=32)
-    """Generation budget per graded reply (labels, scores, reason, improved reply)."""
+    tokens_per_reply: int = Field(240, ge=32)
+    """Generation budget per graded reply: the worst case the schema allows (labels, 5 scores,
+    160-char reason, 300-char improved reply) is about 200 tokens, so answers are never cut off."""
     threads: int | None = None
     """CPU threads of the local server (None: env LLM_THREADS, else 1; see reference/llm.md)."""
 
@@ -108,8 +109,8 @@ def answer_schema(ids: Sequence[str]) -> dict[str, Any]:
                          "maxItems": len(CONTENT_CATEGORIES)},
             "scores": {"type": "object", "properties": {c: score for c in CONTENT_CATEGORIES},
                        "required": list(CONTENT_CATEGORIES), "additionalProperties": False},
-            "reason": {"type": "string", "maxLength": 200},
-            "improved_reply": {"type": "string", "maxLength": 400},
+            "reason": {"type": "string", "maxLength": 160},
+            "improved_reply": {"type": "string", "maxLength": 300},
         },
         "required": ["id", "problems", "scores", "reason", "improved_reply"],
         "additionalProperties": False,
