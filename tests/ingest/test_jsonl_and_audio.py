@@ -109,3 +109,12 @@ def test_unknown_asr_backend_is_a_config_error(tmp_path):
     _stereo(tmp_path / "a.wav", np.ones(10) * 0.1, np.ones(10) * 0.1)
     with pytest.raises(ConfigError, match="asr backend"):
         list(read_audio(tmp_path, IngestConfig(asr="no-such-asr")))
+
+
+def test_overlong_audio_is_refused_before_decoding(tmp_path):
+    sf.write(str(tmp_path / "long.wav"), np.zeros((24000 * 4, 2)), 24000)
+    line = {**LINE, "duration": None, "audio": "long.wav"}
+    (tmp_path / "a.jsonl").write_text(json.dumps(line) + "\n")
+    stats = run(IngestConfig(format="jsonl", max_duration=3.0), tmp_path / "a.jsonl",
+                tmp_path / "run")
+    assert stats.counts["quarantined/too_long"] == 1 and stats.counts["written"] == 0

@@ -77,12 +77,12 @@ def read(input_path: Path, cfg: IngestConfig, done: Collection[str] = ()) -> Ite
         if conv_id in done:
             continue
         asr = asr or make_asr(cfg)
-        yield guarded(str(path), _recording, path, conv_id, asr)
+        yield guarded(str(path), _recording, path, conv_id, asr, cfg)
 
 
-def _recording(path: Path, conv_id: str, asr: ASR) -> Found:
+def _recording(path: Path, conv_id: str, asr: ASR, cfg: IngestConfig) -> Found:
     sources = {"model": ChannelSource(path, 0), "user": ChannelSource(path, 1)}
-    wavs, _ = load_channels(sources)
+    wavs, _ = load_channels(sources, cfg.max_duration)
     words = ChannelWords(model=transcribe(asr, wavs["model"], "model"),
                          user=transcribe(asr, wavs["user"], "user"))
     duration = max(len(w) for w in wavs.values()) / SAMPLE_RATE

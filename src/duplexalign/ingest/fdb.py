@@ -80,7 +80,7 @@ def _sample(d: Path, conv_id: str, cfg: IngestConfig, asr: list[ASR]) -> Found:
             if ch in sources:
                 if not asr:
                     asr.append(make_asr(cfg))
-                wav = load_channels({ch: sources[ch]})[0][ch]
+                wav = load_channels({ch: sources[ch]}, cfg.max_duration)[0][ch]
                 words[ch] = transcribe(asr[0], wav, f"{d / WAVS[ch]}")
                 meta[f"{ch}_words_from"] = "asr"
             else:

@@ -137,7 +137,7 @@ def finish(found: Found, cfg: IngestConfig, rd: RunDir, stats: StageStats) -> Co
             present[ch] = src
         elif cfg.require_audio:
             raise BadInput("audio_missing", f"{ch} audio {src.path} does not exist")
-    wavs, resampled = load_channels(present) if present else ({}, False)
+    wavs, resampled = load_channels(present, cfg.max_duration) if present else ({}, False)
     stats.add("resampled", int(resampled))
     audio_duration = max(len(w) for w in wavs.values()) / SAMPLE_RATE if wavs else None
     problems = check_conversation(conv, cfg, audio_duration)

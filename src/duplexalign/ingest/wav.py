@@ -27,18 +27,27 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus")
 _SAFE = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
 
 
-def read_audio(path: Path) -> tuple[np.ndarray, int]:
+def read_audio(path: Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """Decode an audio file.
+
+    Args:
+        path: the file.
+        max_seconds: refuse (before decoding) files longer than this.
 
     Returns:
         (samples [S, C] float32, sample_rate).
 
     Raises:
-        BadInput: "audio_missing", "audio_unreadable" or "audio_empty".
+        BadInput: "audio_missing", "audio_unreadable", "audio_empty" or "too_long".
     """
     if not path.is_file():
         raise BadInput("audio_missing", f"{path} does not exist")
     try:
+        if max_seconds is not None:
+            info = sf.info(str(path))
+            if info.duration > max_seconds:
+                raise BadInput("too_long", f"{path} lasts {info.duration:.0f} s "
+                                           f"(> max_duration={max_seconds:.0f})")
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as e:
         raise BadInput("audio_unreadable", f"{path}: {e}") from None
@@ -56,11 +65,13 @@ def to_24k(x: np.ndarray, sr: int) -> np.ndarray:
     return soxr.resample(x, sr, SAMPLE_RATE).astype(np.float32, copy=False)
 
 
-def load_channels(sources: dict[Channel, ChannelSource]) -> tuple[dict[Channel, np.ndarray], bool]:
+def load_channels(sources: dict[Channel, ChannelSource], max_seconds: float | None = None
+                  ) -> tuple[dict[Channel, np.ndarray], bool]:
     """Decode every channel's audio at 24 kHz, reading each file once.
 
     Args:
         sources: where each channel's audio lives.
+        max_seconds: refuse files longer than this before decoding them ("too_long").
 
     Returns:
         ({channel: mono samples [S] float32 at 24 kHz}, True if any file was resampled).
@@ -74,7 +85,7 @@ def load_channels(sources: dict[Channel, ChannelSource]) -> tuple[dict[Channel, 
     resampled = False
     for ch, src in sources.items():
         if src.path not in files:
-            files[src.path] = read_audio(src.path)
+            files[src.path] = read_audio(src.path, max_seconds)
         data, sr = files[src.path]
         if src.index is None:
             mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
