@@ -88,3 +88,22 @@ def test_validate_and_show(tmp_path, dialogue, capsys):
     (out / convs[0].audio.model).unlink()
     assert cli(["validate", str(out)]) == 1
     assert "audio_missing: 1" in capsys.readouterr().out
+
+
+def test_ingest_cli_flags_and_preset(tmp_path, dialogue):
+    data = tmp_path / "data"
+    doc = {"alignments": [[t, [s, e], "BOT"] for t, s, e in dialogue.words["model"]]}
+    index = write_index(data, [write_moshi(data, "a", dialogue, doc=doc)])
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("ingest:\n  format: jsonl\n  speaker_map: {BOT: model}\n")
+    out = tmp_path / "run"
+    assert cli(["ingest", str(index), "--format", "moshi-finetune", "--out", str(out),
+                "--config", str(preset), "--keep-user-audio",
+                "--set", "require_channels=[model]"]) == 0
+    (c,) = read_manifest(out / "conversations.jsonl.gz", Conversation)
+    assert len(c.words.model) == len(dialogue.words["model"]) and c.words.user == []
+    assert c.audio.user is not None  # --keep-user-audio
+    prov = json.loads((out / "provenance.json").read_text())["ingest"]
+    assert prov["config"]["format"] == "moshi-finetune"  # the flag wins over the preset
+    assert prov["config"]["speaker_map"] == {"BOT": "model"}
+    assert cli(["ingest", str(index), "--out", str(out), "--set", "no_such_key=1"]) == 2
