@@ -118,3 +118,13 @@ def test_overlong_audio_is_refused_before_decoding(tmp_path):
     stats = run(IngestConfig(format="jsonl", max_duration=3.0), tmp_path / "a.jsonl",
                 tmp_path / "run")
     assert stats.counts["quarantined/too_long"] == 1 and stats.counts["written"] == 0
+
+
+def test_bom_is_accepted_and_out_inside_input_is_refused(tmp_path):
+    from duplexalign.errors import ConfigError
+
+    (tmp_path / "a.jsonl").write_bytes(b"\xef\xbb\xbf" + json.dumps(LINE).encode() + b"\n")
+    (c,) = read_jsonl(tmp_path / "a.jsonl", IngestConfig())
+    assert c.id == "c1"
+    with pytest.raises(ConfigError, match="inside the input folder"):
+        run(IngestConfig(format="jsonl"), tmp_path, tmp_path / "run")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from duplexalign.errors import BadInput
+from duplexalign.errors import BadInput, ConfigError
 from duplexalign.ingest.base import (
     READERS,
     ChannelSource,
@@ -64,12 +64,16 @@ def run(cfg: IngestConfig, input_path: str | Path, out_dir: str | Path) -> Stage
         `words/model`, `words/user`, `resampled`.
 
     Raises:
-        ConfigError: unknown format. BadInput: the input path does not exist.
+        ConfigError: unknown format, or `out_dir` inside the input folder. BadInput: the input
+            path does not exist.
     """
     input_path, rd = Path(input_path).absolute(), RunDir(out_dir)
     reader = READERS.get(cfg.format)
     if not input_path.exists():
         raise BadInput("input_missing", f"{input_path} does not exist")
+    if input_path.is_dir() and rd.root.absolute().is_relative_to(input_path):
+        raise ConfigError(f"the run directory {rd.root} is inside the input folder {input_path}; "
+                          "choose an --out outside it")
     in_digest = input_digest(input_path)
     digest = digest_json({"config": cfg.model_dump(mode="json"), "input": in_digest})
     if rd.is_done(STAGE, digest):

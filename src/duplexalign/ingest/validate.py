@@ -144,9 +144,10 @@ def read_json(path: Path, cfg: IngestConfig, missing_reason: str = "alignment_mi
 
 
 def parse_json_bytes(raw: bytes, where: str) -> Any:
-    """Decode UTF-8 `raw` and parse it as JSON; raises BadInput("bad_encoding" | "bad_json")."""
+    """Decode UTF-8 `raw` (a leading BOM is allowed) and parse it as JSON; raises
+    BadInput("bad_encoding" | "bad_json")."""
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise BadInput("bad_encoding", f"{where}: {e}") from None
     try:
