@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from duplexalign.errors import BackendUnavailable
+from duplexalign.errors import BackendUnavailable, ConfigError
 from duplexalign.timebase import SAMPLE_RATE
 
 Turn = tuple[str, str, float]  # (channel, text, start seconds)
@@ -39,7 +39,7 @@ def _tts():
         from duplexalign.speech.base import TTS_BACKENDS
 
         return TTS_BACKENDS.get("espeak")()
-    except (BackendUnavailable, OSError, ImportError):
+    except (BackendUnavailable, ConfigError, OSError, ImportError):
         return None
 
 
