@@ -118,12 +118,13 @@ class ReaderFn(Protocol):
 logger = logging.getLogger(__name__)
 
 
-def guarded(item: str, parse: Callable[..., ReadResult], *args: object) -> ReadResult:
+def guarded(item: str, parse: Callable[..., ReadResult | None], *args: object
+            ) -> ReadResult | None:
     """Run `parse(*args)` for one input item; turn any failure into a `Rejected` so a batch never
     dies.
 
     `BadInput` keeps its reason; anything else (a reader bug) becomes "reader_error" and is logged
-    with its traceback.
+    with its traceback. A None from `parse` (an item to skip) is passed through.
     """
     try:
         return parse(*args)

@@ -40,7 +40,8 @@ def index_files(input_path: Path) -> list[Path]:
 
 @READERS.register(NAME)
 def read(input_path: Path, cfg: IngestConfig, done: Collection[str] = ()) -> Iterator[ReadResult]:
-    """Yield one `Found` or `Rejected` per line of the index file(s) at `input_path`."""
+    """Yield one `Found` or `Rejected` per line of the index file(s) at `input_path` (lines whose
+    conversation id is in `done` are skipped)."""
     input_path = Path(input_path)
     files = index_files(input_path)
     if not files:
@@ -52,10 +53,13 @@ def read(input_path: Path, cfg: IngestConfig, done: Collection[str] = ()) -> Ite
                 if not raw.strip():
                     continue
                 item = f"{index}:{lineno}"
-                yield guarded(item, _entry, index, raw, item, cfg)
+                res = guarded(item, _entry, index, raw, item, cfg, done)
+                if res is not None:
+                    yield res
 
 
-def _entry(index: Path, raw: bytes, item: str, cfg: IngestConfig) -> Found:
+def _entry(index: Path, raw: bytes, item: str, cfg: IngestConfig, done: Collection[str]
+           ) -> Found | None:
     if len(raw) > cfg.max_file_bytes:
         raise BadInput("file_too_large", f"index line of {len(raw)} bytes")
     entry = parse_json_bytes(raw, item)
@@ -66,11 +70,13 @@ def _entry(index: Path, raw: bytes, item: str, cfg: IngestConfig) -> Found:
     duration = parse_time(entry.get("duration"), "duration") if "duration" in entry else None
     if duration is not None and duration <= 0:
         raise BadInput("bad_duration", f"duration {duration}")
+    conv_id = str(Path(rel).with_suffix("")) if not Path(rel).is_absolute() else wav.stem
+    if conv_id in done:
+        return None  # written by an earlier run: skip reading and hashing its files
     doc = read_json(wav.with_suffix(".json"), cfg)
     words = parse_alignments(doc, cfg)
     if duration is None:
         duration = max((w.end for ch in CHANNELS for w in words.of(ch)), default=0.0) or 1e-3
-    conv_id = str(Path(rel).with_suffix("")) if not Path(rel).is_absolute() else wav.stem
     digest = sha256_file(wav) if wav.is_file() else ""
     conv = Conversation(
         id=conv_id, words=words, duration=duration,
