@@ -102,13 +102,15 @@ def main() -> None:
     row("ASR whisper tiny.en int8, 1 thread, vad_filter", dur, wall, f"WER {asr_wer:.3f}")
     starts = _start_errors(truth, words)
     aligner = ASR_BACKENDS.get("pocketsphinx")()
-    sents = [get_voice("model").synthesize(q) for q in test_q[:20]]
-    aligned, wall = timed(lambda: [aligner.align(s.wav, SAMPLE_RATE, q)
-                                   for s, q in zip(sents, test_q[:20], strict=True)])
-    align_err = [abs(a.start - b.start) for s, al in zip(sents, aligned, strict=True)
-                 for a, b in zip(s.words, al, strict=False)]
-    row("forced alignment pocketsphinx, 20 questions", sum(s.duration for s in sents), wall,
-        f"median start error {np.median(align_err):.3f} s")
+    for voice in ("user_0", "model_piper" if importlib.util.find_spec("piper") else "model"):
+        sents = [get_voice(voice).synthesize(q) for q in test_q[:20]]
+        aligned, wall = timed(lambda s=sents: [aligner.align(x.wav, SAMPLE_RATE, q)
+                                               for x, q in zip(s, test_q[:20], strict=True)])
+        ok = [(x, al) for x, al in zip(sents, aligned, strict=True) if al]
+        err = [abs(a.start - b.start) for x, al in ok for a, b in zip(x.words, al, strict=True)]
+        row(f"forced alignment pocketsphinx ({voice}), 20 questions",
+            sum(x.duration for x in sents), wall,
+            f"aligned {len(ok)}/20; median start error {np.median(err) if err else float('nan'):.3f} s")
     for onnx in (True, False):
         vad = VAD_BACKENDS.get("silero")(onnx=onnx)
         _, wall = timed(vad.segments, wav, SAMPLE_RATE)

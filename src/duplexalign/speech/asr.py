@@ -139,7 +139,7 @@ class PocketsphinxASR:
         d.process_raw(pcm, full_utt=True)
         d.end_utt()
         out = []
-        for seg in d.seg():
+        for seg in d.seg() or []:  # None when an alignment search cannot reach the end
             word = re.sub(r"\(\d+\)$", "", seg.word)
             if word.startswith("<") or word.startswith("[") or not word:
                 continue
@@ -156,7 +156,9 @@ class PocketsphinxASR:
 
         Returns one Word per whitespace token of `text` that has a letter or digit, with the token
         kept verbatim. Tokens missing from the pronunciation dictionary (e.g. digits) are left out
-        of the alignment and placed between their aligned neighbours.
+        of the alignment and placed between their aligned neighbours. Returns [] when the aligner
+        cannot cover the whole text (frequent on espeak-ng's formant voices, where the synthesiser's
+        own timings should be used instead; reliable on natural and neural voices).
         """
         tokens = [t for t in text.split() if re.search(r"[^\W_]", t)]
         norm = [normalize_text(t).replace(" ", "") for t in tokens]
@@ -169,7 +171,7 @@ class PocketsphinxASR:
         if len(segs) == len(known):
             times = {i: (s[1], s[2]) for i, s in zip(known, segs, strict=True)}
         else:  # alignment failed to cover the text: give up rather than guess
-            log.warning("pocketsphinx aligned %d of %d words", len(segs), len(known))
+            log.debug("pocketsphinx aligned %d of %d words", len(segs), len(known))
             return []
         out: list[tuple[str, float, float]] = []
         for i, tok in enumerate(tokens):
