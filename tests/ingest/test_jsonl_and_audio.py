@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from duplexalign.ingest.audio import read as read_audio
-from duplexalign.ingest.base import Found, IngestConfig, Rejected
+from duplexalign.ingest.base import Found, IngestConfig, Rejected, Skipped
 from duplexalign.ingest.jsonl import read as read_jsonl
 from duplexalign.ingest.stage import run
 from duplexalign.manifest import iter_dicts, read_manifest
@@ -99,8 +99,9 @@ def test_audio_reader_skips_done_ids_before_asr(tmp_path):
     _stereo(tmp_path / "a.wav", tone, tone)
     _stereo(tmp_path / "b.wav", tone, tone)
     FakeASR.calls = 0
-    got = list(read_audio(tmp_path, IngestConfig(asr="fake-test"), done={"a"}))
-    assert [g.conversation.id for g in got] == ["b"] and FakeASR.calls == 2
+    skipped, found = read_audio(tmp_path, IngestConfig(asr="fake-test"), done={"a"})
+    assert isinstance(skipped, Skipped) and skipped.conversation_id == "a"
+    assert found.conversation.id == "b" and FakeASR.calls == 2  # two channels of b only
 
 
 def test_unknown_asr_backend_is_a_config_error(tmp_path):

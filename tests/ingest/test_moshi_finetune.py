@@ -150,3 +150,20 @@ def test_missing_input_is_one_clear_error(tmp_path, capsys):
     assert cli(["ingest", str(tmp_path / "nope"), "--format", "moshi-finetune",
                 "--out", str(tmp_path / "o")]) == 2
     assert "input_missing" in capsys.readouterr().err
+
+
+def test_rerun_keeps_duplicates_and_forgets_fixed_items(tmp_path, dialogues):
+    root = tmp_path / "data"
+    good = write_moshi(root, "a", dialogues[0])
+    bad = write_moshi(root, "b", dialogues[1], doc={"alignments": [["x", [2, 1], "SPEAKER_1"]]})
+    index = write_index(root, [good, bad, good])  # the third line repeats the first id
+    out = tmp_path / "run"
+    first = run(IngestConfig(), index, out)
+    assert first.counts["quarantined/duplicate_id"] == 1
+    assert first.counts["quarantined/time_reversed"] == 1
+    write_moshi(root, "b", dialogues[1])  # the user fixes b: input changed, the stage reruns
+    second = run(IngestConfig(), index, out)
+    assert not second.skipped and second.counts["resumed"] == 1 and second.counts["written"] == 1
+    reasons = [q["reason"] for q in iter_dicts(out / "quarantine.jsonl.gz")]
+    assert reasons == ["duplicate_id"]  # the fixed item left the quarantine, the duplicate stayed
+    assert second.counts["conversations"] == 2 and second.counts["quarantined"] == 1

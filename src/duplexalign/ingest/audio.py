@@ -23,6 +23,7 @@ from duplexalign.ingest.base import (
     IngestConfig,
     ReadResult,
     Rejected,
+    Skipped,
     guarded,
 )
 from duplexalign.ingest.validate import make_word
@@ -64,7 +65,8 @@ def audio_files(input_path: Path) -> list[Path]:
 
 @READERS.register(NAME)
 def read(input_path: Path, cfg: IngestConfig, done: Collection[str] = ()) -> Iterator[ReadResult]:
-    """Yield one `Found` or `Rejected` per recording; ids in `done` are skipped before any ASR."""
+    """Yield one `Found` or `Rejected` per recording (`Skipped`, before any ASR, for ids in
+    `done`)."""
     input_path = Path(input_path)
     files = audio_files(input_path) if input_path.exists() else []
     if not files:
@@ -75,6 +77,7 @@ def read(input_path: Path, cfg: IngestConfig, done: Collection[str] = ()) -> Ite
     for path in files:
         conv_id = str(path.relative_to(root).with_suffix(""))
         if conv_id in done:
+            yield Skipped(str(path), conv_id)
             continue
         asr = asr or make_asr(cfg)
         yield guarded(str(path), _recording, path, conv_id, asr, cfg)

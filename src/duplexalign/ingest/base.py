@@ -1,10 +1,10 @@
 """The ingest contract: the reader registry, reader options and what a reader yields.
 
 Owns the interface every ingest reader implements. A reader is a function
-`read(input_path, config, done=()) -> Iterator[Conversation | Found | Rejected]`: it yields one item per
-conversation found in the input: a parsed `Conversation` (words only), a `Found` (a conversation plus
-where each channel's audio lives in the input) or a `Rejected` with a stable reason key. `done` holds
-conversation ids an earlier run already wrote, so that expensive readers (ASR) can skip them. Readers
+`read(input_path, config, done=()) -> Iterator[ReadResult]`: it yields one item per conversation
+found in the input: a parsed `Conversation` (words only), a `Found` (a conversation plus where each
+channel's audio lives in the input), a `Rejected` with a stable reason key, or a `Skipped` for an id
+in `done` (the ids an earlier run already wrote), so that expensive readers (ASR) need not redo them. Readers
 never raise for bad data; validation and audio handling happen in `ingest/validate.py` and
 `ingest/stage.py`.
 """
@@ -105,7 +105,21 @@ class Found:
     item: str = ""
 
 
-ReadResult = Conversation | Found | Rejected
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """An input item whose conversation id is in `done` (written by an earlier run): the reader did
+    not parse it further. The stage still uses it to detect duplicate ids.
+
+    Attributes:
+        item: identifier of the input item.
+        conversation_id: its conversation id.
+    """
+
+    item: str
+    conversation_id: str
+
+
+ReadResult = Conversation | Found | Rejected | Skipped
 
 
 class ReaderFn(Protocol):
@@ -118,13 +132,12 @@ class ReaderFn(Protocol):
 logger = logging.getLogger(__name__)
 
 
-def guarded(item: str, parse: Callable[..., ReadResult | None], *args: object
-            ) -> ReadResult | None:
+def guarded(item: str, parse: Callable[..., ReadResult], *args: object) -> ReadResult:
     """Run `parse(*args)` for one input item; turn any failure into a `Rejected` so a batch never
     dies.
 
     `BadInput` keeps its reason; anything else (a reader bug) becomes "reader_error" and is logged
-    with its traceback. A None from `parse` (an item to skip) is passed through.
+    with its traceback.
     """
     try:
         return parse(*args)

@@ -26,6 +26,7 @@ from duplexalign.ingest.base import (
     IngestConfig,
     ReadResult,
     Rejected,
+    Skipped,
     guarded,
 )
 from duplexalign.ingest.validate import make_word, read_json
@@ -58,7 +59,9 @@ def read(input_path: Path, cfg: IngestConfig, done: Collection[str] = ()) -> Ite
     asr: list[ASR] = []  # built on first need, once
     for d in dirs:
         conv_id = str(d.relative_to(input_path)) if d != input_path else d.name
-        if conv_id not in done:
+        if conv_id in done:
+            yield Skipped(str(d), conv_id)
+        else:
             yield guarded(str(d), _sample, d, conv_id, cfg, asr)
 
 

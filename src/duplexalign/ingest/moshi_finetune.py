@@ -22,6 +22,7 @@ from duplexalign.ingest.base import (
     IngestConfig,
     ReadResult,
     Rejected,
+    Skipped,
     guarded,
 )
 from duplexalign.ingest.validate import make_words, parse_json_bytes, parse_time, read_json
@@ -40,8 +41,8 @@ def index_files(input_path: Path) -> list[Path]:
 
 @READERS.register(NAME)
 def read(input_path: Path, cfg: IngestConfig, done: Collection[str] = ()) -> Iterator[ReadResult]:
-    """Yield one `Found` or `Rejected` per line of the index file(s) at `input_path` (lines whose
-    conversation id is in `done` are skipped)."""
+    """Yield one `Found`, `Rejected` or `Skipped` (id in `done`) per line of the index file(s) at
+    `input_path`."""
     input_path = Path(input_path)
     files = index_files(input_path)
     if not files:
@@ -53,13 +54,11 @@ def read(input_path: Path, cfg: IngestConfig, done: Collection[str] = ()) -> Ite
                 if not raw.strip():
                     continue
                 item = f"{index}:{lineno}"
-                res = guarded(item, _entry, index, raw, item, cfg, done)
-                if res is not None:
-                    yield res
+                yield guarded(item, _entry, index, raw, item, cfg, done)
 
 
 def _entry(index: Path, raw: bytes, item: str, cfg: IngestConfig, done: Collection[str]
-           ) -> Found | None:
+           ) -> Found | Skipped:
     if len(raw) > cfg.max_file_bytes:
         raise BadInput("file_too_large", f"index line of {len(raw)} bytes")
     entry = parse_json_bytes(raw, item)
@@ -72,7 +71,7 @@ def _entry(index: Path, raw: bytes, item: str, cfg: IngestConfig, done: Collecti
         raise BadInput("bad_duration", f"duration {duration}")
     conv_id = str(Path(rel).with_suffix("")) if not Path(rel).is_absolute() else wav.stem
     if conv_id in done:
-        return None  # written by an earlier run: skip reading and hashing its files
+        return Skipped(item, conv_id)  # written by an earlier run: no reading or hashing
     doc = read_json(wav.with_suffix(".json"), cfg)
     words = parse_alignments(doc, cfg)
     if duration is None:

@@ -25,6 +25,7 @@ from duplexalign.ingest.base import (
     Found,
     IngestConfig,
     Rejected,
+    Skipped,
     guarded,
 )
 from duplexalign.ingest.validate import check_conversation
@@ -40,13 +41,22 @@ QUARANTINE = "quarantine.jsonl.gz"
 logger = logging.getLogger(__name__)
 
 
-def input_digest(path: Path) -> str:
-    """Digest of the input: sha256 of a file, or of a folder's listing (names, sizes, mtimes)."""
-    if path.is_file():
-        return sha256_file(path)
-    listing = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
-                     for p in path.rglob("*") if p.is_file())
-    return digest_json(listing)
+def input_digest(path: Path, exclude: Path | None = None) -> str:
+    """Digest of the input: the sha256 of an input file plus a listing (relative names, sizes,
+    mtimes) of the folder tree it sits in, or the listing of an input folder. The listing catches
+    changed audio and transcript files that an unchanged index names; `exclude` (the run directory)
+    is left out of it.
+    """
+    root = path.parent if path.is_file() else path
+    listing = []
+    for p in root.rglob("*"):
+        if exclude is not None and p.is_relative_to(exclude):
+            continue
+        if p.is_file():
+            st = p.stat()
+            listing.append((str(p.relative_to(root)), st.st_size, st.st_mtime_ns))
+    head = sha256_file(path) if path.is_file() else ""
+    return digest_json([head, sorted(listing)])
 
 
 def run(cfg: IngestConfig, input_path: str | Path, out_dir: str | Path) -> StageStats:
@@ -74,7 +84,7 @@ def run(cfg: IngestConfig, input_path: str | Path, out_dir: str | Path) -> Stage
     if input_path.is_dir() and rd.root.absolute().is_relative_to(input_path):
         raise ConfigError(f"the run directory {rd.root} is inside the input folder {input_path}; "
                           "choose an --out outside it")
-    in_digest = input_digest(input_path)
+    in_digest = input_digest(input_path, exclude=rd.root.absolute())
     digest = digest_json({"config": cfg.model_dump(mode="json"), "input": in_digest})
     if rd.is_done(STAGE, digest):
         logger.info("ingest already done in %s (same config and input): nothing to do", rd.root)
@@ -82,7 +92,9 @@ def run(cfg: IngestConfig, input_path: str | Path, out_dir: str | Path) -> Stage
         return StageStats(STAGE, Counter(prev.get("counts", {})), skipped=True)
     stats = StageStats(STAGE)
     with ManifestWriter(rd.path(CONVERSATIONS)) as convs, \
-            ManifestWriter(rd.path(QUARANTINE), id_field="item") as quarantine:
+            ManifestWriter(rd.path(QUARANTINE), resume=False, id_field="item") as quarantine:
+        # Every item not written yet is judged again on a rerun, so the quarantine is rebuilt
+        # from scratch: it never keeps an item that has since been fixed.
         stats.add("resumed", convs.count)
         seen: set[str] = set()
 
@@ -100,13 +112,17 @@ def run(cfg: IngestConfig, input_path: str | Path, out_dir: str | Path) -> Stage
             if isinstance(res, Rejected):
                 reject(res)
                 continue
-            found = res if isinstance(res, Found) else Found(res, {}, res.source.path)
-            conv_id = found.conversation.id
+            if isinstance(res, Skipped):
+                found, conv_id = None, res.conversation_id
+            else:
+                found = res if isinstance(res, Found) else Found(res, {}, res.source.path)
+                conv_id = found.conversation.id
             if conv_id in seen:
-                reject(Rejected(found.item, "duplicate_id", f"id {conv_id!r} seen before"), conv_id)
+                item = res.item if found is None else found.item
+                reject(Rejected(item, "duplicate_id", f"id {conv_id!r} seen before"), conv_id)
                 continue
             seen.add(conv_id)
-            if conv_id in convs:
+            if found is None or conv_id in convs:
                 continue  # written by an earlier, interrupted run
             out = guarded(found.item, finish, found, cfg, rd, stats)
             if isinstance(out, Rejected):
