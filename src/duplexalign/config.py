@@ -91,15 +91,29 @@ def build(model: type[C], data: dict[str, Any], prefix: str = "") -> C:
         raise ConfigError(problems) from None
 
 
+STAGE_SECTIONS = frozenset({"ingest", "annotate", "pairs", "streams", "train", "evaluate",
+                            "report", "sandbox", "demo"})
+"""Top-level preset sections; an override prefixed with another stage's name is not for this one."""
+
+
 def load_section(model: type[C], section: str, path: str | Path | None = None,
                  overrides: Iterable[str] = ()) -> C:
     """Load the `section` of a preset (or defaults if `path` is None) with overrides applied.
 
-    Overrides may be written with or without the section prefix (`annotate.x=1` or `x=1`).
+    Overrides may be written with or without the section prefix (`annotate.x=1` or `x=1`);
+    overrides addressed to another section (`train.lr=1e-5` while loading `annotate`) are ignored,
+    so one command line can carry the overrides of every stage it runs.
     """
     data = load_yaml(path) if path else {}
     sec = data.get(section, {}) or {}
     if not isinstance(sec, dict):
         raise ConfigError(f"{section}: must be a mapping")
-    local = [o[len(section) + 1:] if o.startswith(section + ".") else o for o in overrides]
+    others = (STAGE_SECTIONS | set(data)) - {section} - set(model.model_fields)
+    local = []
+    for o in overrides:
+        head = o.split("=", 1)[0].strip().split(".", 1)
+        if o.startswith(section + "."):
+            local.append(o[len(section) + 1:])
+        elif not (len(head) == 2 and head[0] in others):
+            local.append(o)
     return build(model, apply_overrides(sec, local), prefix=section)
