@@ -33,6 +33,19 @@ def test_yaml_section_and_overrides_with_and_without_prefix(tmp_path):
     assert cfg.names == ["a", "b"]
 
 
+def test_overrides_for_other_sections_are_left_to_them(tmp_path):
+    p = tmp_path / "preset.yaml"
+    p.write_text("annotate:\n  threshold: 0.7\nother:\n  x: 1\n")
+    cfg = load_section(AnnotateConfig, "annotate", p,
+                       ["train.lr=1e-5", "other.x=2", "annotate.threshold=0.9"])
+    assert cfg.threshold == 0.9
+    # A field of this section is never mistaken for another section's prefix.
+    cfg = load_section(AnnotateConfig, "annotate", p, ["judge.concurrency=3"])
+    assert cfg.judge.concurrency == 3
+    with pytest.raises(ConfigError, match="annotate.typo"):
+        load_section(AnnotateConfig, "annotate", p, ["typo.x=1"])
+
+
 def test_every_bad_key_is_named_with_its_dotted_path(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_section(AnnotateConfig, "annotate", None,
