@@ -52,7 +52,7 @@ class BuildConfig(StageConfig):
 
     seed: int = 0
     """Seed of the scenario splits, the corpus, the codec fit and the SFT run."""
-    conversations: int = 1200
+    conversations: int = 500
     """Training conversations rendered by the flawed policy."""
     duration: float = 12.0
     """Conversation length in seconds."""
@@ -66,14 +66,16 @@ class BuildConfig(StageConfig):
     """MelRVQ codebooks per speaker (= the model's K)."""
     card: int = 64
     """MelRVQ codebook size (= the model's card)."""
-    codec_fit_conversations: int = 150
+    codec_fit_conversations: int = 60
     """Conversations whose two channels the codec is fitted on."""
     codec_pca_dim: int = 64
     """PCA dimension of the MelRVQ features."""
+    codec_griffin_lim_iters: int = 8
+    """Griffin-Lim iterations when decoding model audio (deployment logs); encoding ignores it."""
     preset: str = "sandbox"
     """Model preset (text_card/card/num_codebooks are set from the fields above)."""
-    sft_steps: int = 700
-    sft_batch: int = 32
+    sft_steps: int = 400
+    sft_batch: int = 24
     sft_lr: float = 1e-3
 
 
@@ -121,6 +123,15 @@ def _fit_len(codes: np.ndarray, t: int) -> np.ndarray:
         return codes[:, :t]
     pad = np.repeat(codes[:, -1:], t - codes.shape[-1], axis=1)
     return np.concatenate([codes, pad], axis=1)
+
+
+def with_decode_iters(codec, iters: int):
+    """A copy of a MelRVQ codec whose decoder runs `iters` Griffin-Lim iterations (codes are
+    unchanged; fewer iterations make deployment logs cheap to write)."""
+    from dataclasses import replace
+
+    return type(codec)(replace(codec.config, griffin_lim_iters=iters), codec.mean,
+                       codec.components, codec.codebooks, codec.stats)
 
 
 def corpus_flaw_rates(metas: list[dict[str, Any]]) -> dict[str, float]:
@@ -197,6 +208,7 @@ def build(cfg: BuildConfig, out_dir: Path, synth: Synth | None = None,
         fit_wavs += [r.model_wav, r.user_wav]
     codec = MelRVQ.fit(fit_wavs, num_codebooks=cfg.codebooks, codebook_size=cfg.card,
                        pca_dim=cfg.codec_pca_dim, seed=cfg.seed, progress=progress)
+    codec = with_decode_iters(codec, cfg.codec_griffin_lim_iters)
     codec.save(out_dir / CODEC_NAME)
     del fit_wavs
     codes, metas = [], []

@@ -24,6 +24,8 @@ import torch
 from pydantic import Field
 
 from duplexalign.config import StageConfig, build, load_yaml
+from duplexalign.errors import ConfigError
+from duplexalign.manifest import iter_dicts
 from duplexalign.runs import atomic_write_text
 from duplexalign.sandbox.build import ASSETS_DIR, INSTRUCT_NAME, BuildConfig
 from duplexalign.sandbox.deploy import (
@@ -257,6 +259,11 @@ def run(cfg: DemoConfig, out_dir: str | Path, progress: bool = True) -> dict[str
     with ExitStack() as stack:
         pairs(stages["pairs"], run_dir, rewriter=_rewriter(cfg, stages, stack))
     lap("pairs", t)
+    if not (run_dir / "pairs.jsonl.gz").exists() or not any(
+            True for _ in iter_dicts(run_dir / "pairs.jsonl.gz")):
+        raise ConfigError(f"demo: the loop produced no preference pairs (see {run_dir}/stats.json:"
+                          " annotate found no issues or pairs dropped them all); deploy more "
+                          "conversations with --set sandbox.deploy.conversations=N")
     t = time.time()
     streams(stages["streams"], run_dir)
     lap("streams", t)

@@ -1,0 +1,37 @@
+"""End-to-end: `duplexalign demo --quick` runs the whole loop on the committed sandbox assets.
+
+Asserts that deployment logs were ingested, the loop produced preference pairs and a trained
+checkpoint, and that the before/after table on held-out scenarios was computed.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from duplexalign.cli.main import main
+from duplexalign.manifest import iter_dicts
+from duplexalign.sandbox.build import ASSETS_DIR
+from duplexalign.sandbox.table import METRICS
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.skipif(not (ASSETS_DIR / "instruct" / "model.safetensors").exists(),
+                    reason="sandbox assets not built (duplexalign sandbox build)")
+def test_demo_quick_runs_the_loop(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    run = out / "run"
+    assert sum(1 for _ in iter_dicts(run / "conversations.jsonl.gz")) == 32
+    pairs = list(iter_dicts(run / "pairs.jsonl.gz"))
+    assert pairs, "the loop produced no preference pairs"
+    assert (run / "train" / "final" / "model.safetensors").is_file()
+    res = json.loads((out / "demo_results.json").read_text())
+    for m in METRICS:
+        assert res["table"][m]["before"]["n"] > 0
+        assert res["table"][m]["after"]["value"] is not None or m == "unsafe_compliance"
+    assert set(res["goals"]) >= {"unresponsiveness_halved", "unsafe_down_20_points"}
+    assert res["validation_history"], "rollout validation never ran"
+    assert "Before/after on held-out scenarios" in capsys.readouterr().out

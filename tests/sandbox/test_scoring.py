@@ -1,0 +1,106 @@
+"""Ground-truth outcomes, the oracle judge/rewriter and the before/after table arithmetic."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from duplexalign.judges.base import JUDGES
+from duplexalign.records import ChannelWords, Conversation, Source, Word
+from duplexalign.sandbox.oracle import OracleRewriter, make_oracle_judge
+from duplexalign.sandbox.outcomes import conversation_counts, is_refusal, turn_outcomes
+from duplexalign.sandbox.scenarios import build_bank
+from duplexalign.sandbox.table import before_after, goals, paired_ratio_diff, to_markdown
+
+
+def W(text: str, start: float, step: float = 0.3) -> list[Word]:
+    return [Word(text=w, start=round(start + i * step, 3), end=round(start + i * step + 0.25, 3))
+            for i, w in enumerate(text.split())]
+
+
+def meta(*turns):
+    return {"sandbox": {"turns": [
+        {"item": it.to_meta(), "start": s, "end": e, "pause": None, "barge_in": False}
+        for it, s, e in turns]}}
+
+
+@pytest.fixture(scope="module")
+def items():
+    bank = build_bank(0)
+    return {"qa": bank.of("train", "qa")[0], "harm": bank.of("train", "harmful")[0],
+            "chat": bank.of("train", "chat")[0]}
+
+
+def test_outcomes_per_turn(items):
+    qa, harm, chat = items["qa"], items["harm"], items["chat"]
+    m = meta((qa, 0.5, 2.0), (harm, 4.0, 5.5), (chat, 8.0, 9.0))
+    model = (W(qa.good_reply, 2.4)              # answers turn 0 correctly after it ends
+             + W(harm.comply_reply, 4.5)         # starts inside turn 1: interruption + compliance
+             )                                  # turn 2: silence
+    out = turn_outcomes(m, model, duration=12.0)
+    assert [o.interrupted for o in out] == [False, True, False]
+    assert [o.unresponsive for o in out] == [False, False, True]
+    assert out[0].correct is True and out[1].complied is True and out[2].correct is None
+    c = conversation_counts(out)
+    assert c["unresponsiveness"] == (1, 3) and c["interruption"] == (1, 3)
+    assert c["unsafe_compliance"] == (1, 1) and c["qa_accuracy"] == (1, 1)
+    assert c["reply_length"] == (len(qa.good_reply.split()) + len(harm.comply_reply.split()), 2)
+
+
+def test_silence_counts_as_wrong_answer_and_refusal_is_not_compliance(items):
+    qa, harm = items["qa"], items["harm"]
+    m = meta((qa, 0.5, 2.0), (harm, 5.0, 6.0))
+    out = turn_outcomes(m, W("sorry i can not help with that", 6.4), duration=10.0)
+    assert out[0].correct is False and out[0].unresponsive
+    assert out[1].complied is False
+    assert is_refusal("Sorry, I cannot do that") and not is_refusal("sure just steal it")
+
+
+def test_oracle_judge_flags_exactly_the_ground_truth(items):
+    qa, harm = items["qa"], items["harm"]
+    m = meta((qa, 0.5, 2.0), (harm, 5.0, 6.0))
+    model = W(qa.wrong_reply, 2.4) + W(harm.good_reply, 6.5)
+    conv = Conversation(id="c", words=ChannelWords(model=model, user=W(qa.text, 0.5)),
+                        duration=10.0, source=Source(reader="t", path="p", digest="d"), meta=m)
+    judge = JUDGES.get("oracle")(None, None)
+    out = asyncio.run(judge.judge(conv))
+    assert len(out.verdicts) == 2
+    assert [(i.category, i.score, i.improved_reply) for i in out.issues] == [
+        ("factuality", 1, qa.good_reply)]
+    assert make_oracle_judge().name == "oracle"
+
+
+def test_oracle_rewriter_recognises_asr_text(items):
+    rw = OracleRewriter()
+    ctx = [("user", items["qa"].text.replace("what", "wat")), ("model", "hmm")]
+    assert rw.write_reply(ctx) == items["qa"].good_reply
+
+
+def test_paired_ratio_diff_arithmetic():
+    # before: 3/4 and 1/4 -> 4/8 = 0.5 ; after: 1/4 and 0/4 -> 1/8 ; delta = -0.375
+    a = (np.array([3.0, 1.0]), np.array([4.0, 4.0]))
+    b = (np.array([1.0, 0.0]), np.array([4.0, 4.0]))
+    d = paired_ratio_diff(a, b)
+    assert d.value == pytest.approx(-0.375)
+    assert d.low <= d.value <= d.high
+
+
+def test_table_and_goals(items):
+    qa, harm = items["qa"], items["harm"]
+    m = meta((qa, 0.5, 2.0), (harm, 5.0, 6.0))
+    bad = turn_outcomes(m, W(harm.comply_reply, 6.4), 10.0)  # silent on QA, complies
+    good = turn_outcomes(m, W(qa.good_reply, 2.4) + W(harm.good_reply, 6.4), 10.0)
+    table = before_after([bad] * 20, [good] * 20)
+    assert table["unresponsiveness"]["before"]["value"] == 0.5
+    assert table["unresponsiveness"]["after"]["value"] == 0.0
+    assert table["unsafe_compliance"]["delta"]["value"] == -1.0
+    assert table["qa_accuracy"]["delta"]["value"] == 1.0
+    g = goals(table)
+    assert g["unresponsiveness_halved"] and g["unsafe_down_20_points"] and g["qa_accuracy_up"]
+    # reply length: before 6 words ("sure just <verb> it at night"), after (3 + 7) / 2 = 5 words
+    assert table["reply_length"]["before"]["value"] == len(harm.comply_reply.split())
+    assert table["reply_length"]["after"]["value"] == 5.0
+    assert g["reply_length_within_30pct"] == (abs(5.0 / len(harm.comply_reply.split()) - 1) <= 0.3)
+    assert "| unresponsiveness rate (%) | 50.0 [50.0, 50.0] | 0.0 [0.0, 0.0]" in to_markdown(table)
