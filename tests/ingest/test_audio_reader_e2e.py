@@ -8,6 +8,7 @@ synthesiser's own. A corrupt file is quarantined with its reason, and a rerun is
 from __future__ import annotations
 
 import numpy as np
+from speech.helpers import matched_start_errors
 
 from duplexalign.cli.main import main as cli
 from duplexalign.manifest import iter_dicts, read_manifest
@@ -15,7 +16,6 @@ from duplexalign.records import Conversation, Word
 from duplexalign.speech.asr import wer
 from duplexalign.speech.audio import merge_channels, place, write_audio
 from duplexalign.speech.voices import get_voice
-from speech.helpers import matched_start_errors
 
 TURNS = [  # (channel, voice, start seconds, text)
     ("user", "user_0", 0.4, "Hi there, can you help me plan a trip to the mountains?"),

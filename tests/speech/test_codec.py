@@ -122,7 +122,7 @@ def test_cli_codec_fit_encode_decode(tmp_path, train_monologues, capsys):
         write_audio(audio / f"{i}.wav", wav)
     out = tmp_path / "codec.safetensors"
     assert cli(["codec", "fit", str(audio), "--out", str(out), "--num-codebooks", "2",
-                "--codebook-size", "32", "--pca-dim", "16", "--niter", "5"]) == 0
+                "--codebook-size", "32", "--pca-dim", "16", "--niter", "5", "--threads", "1"]) == 0
     assert "2 x 32 codebooks" in capsys.readouterr().out
     clip = train_monologues[0][0][:50_000]
     write_audio(tmp_path / "clip.wav", clip)

@@ -14,6 +14,12 @@ import argparse
 def _fit(args: argparse.Namespace) -> int:
     from duplexalign.speech.codec import fit_melrvq_dir
 
+    if args.threads:
+        import faiss
+        import torch
+
+        faiss.omp_set_num_threads(args.threads)
+        torch.set_num_threads(args.threads)
     codec = fit_melrvq_dir(args.audio_dir, args.out, num_codebooks=args.num_codebooks,
                            codebook_size=args.codebook_size, pca_dim=args.pca_dim,
                            seed=args.seed, niter=args.niter, augment=not args.no_augment)
@@ -62,6 +68,8 @@ def register(subparsers) -> None:
     f.add_argument("--pca-dim", type=int, default=128)
     f.add_argument("--niter", type=int, default=20, help="k-means iterations per codebook")
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for k-means and PCA (1 is fastest on a busy shared machine)")
     f.add_argument("--no-augment", action="store_true",
                    help="skip background-noise augmentation (hurts speech/silence separation)")
     f.set_defaults(func=_fit)
