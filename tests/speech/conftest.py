@@ -26,11 +26,11 @@ def train_monologues():
 
 @pytest.fixture(scope="session")
 def small_melrvq(train_monologues):
-    """A 4 x 128 MelRVQ fitted on the training user voices only (a few seconds)."""
+    """An 8 x 256 MelRVQ fitted on the training user voices only (a few seconds)."""
     from duplexalign.speech.melrvq import MelRVQ
 
-    return MelRVQ.fit([w for w, _ in train_monologues], num_codebooks=4, codebook_size=128,
-                      pca_dim=64, seed=0, progress=False)
+    return MelRVQ.fit([w for w, _ in train_monologues], num_codebooks=8, codebook_size=256,
+                      pca_dim=128, seed=0, progress=False)
 
 
 @pytest.fixture
