@@ -37,7 +37,9 @@ def test_whisper_resamples_any_rate_and_handles_silence(whisper):
 
     words = whisper.transcribe(resample(sp.wav, 24000, 44100), 44100)
     assert normalize_text(" ".join(w.text for w in words)) == "please open the window"
-    assert whisper.transcribe(np.zeros(1000, np.float32), 24000) == []
+    assert whisper.transcribe(np.zeros(1000, np.float32), 24000) == []  # too short to decode
+    quiet_noise = np.random.default_rng(0).normal(0, 0.003, 48000).astype(np.float32)
+    assert whisper.transcribe(quiet_noise, 24000) == []  # no hallucinated words in silence
 
 
 def test_whisper_rejects_a_folder_without_a_model(tmp_path):

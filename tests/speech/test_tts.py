@@ -42,6 +42,13 @@ def test_espeak_speaks_every_word_in_order_at_24k():
     assert np.sqrt(np.mean(inside**2)) > 0.02
 
 
+def test_espeak_text_without_words_gives_no_words():
+    tts = TTS_BACKENDS.get("espeak")()
+    for text in ("", "   ", "... --"):
+        sp = tts.synthesize(text)
+        assert sp.words == [] and sp.duration < 0.05
+
+
 def test_espeak_rate_and_variant_change_the_speech():
     slow = TTS_BACKENDS.get("espeak")(voice="en-us", rate=120).synthesize("one two three four")
     fast = TTS_BACKENDS.get("espeak")(voice="en-us", rate=240).synthesize("one two three four")
