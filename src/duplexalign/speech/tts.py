@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from duplexalign.errors import BackendUnavailable
+from duplexalign.errors import BackendUnavailable, ConfigError
 from duplexalign.records import Word
 from duplexalign.speech.audio import resample
 from duplexalign.speech.base import TTS_BACKENDS, Speech
@@ -122,8 +122,6 @@ class _EspeakLib:
         """PCM int16 [S] at `self.sample_rate` and events (type, text_position, sample, phoneme)."""
         with self.lock:
             if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                from duplexalign.errors import ConfigError
-
                 raise ConfigError(f"tts.voice: espeak-ng has no voice {voice!r} "
                                   "(try en-us, en-gb-x-rp, en-us+f3, en-us+m3, en-us+klatt4)")
             for key, value in params.items():
