@@ -8,6 +8,7 @@ from the start of the input, sorted and non-overlapping.
 from __future__ import annotations
 
 import threading
+import warnings
 
 import numpy as np
 
@@ -37,7 +38,9 @@ class SileroVAD:
         except ImportError as e:
             raise BackendUnavailable("silero", "pip install silero-vad==6.2.3", str(e)) from e
         self._silero = silero_vad
-        self.model = silero_vad.load_silero_vad(onnx=onnx)
+        with warnings.catch_warnings():  # silero's own importlib.resources deprecation
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.model = silero_vad.load_silero_vad(onnx=onnx)
         self.threshold = threshold
         self.min_speech = min_speech
         self.min_silence = min_silence
