@@ -96,7 +96,8 @@ def stage_configs(cfg: DemoConfig, assets: Path) -> dict[str, Any]:
     pairs_cats = {"mixed": CONTENT + TIMING, "content": CONTENT, "timing": TIMING}[cfg.pairs]
     strategy = {c: s for c, s in PairsConfig().strategy_for.items() if c in pairs_cats}
     defaults: dict[str, dict[str, Any]] = {
-        "ingest": {"format": "moshi-finetune"},
+        # a deployed model that never spoke is the unresponsiveness case: keep those logs
+        "ingest": {"format": "moshi-finetune", "require_channels": ["user"]},
         "annotate": {"judge": cfg.judge},
         "pairs": {"strategy_for": strategy},
         "streams": {"codec": "melrvq", "codec_path": str(assets / "codec.safetensors"),
