@@ -103,3 +103,15 @@ def test_invalid_record_names_the_record(tmp_path):
 
 def test_missing_manifest_reads_empty(tmp_path):
     assert list(iter_dicts(tmp_path / "nope.jsonl.gz")) == []
+
+
+def test_text_that_is_not_valid_unicode_is_written_as_escapes(tmp_path):
+    # A lone surrogate (from input decoded with errors="surrogateescape") must not fail the write.
+    p = tmp_path / "m.jsonl.gz"
+    with ManifestWriter(p) as w:
+        w.write({"id": "a", "text": "bad \udc80 byte"})
+        w.write({"id": "b", "text": "fine é"})
+    assert [d["text"] for d in iter_dicts(p)] == ["bad \udc80 byte", "fine é"]
+    with ManifestWriter(p) as w:  # resume rewrites the kept records the same way
+        assert not w.write({"id": "a", "text": "again"})
+    assert [d["id"] for d in iter_dicts(p)] == ["a", "b"]

@@ -83,6 +83,17 @@ def write_manifest(path: str | Path, records: Iterable[BaseModel | dict[str, Any
         return w.count
 
 
+def _dumps(d: dict[str, Any]) -> str:
+    """One JSON line; text that is not valid Unicode (lone surrogates from a badly decoded input)
+    is kept as JSON escapes instead of failing the write."""
+    line = json.dumps(d, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(d, ensure_ascii=True)
+    return line
+
+
 class ManifestWriter:
     """Append-only manifest writer that skips ids already written and finalises atomically.
 
@@ -119,7 +130,7 @@ class ManifestWriter:
         tmp = self.partial.with_name(self.partial.name + ".tmp")
         with _open(tmp, "w") as f:
             for d in kept:
-                f.write(json.dumps(d, ensure_ascii=False) + "\n")
+                f.write(_dumps(d) + "\n")
         os.replace(tmp, self.partial)
         self.count = len(kept)
         self._f: IO[str] | None = _open(self.partial, "a")
@@ -136,7 +147,7 @@ class ManifestWriter:
             return False
         if self._f is None:
             raise ManifestError(f"{self.path}: write after close", record_id=key)
-        self._f.write(json.dumps(d, ensure_ascii=False) + "\n")
+        self._f.write(_dumps(d) + "\n")
         if key is not None:
             self.done.add(key)
         self.count += 1

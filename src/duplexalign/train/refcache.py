@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def load_or_compute(cache_dir: str | Path, key: str, compute: Callable[[], torch
                            "longer available; delete the checkpoints to restart the run")
     table = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # ranks may write the same entry
     save_file({"ref": table.contiguous()}, str(tmp))
     tmp.replace(path)
     return table
