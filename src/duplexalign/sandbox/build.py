@@ -16,6 +16,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -178,9 +179,9 @@ def build(cfg: BuildConfig, out_dir: Path, synth: Synth | None = None,
         The build record written to `out_dir/build.json`.
     """
     from duplexalign.models.presets import build_model, get_preset, save_model
-    from duplexalign.sandbox.sft import SFTSettings, train_sft
     from duplexalign.speech.melrvq import MelRVQ
     from duplexalign.streams.tokenizer import fit_tokenizer, load_tokenizer
+    from duplexalign.train.sft import SFTConfig, train_sft
 
     out_dir = Path(out_dir)
     record_path = out_dir / "build.json"
@@ -223,8 +224,9 @@ def build(cfg: BuildConfig, out_dir: Path, synth: Synth | None = None,
                         num_codebooks=cfg.codebooks, seed=cfg.seed)
     torch.manual_seed(cfg.seed)
     model = build_model(preset)
-    logs = train_sft(model, codes_t, SFTSettings(steps=cfg.sft_steps, batch_size=cfg.sft_batch,
-                                                 lr=cfg.sft_lr, seed=cfg.seed), progress=progress)
+    sft = SFTConfig(steps=cfg.sft_steps, batch_size=cfg.sft_batch, lr=cfg.sft_lr, warmup_steps=50)
+    logs = train_sft(model, _random_conversations(codes_t, cfg.seed), sft)
+    model.eval()
     save_model(model, out_dir / INSTRUCT_NAME)
     record = {"config": cfg.model_dump(mode="json"), "corpus_flaw_rates": rates,
               "num_params": sum(p.numel() for p in model.parameters()),
@@ -232,3 +234,10 @@ def build(cfg: BuildConfig, out_dir: Path, synth: Synth | None = None,
               "seconds": round(time.time() - t0, 1)}
     atomic_write_text(record_path, json.dumps(record, indent=2))
     return record
+
+
+def _random_conversations(codes: torch.Tensor, seed: int) -> Iterator[torch.Tensor]:
+    """Endless seeded draws (with replacement) of conversations from `codes [N, R, T]`."""
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        yield codes[int(torch.randint(0, codes.shape[0], (1,), generator=g))]
