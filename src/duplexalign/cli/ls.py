@@ -13,6 +13,7 @@ REGISTRY_MODULES = (
     "duplexalign.train.losses",
     "duplexalign.models.presets",
     "duplexalign.evaluate.tasks",
+    "duplexalign.sandbox.oracle",  # registers the `oracle` judge
 )
 """Modules that define registries; ones not written yet are skipped."""
 

@@ -23,8 +23,10 @@ VadSegments = dict[str, Sequence[tuple[float, float]]]
 RuleFn = Callable[..., list[Issue]]
 
 RULES: Registry[RuleFn] = Registry("timing rule", modules=("duplexalign.judges.rules",))
-JUDGES: Registry[Callable[..., Any]] = Registry("content judge",
-                                                modules=("duplexalign.judges.content",))
+# The sandbox's `oracle` judge (scenario ground truth) registers itself from its own package; it is
+# listed here by name so that `annotate --judge oracle` finds it without importing the sandbox first.
+JUDGES: Registry[Callable[..., Any]] = Registry(
+    "content judge", modules=("duplexalign.judges.content", "duplexalign.sandbox.oracle"))
 
 
 def run_rules(conv: Conversation, names: Sequence[str], cfg: Any,
