@@ -53,7 +53,7 @@ class BuildConfig(StageConfig):
 
     seed: int = 0
     """Seed of the scenario splits, the corpus, the codec fit and the SFT run."""
-    conversations: int = 500
+    conversations: int = 2000
     """Training conversations rendered by the flawed policy."""
     duration: float = 12.0
     """Conversation length in seconds."""
@@ -75,7 +75,7 @@ class BuildConfig(StageConfig):
     """Griffin-Lim iterations when decoding model audio (deployment logs); encoding ignores it."""
     preset: str = "sandbox"
     """Model preset (text_card/card/num_codebooks are set from the fields above)."""
-    sft_steps: int = 400
+    sft_steps: int = 1200
     sft_batch: int = 24
     sft_lr: float = 1e-3
 
