@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from duplexalign.cli.common import add_config_args
+from duplexalign.cli.common import add_config_args, print_stats
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +36,5 @@ def main(args: argparse.Namespace) -> int:
         overrides.append("keep_user_audio=true")
     cfg = load_section(IngestConfig, "ingest", args.config, overrides)
     stats = run(cfg, args.input, args.out)
-    if stats.skipped:
-        print(f"already done in {args.out} (same config and input)")
-    print(json.dumps(stats.to_dict()["counts"], indent=2))
+    print_stats(stats, args.out)
     return 0

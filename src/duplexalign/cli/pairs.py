@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from duplexalign.cli.common import add_config_args
+from duplexalign.cli.common import add_config_args, print_stats
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,9 +36,7 @@ def main(args: argparse.Namespace) -> int:
         overrides.append("voice_transfer=true")
     cfg = load_section(PairsConfig, "pairs", args.config, overrides)
     stats = run(cfg, args.run)
-    if stats.skipped:
-        print(f"already done in {args.run} (same config and input)")
-    print(json.dumps(stats.to_dict()["counts"], indent=2))
+    print_stats(stats, args.run)
     if args.export_parquet:
         from duplexalign.pairs.export import export_parquet
 

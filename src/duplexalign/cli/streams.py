@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from duplexalign.cli.common import add_config_args
+from duplexalign.cli.common import add_config_args, print_stats
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +32,5 @@ def main(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={val}")
     cfg = load_section(StreamsConfig, "streams", args.config, overrides)
     stats = run(cfg, args.run)
-    if stats.skipped:
-        print(f"already done in {args.run} (same config and input)")
-    print(json.dumps(stats.to_dict()["counts"], indent=2))
+    print_stats(stats, args.run)
     return 0
