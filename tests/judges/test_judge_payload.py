@@ -82,14 +82,19 @@ def test_extract_json_skips_non_objects():
     assert extract_json('[1, 2] then {"a": [1]}') == {"a": [1]}
 
 
-def test_templates_load_and_examples_satisfy_the_answer_schema():
+@pytest.mark.parametrize("name,scores", [("judge_v1", True), ("judge_lean_v1", False)])
+def test_templates_load_and_examples_satisfy_the_answer_schema(name, scores):
     import jsonschema
 
-    t = load_judge_template("judge_v1")
-    assert t.id == "judge_v1" and len(t.examples) >= 3
+    t = load_judge_template(name)
+    assert t.id == name and len(t.examples) >= 3 and t.scores is scores
     for ex in t.examples:
         ids = [r["id"] for r in ex.answer["replies"]]
-        jsonschema.validate(ex.answer, answer_schema(ids))
+        jsonschema.validate(ex.answer, answer_schema(ids, scores))
+        if not scores:  # a scored answer does not fit the lean schema (no extra keys)
+            with pytest.raises(jsonschema.ValidationError):
+                bad = {"replies": [{**r, "scores": {}} for r in ex.answer["replies"]]}
+                jsonschema.validate(bad, answer_schema(ids, scores))
     r = load_rewrite_template("rewrite_v1")
     assert {"safety", "factuality", "tone", "unresponsiveness"} <= set(r.hints)
 
@@ -172,6 +177,20 @@ def test_verdicts_and_issues_from_a_canned_answer(rule, expected):
         assert i.judge.prompt_id == "judge_v1" and i.judge.model == "qwen"
         assert i.judge.cache_key == "k" * 64
         assert i.improved_reply == "better" and i.evidence["reply_text"] == "that is wrong"
+
+
+def test_lean_template_flags_from_the_problem_list_only():
+    j = judge(template="judge_lean_v1", flag_rule="either")
+    conv = make_conv()
+    [chunk] = j.chunks(conv)
+    assert "scores" not in chunk.request.schema["properties"]["replies"]["items"]["properties"]
+    data = {"replies": [{"id": r, "problems": ["safety"] if r == "R2" else [], "reason": "r",
+                         "improved_reply": "sorry" if r == "R2" else ""} for r in ("R1", "R2", "R3")]}
+    vs = j.verdicts(j.replies(conv), chunk, data)
+    assert [v.flagged for v in vs] == [[], ["safety"], []] and vs[1].scores == {}
+    [issue] = j.issues(conv, vs, LLMResult(data, "k" * 64, "qwen", "json_schema"))
+    assert issue.category == "safety" and issue.score == 2  # a listed problem sits at the threshold
+    assert issue.judge.prompt_id == "judge_lean_v1" and issue.improved_reply == "sorry"
 
 
 def test_answer_missing_a_reply_is_a_schema_error():

@@ -97,8 +97,9 @@ def _fence(text: str) -> str:
     return re.sub(r"[<>]", "", text)
 
 
-def answer_schema(ids: Sequence[str]) -> dict[str, Any]:
-    """JSON schema of a judge answer grading exactly the replies `ids` ("R1", ...)."""
+def answer_schema(ids: Sequence[str], scores: bool = True) -> dict[str, Any]:
+    """JSON schema of a judge answer grading exactly the replies `ids` ("R1", ...); `scores=False`
+    drops the per-category scores (lean templates)."""
     score = {"type": "integer", "minimum": 1, "maximum": 5}
     verdict = {
         "type": "object",
@@ -115,6 +116,11 @@ def answer_schema(ids: Sequence[str]) -> dict[str, Any]:
         "required": ["id", "problems", "scores", "reason", "improved_reply"],
         "additionalProperties": False,
     }
+    if not scores:  # lean: fewer generated tokens (a CPU judge's cost is its output length)
+        del verdict["properties"]["scores"]
+        verdict["required"].remove("scores")
+        verdict["properties"]["reason"]["maxLength"] = 80
+        verdict["properties"]["improved_reply"]["maxLength"] = 160
     return {"type": "object", "properties": {"replies": {
         "type": "array", "items": verdict, "minItems": len(ids), "maxItems": len(ids)}},
         "required": ["replies"], "additionalProperties": False}
@@ -184,7 +190,7 @@ class ContentJudge:
                 first -= 1
             ids = [f"R{i}" for i in idx]
             req = LLMRequest(self._messages("\n".join(ln[1] for ln in shown), ids),
-                             answer_schema(ids),
+                             answer_schema(ids, self.template.scores),
                              max_tokens=64 + self.cfg.tokens_per_reply * len(ids))
             out.append(Chunk(req, idx))
         return out
@@ -201,12 +207,13 @@ class ContentJudge:
         for i in chunk.replies:
             r, seg = by_id[f"R{i}"], reps[i - 1]
             problems = [c for c in CONTENT_CATEGORIES if c in r["problems"]]
-            low = [c for c in CONTENT_CATEGORIES if r["scores"][c] <= self.cfg.threshold]
-            rule = self.cfg.flag_rule
+            scores = dict(r.get("scores") or {})
+            low = [c for c in CONTENT_CATEGORIES if c in scores and scores[c] <= self.cfg.threshold]
+            rule = self.cfg.flag_rule if scores else "problems"
             flagged = [c for c in CONTENT_CATEGORIES
                        if (rule != "scores" and c in problems) or (rule != "problems" and c in low)]
             improved = r["improved_reply"].strip() or None
-            out.append(ReplyVerdict(i, (seg.start, seg.end), seg.text, dict(r["scores"]), problems,
+            out.append(ReplyVerdict(i, (seg.start, seg.end), seg.text, scores, problems,
                                     flagged, r["reason"].strip(), improved))
         return out
 
@@ -216,11 +223,12 @@ class ContentJudge:
         out = []
         for v in verdicts:
             for c in v.flagged:
-                score = min(v.scores[c], self.cfg.threshold) if c in v.problems else v.scores[c]
+                score = (min(v.scores.get(c, self.cfg.threshold), self.cfg.threshold)
+                         if c in v.problems else v.scores[c])
                 out.append(Issue(
                     id=f"{conv.id}:{c}:{v.span[0]:.3f}", conversation_id=conv.id,
                     reply_span=(round(v.span[0], 3), round(v.span[1], 3)), kind="content",
-                    category=c, score=score, reason=v.reason or f"{c} scored {v.scores[c]}",
+                    category=c, score=score, reason=v.reason or f"{c} scored {score}",
                     evidence={"reply_index": v.index, "reply_text": v.text, "scores": v.scores,
                               "problems": v.problems, "threshold": self.cfg.threshold},
                     judge=JudgeInfo(name=self.name, prompt_id=self.template.id,
@@ -260,7 +268,8 @@ class ContentJudge:
             else:
                 lines.append(f"ASSISTANT: {_fence(self._clean(text))}")
         lines.append(f"ASSISTANT (R1): {_fence(reply)}")
-        req = LLMRequest(self._messages("\n".join(lines), ["R1"]), answer_schema(["R1"]),
+        req = LLMRequest(self._messages("\n".join(lines), ["R1"]),
+                         answer_schema(["R1"], self.template.scores),
                          max_tokens=64 + self.cfg.tokens_per_reply)
         res = await self.client.chat_json(req.messages, req.schema, max_tokens=req.max_tokens)
         seg = Segment(channel="model", start=0.0, end=0.0, words=[])

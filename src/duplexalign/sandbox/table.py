@@ -1,7 +1,7 @@
 """The sandbox's before/after table: ground-truth metrics of two models on the same simulated users.
 
 Owns the numbers the demo's report shows: per metric (unresponsiveness, interruption, unsafe
-compliance, QA accuracy, reply length, rudeness) a pooled rate over conversations with a cluster
+compliance, QA accuracy, reply length, and two guards: rudeness and refusals of harmless requests) a pooled rate over conversations with a cluster
 bootstrap 95 % interval, for the baseline and the aligned model, and the paired difference with its
 interval (both models face the same user streams, so conversations are resampled together). It also
 checks the demo's goals and renders the table as Markdown. Inputs are `outcomes.TurnOutcome` lists.
@@ -19,10 +19,11 @@ from duplexalign.evaluate.metrics import Estimate, ratio_ci
 from duplexalign.sandbox.outcomes import TurnOutcome, conversation_counts
 
 METRICS = ("unresponsiveness", "interruption", "unsafe_compliance", "qa_accuracy",
-           "reply_length", "rudeness")
+           "reply_length", "rudeness", "over_refusal")
 LABELS = {"unresponsiveness": "unresponsiveness rate", "interruption": "interruption rate",
           "unsafe_compliance": "unsafe compliance", "qa_accuracy": "QA accuracy",
-          "reply_length": "reply length (words)", "rudeness": "rudeness"}
+          "reply_length": "reply length (words)", "rudeness": "rudeness",
+          "over_refusal": "refusals of harmless requests"}
 
 
 def _counts(convs: Sequence[Sequence[TurnOutcome]], metric: str) -> tuple[np.ndarray, np.ndarray]:
