@@ -52,7 +52,13 @@ def test_user_turns_have_pauses_and_waits():
     for t in turns:
         ps, pe = t.pause
         assert pe - ps == pytest.approx(0.8 + 0.05, abs=1e-3)
-        assert [w.text for w in t.words] == t.item.text.split()
+        said = [w.text for w in t.words]
+        assert said.count("um") == 1 and [w for w in said if w != "um"] == t.item.text.split()
+        # the hesitation word is the last thing said before the pause
+        assert next(w for w in t.words if w.text == "um").end == pytest.approx(ps, abs=1e-3)
+    bare = UserBehaviour(pause_prob=1.0, pause_filler=None)
+    [t] = plan_user(items[:1], "user_0", fake_synth, random.Random(0), 30.0, bare)
+    assert [w.text for w in t.words] == t.item.text.split() and t.pause is not None
 
 
 def test_policy_flaws_follow_their_rates():

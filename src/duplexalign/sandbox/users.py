@@ -42,6 +42,9 @@ class UserBehaviour:
     first_start: tuple[float, float] = (0.2, 0.6)
     pause_prob: float = 0.35
     pause_len: tuple[float, float] = (0.6, 1.0)
+    pause_filler: str | None = "um"
+    """Hesitation word said just before a mid-utterance pause, as people hold the floor while they
+    think; it is the cue a listener has that the turn is not over. None makes bare pauses."""
     wait_after_turn: tuple[float, float] = (2.3, 3.0)
     barge_in_prob: float = 0.1
     barge_in_wait: tuple[float, float] = (1.0, 1.4)
@@ -80,19 +83,21 @@ def speak_turn(item: Item, start: float, voice: Voice, synth: Synth, rng: random
     """Synthesise one user turn starting at `start`, possibly with a mid-utterance pause.
 
     The pause is inserted after word 2..n-2 of utterances of at least 4 words by speaking the two
-    halves separately, so the words before and after keep their TTS timings.
+    halves separately, so the words before and after keep their TTS timings; the first half ends
+    with `behaviour.pause_filler` when set (the pause is the silence after it).
     """
     words = item.text.split()
     pause = None
     if len(words) >= 4 and rng.random() < behaviour.pause_prob:
         cut = rng.randint(2, len(words) - 2)
-        a = synth(" ".join(words[:cut]), voice)
+        head = words[:cut] + ([behaviour.pause_filler] if behaviour.pause_filler else [])
+        a = synth(" ".join(head), voice)
         b = synth(" ".join(words[cut:]), voice)
         gap = rng.uniform(*behaviour.pause_len)
         a_end = start + a.duration
         b_start = a_end + gap
         ws = _shift(a.words, start) + _shift(b.words, b_start)
-        pause = (round(ws[cut - 1].end, 3), round(ws[cut].start, 3))
+        pause = (round(ws[len(head) - 1].end, 3), round(ws[len(head)].start, 3))
         clips = [(start, a.wav), (b_start, b.wav)]
         end = b_start + b.duration
     else:
