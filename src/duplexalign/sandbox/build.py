@@ -53,8 +53,9 @@ class BuildConfig(StageConfig):
 
     seed: int = 0
     """Seed of the scenario splits, the corpus, the codec fit and the SFT run."""
-    conversations: int = 2000
-    """Training conversations rendered by the flawed policy."""
+    conversations: int = 12000
+    """Training conversations rendered by the flawed policy (about 0.05 s each; with 2,000 the
+    model memorised them instead of learning to hear the request)."""
     duration: float = 12.0
     """Conversation length in seconds."""
     turns: tuple[int, int] = (2, 3)
@@ -75,7 +76,7 @@ class BuildConfig(StageConfig):
     """Griffin-Lim iterations when decoding model audio (deployment logs); encoding ignores it."""
     preset: str = "sandbox"
     """Model preset (text_card/card/num_codebooks are set from the fields above)."""
-    sft_steps: int = 1200
+    sft_steps: int = 2000
     sft_batch: int = 24
     sft_lr: float = 1e-3
 
