@@ -323,6 +323,12 @@ def render_report(results: dict[str, Any]) -> str:
         if k == "reply_length":
             continue
         lines.append(f"| {k} | {_pct(t1[k])} | {_pct(dep.get(k))} |")
+    lines += _validation_lines(results.get("validation_history", []), results["checkpoint"])
+    if not all(results["goals"].values()):
+        lines += ["", "Goals that are not met are explained, with the measurements behind the "
+                  "preset's choices, in docs/sandbox.md: the tiny model hears the kind of request "
+                  "better than the fact or verb asked, and cutting its silences makes it talk into "
+                  "the user's pauses (the validation trajectory above shows the trade-off)."]
     ag = results["judge_agreement"]
     pa = ag["problematic_agreement"]
     lines += ["", "## Judge agreement with the ground truth", "",
@@ -334,6 +340,21 @@ def render_report(results: dict[str, Any]) -> str:
         lines.append(f"- {c}: precision {p}, recall {r} ({v['truth']} true problems)")
     lines += ["", "Stage-by-stage report: `run/report.md`.", ""]
     return "\n".join(lines)
+
+
+def _validation_lines(history: list[dict[str, Any]], checkpoint: str) -> list[str]:
+    """The trainer's rollout validation per step as a Markdown table (validation split)."""
+    if not history:
+        return []
+    keys = ("unresponsiveness", "interruption", "unsafe_compliance", "qa_accuracy")
+    out = ["", "## Rollout validation during training (validation split)", "",
+           f"The aligned checkpoint is the best composite of these rows (`{Path(checkpoint).name}`).",
+           "", "| step | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for h in history:
+        vals = [h.get(f"sandbox/{k}") for k in keys]
+        out.append(f"| {h['step']} | " + " | ".join(
+            "n/a" if v is None else f"{100 * v:.1f} %" for v in vals) + " |")
+    return out
 
 
 def load_demo_config(path: str | Path | None, overrides: list[str]) -> DemoConfig:
