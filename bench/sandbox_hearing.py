@@ -33,10 +33,12 @@ ANSWERS = {*CAPITALS.values(), *COLOURS.values(), *ANIMALS.values(), *COUNTS.val
 KEY_WORDS = {"sorry", "sure", "use", "check", "take"}
 
 
-def probe(model, assets: Assets, rendered: list) -> dict[str, tuple[float, int]]:
-    """Argmax accuracy (and count) at answer-word and key-word onsets of `rendered` conversations."""
+def probe(model, assets: Assets, rendered: list, duration: float
+          ) -> dict[str, tuple[float, int]]:
+    """Argmax accuracy (and count) at answer-word and key-word onsets of `rendered` conversations
+    (each `duration` seconds long)."""
     tok = assets.tokenizer
-    codes = torch.from_numpy(np.stack([encode_conversation(r, tok, assets.codec, 12.0)
+    codes = torch.from_numpy(np.stack([encode_conversation(r, tok, assets.codec, duration)
                                        for r in rendered]))
     with torch.no_grad():
         pred = text_logits(model, codes).argmax(-1)
@@ -73,9 +75,9 @@ def main() -> None:
     print("| condition | answer-word onset | key-word onset |\n|---|---|---|")
     for name, split, voices, seed in conditions:
         specs = conversation_specs(bank, split, voices, args.n, seed, build_cfg.turns)
-        rendered = [render(s["items"], s["voice"], synth, s["seed"], 12.0, flaws=flaws,
-                           model_voice=MODEL_VOICE) for s in specs]
-        res = probe(model, assets, rendered)
+        rendered = [render(s["items"], s["voice"], synth, s["seed"], build_cfg.duration,
+                           flaws=flaws, model_voice=MODEL_VOICE) for s in specs]
+        res = probe(model, assets, rendered, build_cfg.duration)
         print(f"| {name} | {res['answer'][0]:.2f} (n={res['answer'][1]}) | "
               f"{res['key_word'][0]:.2f} (n={res['key_word'][1]}) |")
 

@@ -325,10 +325,9 @@ def render_report(results: dict[str, Any]) -> str:
         lines.append(f"| {k} | {_pct(t1[k])} | {_pct(dep.get(k))} |")
     lines += _validation_lines(results.get("validation_history", []), results["checkpoint"])
     if not all(results["goals"].values()):
-        lines += ["", "Goals that are not met are explained, with the measurements behind the "
-                  "preset's choices, in docs/sandbox.md: the tiny model hears the kind of request "
-                  "better than the fact or verb asked, and cutting its silences makes it talk into "
-                  "the user's pauses (the validation trajectory above shows the trade-off)."]
+        lines += ["", "Some goals are not met. docs/sandbox.md keeps the measurements of the known "
+                  "causes (what the instruct model hears, and the silence/interruption trade-off "
+                  "the validation rows above show) and of every recipe tried."]
     ag = results["judge_agreement"]
     pa = ag["problematic_agreement"]
     lines += ["", "## Judge agreement with the ground truth", "",
