@@ -1,7 +1,8 @@
-"""`duplexalign codec`: fit a MelRVQ codec on a folder of audio, and encode/decode files with any
+"""`duplexalign codec`: fit a MelRVQ or semantic codec on a folder of audio, and encode/decode files with any
 codec. Argument parsing only; the work is in `duplexalign.speech.codec`.
 
     duplexalign codec fit AUDIO_DIR --out codec.safetensors [--num-codebooks 8 --codebook-size 2048]
+    duplexalign codec fit AUDIO_DIR --out codec.safetensors --semantic-units 256 --num-codebooks 4
     duplexalign codec encode IN.wav --path codec.safetensors --out codes.npy
     duplexalign codec decode codes.npy --path codec.safetensors --out OUT.wav
 """
@@ -22,10 +23,18 @@ def _fit(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     codec = fit_melrvq_dir(args.audio_dir, args.out, num_codebooks=args.num_codebooks,
                            codebook_size=args.codebook_size, pca_dim=args.pca_dim,
-                           seed=args.seed, niter=args.niter, augment=not args.no_augment)
+                           seed=args.seed, niter=args.niter, augment=not args.no_augment,
+                           semantic_units=args.semantic_units, semantic_steps=args.semantic_steps)
     s = codec.stats
-    print(f"wrote {args.out}: {codec.num_codebooks} x {codec.cardinality} codebooks, fitted on "
-          f"{s['seconds']:.1f} s ({s['frames']} frames), PCA keeps {s['pca_variance_kept']:.3f}")
+    if args.semantic_units:
+        print(f"wrote {args.out}: {args.semantic_units} semantic units + "
+              f"{codec.num_codebooks - 1} x {args.codebook_size} acoustic codebooks, fitted on "
+              f"{s['frames']} frames; student agrees with the teacher on "
+              f"{s['teacher_agreement_heldout']:.3f} of held-out frames")
+    else:
+        print(f"wrote {args.out}: {codec.num_codebooks} x {codec.cardinality} codebooks, fitted "
+              f"on {s['seconds']:.1f} s ({s['frames']} frames), PCA keeps "
+              f"{s['pca_variance_kept']:.3f}")
     return 0
 
 
@@ -70,6 +79,11 @@ def register(subparsers) -> None:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--threads", type=int, default=None,
                    help="CPU threads for k-means and PCA (1 is fastest on a busy shared machine)")
+    f.add_argument("--semantic-units", type=int, default=0,
+                   help="make codebook 0 semantic (causal units distilled from Whisper tiny.en "
+                        "encoder features; 256 in the sandbox); 0 = plain MelRVQ")
+    f.add_argument("--semantic-steps", type=int, default=800,
+                   help="training steps of the causal unit student")
     f.add_argument("--no-augment", action="store_true",
                    help="skip background-noise augmentation (hurts speech/silence separation)")
     f.set_defaults(func=_fit)
@@ -78,7 +92,7 @@ def register(subparsers) -> None:
                                       ("decode", _decode, "codes", ".npy of codes [K, T]")):
         e = sub.add_parser(name, help=f"{name} with a codec")
         e.add_argument(arg, help=helptext)
-        e.add_argument("--backend", default="melrvq", help="codec name (melrvq or mimi)")
+        e.add_argument("--backend", default="melrvq", help="codec name (melrvq, semantic or mimi)")
         e.add_argument("--path", required=True, help="codec weights file")
         e.add_argument("--out", required=True)
         e.set_defaults(func=func)

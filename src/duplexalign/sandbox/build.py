@@ -2,7 +2,8 @@
 
 Owns the asset recipe: render a training corpus of simulated-user conversations with the scripted
 flawed policy (`policy.py`), fit a small SentencePiece tokenizer on its text (`streams.tokenizer`)
-and a small MelRVQ codec on its audio (`speech.melrvq`), encode every conversation into
+and a small codec on its audio (by default `speech.semantic`: codebook 0 holds causal speech units
+the model can hear the request through, the rest are MelRVQ), encode every conversation into
 `codes [R, T]` (text stream from the model's TTS word timings, then model and user codebooks), and
 train the `sandbox` moshi preset on them by SFT (text + audio cross-entropy). The result is the
 "instruct" model with the designed flaws. Assets land in one folder (`tokenizer.model`,
@@ -18,7 +19,7 @@ import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -64,10 +65,19 @@ class BuildConfig(StageConfig):
     """Overrides of `policy.Flaws` rates (silent, jump_in, comply, wrong, rude)."""
     vocab_size: int = 128
     """SentencePiece vocabulary (= the model's text_card)."""
+    codec: Literal["semantic", "melrvq"] = "semantic"
+    """`semantic`: codebook 0 holds causal speech units (Whisper-distilled), the others MelRVQ;
+    `melrvq`: every codebook acoustic (the model could not hear which request was made)."""
     codebooks: int = 4
-    """MelRVQ codebooks per speaker (= the model's K)."""
+    """Codebooks per speaker (= the model's K), the semantic one included."""
     card: int = 64
-    """MelRVQ codebook size (= the model's card)."""
+    """MelRVQ codebook size (the model's card is the larger of this and `semantic_units`)."""
+    semantic_units: int = 256
+    """Units of the semantic codebook (64 units leave request verbs 0.62 separable, 256: 0.99)."""
+    semantic_fit_conversations: int = 240
+    """Conversations whose two channels the semantic units are fitted on (teacher + student)."""
+    semantic_steps: int = 800
+    """Training steps of the causal unit student."""
     codec_fit_conversations: int = 60
     """Conversations whose two channels the codec is fitted on."""
     codec_pca_dim: int = 64
@@ -128,12 +138,41 @@ def _fit_len(codes: np.ndarray, t: int) -> np.ndarray:
 
 
 def with_decode_iters(codec, iters: int):
-    """A copy of a MelRVQ codec whose decoder runs `iters` Griffin-Lim iterations (codes are
-    unchanged; fewer iterations make deployment logs cheap to write)."""
+    """A copy of a MelRVQ (or semantic) codec whose decoder runs `iters` Griffin-Lim iterations
+    (codes are unchanged; fewer iterations make deployment logs cheap to write)."""
     from dataclasses import replace
 
+    from duplexalign.speech.semantic import SemanticCodec
+
+    if isinstance(codec, SemanticCodec):
+        return SemanticCodec(codec.student, with_decode_iters(codec.acoustic, iters), codec.stats)
     return type(codec)(replace(codec.config, griffin_lim_iters=iters), codec.mean,
                        codec.components, codec.codebooks, codec.stats)
+
+
+def fit_count(cfg: BuildConfig) -> int:
+    """Conversations rendered to fit the codec."""
+    if cfg.codec == "semantic":
+        return max(cfg.codec_fit_conversations, cfg.semantic_fit_conversations)
+    return cfg.codec_fit_conversations
+
+
+def fit_codec(cfg: BuildConfig, convs: list, progress: bool):
+    """Fit the build's codec on both channels of rendered conversations `convs`; the acoustic
+    codebooks always see the first `codec_fit_conversations` of them."""
+    from duplexalign.speech.melrvq import MelRVQ
+
+    wavs = [w for r in convs for w in (r.model_wav, r.user_wav)]
+    acoustic = 2 * cfg.codec_fit_conversations
+    if cfg.codec == "melrvq":
+        return MelRVQ.fit(wavs[:acoustic], num_codebooks=cfg.codebooks, codebook_size=cfg.card,
+                          pca_dim=cfg.codec_pca_dim, seed=cfg.seed, progress=progress)
+    from duplexalign.speech.semantic_fit import fit_semantic
+
+    codec, _ = fit_semantic(wavs, units=cfg.semantic_units, acoustic_codebooks=cfg.codebooks - 1,
+                            acoustic_card=cfg.card, pca_dim=cfg.codec_pca_dim, seed=cfg.seed,
+                            steps=cfg.semantic_steps, acoustic_wavs=acoustic, progress=progress)
+    return codec
 
 
 def corpus_flaw_rates(metas: list[dict[str, Any]]) -> dict[str, float]:
@@ -180,7 +219,6 @@ def build(cfg: BuildConfig, out_dir: Path, synth: Synth | None = None,
         The build record written to `out_dir/build.json`.
     """
     from duplexalign.models.presets import build_model, get_preset, save_model
-    from duplexalign.speech.melrvq import MelRVQ
     from duplexalign.streams.tokenizer import fit_tokenizer, load_tokenizer
     from duplexalign.train.sft import SFTConfig, train_sft
 
@@ -204,15 +242,10 @@ def build(cfg: BuildConfig, out_dir: Path, synth: Synth | None = None,
         return render(s["items"], s["voice"], synth, s["seed"], cfg.duration, flaws=flaws,
                       model_voice=MODEL_VOICE)
 
-    fit_wavs = []
-    for s in tqdm(specs[: cfg.codec_fit_conversations], desc="codec audio", disable=not progress):
-        r = rend(s)
-        fit_wavs += [r.model_wav, r.user_wav]
-    codec = MelRVQ.fit(fit_wavs, num_codebooks=cfg.codebooks, codebook_size=cfg.card,
-                       pca_dim=cfg.codec_pca_dim, seed=cfg.seed, progress=progress)
-    codec = with_decode_iters(codec, cfg.codec_griffin_lim_iters)
+    codec = with_decode_iters(fit_codec(cfg, [rend(s) for s in tqdm(
+        specs[: fit_count(cfg)], desc="codec audio", disable=not progress)], progress),
+        cfg.codec_griffin_lim_iters)
     codec.save(out_dir / CODEC_NAME)
-    del fit_wavs
     codes, metas = [], []
     for s in tqdm(specs, desc="corpus", disable=not progress):
         r = rend(s)
@@ -221,7 +254,7 @@ def build(cfg: BuildConfig, out_dir: Path, synth: Synth | None = None,
     codes_t = torch.from_numpy(np.stack(codes))
     rates = corpus_flaw_rates(metas)
     log.info("corpus flaw rates: %s", rates)
-    preset = get_preset(cfg.preset, text_card=tokenizer.vocab_size, card=cfg.card,
+    preset = get_preset(cfg.preset, text_card=tokenizer.vocab_size, card=codec.cardinality,
                         num_codebooks=cfg.codebooks, seed=cfg.seed)
     torch.manual_seed(cfg.seed)
     model = build_model(preset)
@@ -232,6 +265,7 @@ def build(cfg: BuildConfig, out_dir: Path, synth: Synth | None = None,
     record = {"config": cfg.model_dump(mode="json"), "corpus_flaw_rates": rates,
               "num_params": sum(p.numel() for p in model.parameters()),
               "codes_shape": list(codes_t.shape), "final_loss": logs[-1] if logs else None,
+              "codec_stats": codec.stats,
               "seconds": round(time.time() - t0, 1)}
     atomic_write_text(record_path, json.dumps(record, indent=2))
     return record

@@ -27,7 +27,7 @@ from duplexalign.config import StageConfig, build, load_yaml
 from duplexalign.errors import ConfigError
 from duplexalign.manifest import iter_dicts
 from duplexalign.runs import atomic_write_text
-from duplexalign.sandbox.build import ASSETS_DIR, INSTRUCT_NAME, BuildConfig
+from duplexalign.sandbox.build import ASSETS_DIR, CODEC_NAME, INSTRUCT_NAME, BuildConfig
 from duplexalign.sandbox.deploy import (
     SCENARIOS_NAME,
     Assets,
@@ -38,6 +38,7 @@ from duplexalign.sandbox.deploy import (
     write_logs,
 )
 from duplexalign.sandbox.table import before_after, flaw_rates, goals, to_markdown
+from duplexalign.speech.codec import codec_kind
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,8 @@ def stage_configs(cfg: DemoConfig, assets: Path) -> dict[str, Any]:
         "ingest": {"format": "moshi-finetune", "require_channels": ["user"]},
         "annotate": {"judge": cfg.judge},
         "pairs": {"strategy_for": strategy},
-        "streams": {"codec": "melrvq", "codec_path": str(assets / "codec.safetensors"),
+        "streams": {"codec": codec_kind(assets / CODEC_NAME),
+                    "codec_path": str(assets / CODEC_NAME),
                     "tokenizer": str(assets / "tokenizer.model")},
         "train": {"init": str(assets / INSTRUCT_NAME), "loss": _loss_terms(cfg),
                   "val": {"every": 10, "metric": DEFAULT_WEIGHTS}},

@@ -82,12 +82,12 @@ class Assets:
     @classmethod
     def load(cls, root: Path) -> Assets:
         """Load the tokenizer and codec from `root` (a folder written by `build.build`)."""
-        from duplexalign.speech.melrvq import MelRVQ
+        from duplexalign.speech.codec import load_codec_file
         from duplexalign.streams.tokenizer import load_tokenizer
 
         root = Path(root)
         return cls(root=root, tokenizer=load_tokenizer(root / TOKENIZER_NAME),
-                   codec=MelRVQ.load(root / CODEC_NAME))
+                   codec=load_codec_file(root / CODEC_NAME))
 
 
 @dataclass

@@ -1,10 +1,11 @@
-"""Codec backends behind one protocol: `melrvq` (ours, fitted locally) and `mimi` (moshi's, from
-local weights).
+"""Codec backends behind one protocol: `melrvq` and `semantic` (ours, fitted locally) and `mimi`
+(moshi's, from local weights).
 
 Owns loading a codec by registry name and adapting it to `speech.base.Codec`: `encode(wav [S]) ->
 codes [K, T]` int64 at 12.5 Hz with T = `timebase.samples_to_frames(S)`, and `decode(codes [K, T]) ->
-wav [T * 1920]`. Nothing downloads: both take a local `path`. The MelRVQ model itself lives in
-`speech/melrvq.py`.
+wav [T * 1920]`. Nothing downloads: all take a local `path`. The MelRVQ model itself lives in
+`speech/melrvq.py`, the semantic one (causal speech units + MelRVQ) in `speech/semantic.py`;
+`load_codec_file` opens either by the format recorded in the file.
 """
 
 from __future__ import annotations
@@ -35,6 +36,40 @@ def load_melrvq(path: str | Path | None = None) -> MelRVQ:
         raise ConfigError("codec.path: the melrvq codec needs the file written by "
                           "`duplexalign codec fit AUDIO_DIR --out FILE`")
     return MelRVQ.load(path)
+
+
+@CODECS.register("semantic")
+def load_semantic(path: str | Path | None = None):
+    """Load a fitted semantic codec from `path` (a `.safetensors` written by `SemanticCodec.save`).
+
+    Raises:
+        ConfigError: `path` unset or missing (names the `codec.path` option).
+    """
+    from duplexalign.speech.semantic import SemanticCodec
+
+    if path is None:
+        raise ConfigError("codec.path: the semantic codec needs the file written by "
+                          "`duplexalign codec fit AUDIO_DIR --semantic-units 256 --out FILE`")
+    return SemanticCodec.load(path)
+
+
+def codec_kind(path: str | Path) -> str:
+    """Registry name (`melrvq` or `semantic`) of a codec file written by this project."""
+    from duplexalign.speech import melrvq, semantic
+
+    fmt = semantic.file_metadata(path).get("format")
+    kinds = {melrvq.FORMAT: "melrvq", semantic.FORMAT: "semantic"}
+    if fmt not in kinds:
+        raise ConfigError(f"codec.path: {path} is neither a MelRVQ nor a semantic codec "
+                          f"(format {fmt!r})")
+    return kinds[fmt]
+
+
+def load_codec_file(path: str | Path):
+    """Load a MelRVQ or semantic codec file, whichever `path` holds."""
+    if not Path(path).is_file():
+        raise ConfigError(f"codec.path: codec not found at {path}")
+    return CODECS.get(codec_kind(path))(path=path)
 
 
 class MimiCodec:
@@ -125,8 +160,11 @@ def load_mimi(path: str | Path | None = None, num_codebooks: int = 8) -> MimiCod
 
 def fit_melrvq_dir(audio_dir: str | Path, out: str | Path, num_codebooks: int = 8,
                    codebook_size: int = 2048, pca_dim: int = 128, seed: int = 0,
-                   niter: int = 20, augment: bool = True, progress: bool = True) -> MelRVQ:
-    """Fit a MelRVQ codec on every audio file under `audio_dir` and save it to `out`.
+                   niter: int = 20, augment: bool = True, progress: bool = True,
+                   semantic_units: int = 0, semantic_steps: int = 800):
+    """Fit a MelRVQ codec (or, with `semantic_units` > 0, a semantic codec whose codebook 0 holds
+    that many causal speech units and whose other `num_codebooks - 1` are MelRVQ) on every audio
+    file under `audio_dir` and save it to `out`.
 
     Every channel of a multi-channel file is a separate training signal (in a dialogue recording
     they are different speakers). Files that cannot be read are skipped with a warning.
@@ -151,8 +189,18 @@ def fit_melrvq_dir(audio_dir: str | Path, out: str | Path, num_codebooks: int = 
             log.warning("skipping %s: %s", path, e)
     if not wavs:
         raise ConfigError(f"codec fit: no readable audio under {audio_dir}")
-    codec = MelRVQ.fit(wavs, num_codebooks=num_codebooks, codebook_size=codebook_size,
-                       pca_dim=pca_dim, seed=seed, niter=niter, augment=augment,
-                       progress=progress)
+    if semantic_units:
+        from duplexalign.speech.semantic_fit import fit_semantic
+
+        if num_codebooks < 2:
+            raise ConfigError("codec fit: a semantic codec needs num_codebooks >= 2 "
+                              "(codebook 0 semantic, the rest acoustic)")
+        codec, _ = fit_semantic(wavs, units=semantic_units, acoustic_codebooks=num_codebooks - 1,
+                                acoustic_card=codebook_size, pca_dim=pca_dim, seed=seed,
+                                steps=semantic_steps, progress=progress)
+    else:
+        codec = MelRVQ.fit(wavs, num_codebooks=num_codebooks, codebook_size=codebook_size,
+                           pca_dim=pca_dim, seed=seed, niter=niter, augment=augment,
+                           progress=progress)
     codec.save(out)
     return codec

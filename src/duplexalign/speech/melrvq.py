@@ -256,7 +256,10 @@ class MelRVQ:
 
     def encode(self, wav: np.ndarray) -> np.ndarray:
         """Codes [K, T] int64 of mono 24 kHz `wav` [S], T = timebase.samples_to_frames(S)."""
-        feats = self.features.frames(np.asarray(wav, dtype=np.float32))
+        return self.encode_frames(self.features.frames(np.asarray(wav, dtype=np.float32)))
+
+    def encode_frames(self, feats: np.ndarray) -> np.ndarray:
+        """Codes [K, T] int64 of stacked log-mel frames `feats` [T, stack * n_mels]."""
         resid = np.ascontiguousarray((feats - self.mean) @ self.components.T, dtype=np.float32)
         codes = np.zeros((self.num_codebooks, len(resid)), dtype=np.int64)
         if len(resid) == 0:
