@@ -236,7 +236,7 @@ def tree(tmp_path_factory):
     return root, outside
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                     HealthCheck.function_scoped_fixture])
 @given(parts=st.lists(SEGMENTS, max_size=6), absolute=st.booleans())
 def test_confine_never_lets_a_path_out(tree, parts, absolute):
