@@ -76,3 +76,8 @@ def test_streams_that_fit_train(tmp_path):
                                                    "num_codebooks": 4}))
     assert run(TrainConfig(max_steps=1, batch_size=2, micro_batch_size=2), streams,
                tmp_path / "t").counts["steps"] == 1
+
+
+def test_missing_streams_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="run `duplexalign streams`"):
+        run(TrainConfig(max_steps=1), tmp_path / "nothing", tmp_path / "t")

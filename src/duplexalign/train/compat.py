@@ -14,7 +14,7 @@ from pathlib import Path
 
 from duplexalign.errors import ConfigError
 from duplexalign.models.presets import ModelPreset
-from duplexalign.streams.shards import read_index
+from duplexalign.streams.shards import INDEX_NAME, read_index
 
 log = logging.getLogger(__name__)
 def check_streams_fit(streams_dir: str | Path, preset: ModelPreset) -> None:
@@ -25,7 +25,7 @@ def check_streams_fit(streams_dir: str | Path, preset: ModelPreset) -> None:
     preset. Ids beyond the model's embedding tables would crash deep inside `torch.embedding`.
 
     Raises:
-        ConfigError: one line per mismatch, naming the setting to change.
+        ConfigError: no pair index, or one line per mismatch naming the setting to change.
     """
     d = Path(streams_dir)
     meta_path = d / "meta.json"
@@ -33,6 +33,9 @@ def check_streams_fit(streams_dir: str | Path, preset: ModelPreset) -> None:
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     except (OSError, ValueError) as e:
         raise ConfigError(f"{meta_path} is unreadable ({e}): rerun `duplexalign streams`") from None
+    if not (d / INDEX_NAME).is_file():
+        raise ConfigError(f"{d} holds no pair index ({INDEX_NAME}): run `duplexalign streams` "
+                          "on this run first")
     first = next(iter(read_index(d)), None)
     k = meta.get("num_codebooks", first.num_codebooks if first is not None else None)
     where = f"the model (train.model={preset.name!r}"

@@ -160,4 +160,3 @@ def shard_batch(items: list, rank: int, world: int, micro: int) -> list[list]:
     chunks of `micro`."""
     mine = items[rank::world]
     return [mine[i:i + micro] for i in range(0, len(mine), micro)]
-
