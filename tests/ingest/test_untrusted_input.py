@@ -23,6 +23,7 @@ from duplexalign.ingest.moshi_finetune import read as read_moshi
 from duplexalign.ingest.stage import input_digest, run
 from duplexalign.manifest import iter_dicts, read_manifest
 from duplexalign.records import Conversation
+from duplexalign.runs import RunDir
 
 ALIGN = {"alignments": [["hi", [0.1, 0.3], "SPEAKER_MAIN"], ["yo", [0.5, 0.7], "SPEAKER_1"]]}
 WORDS = {"model": [["hi", 0.1, 0.3]], "user": [["yo", 0.5, 0.7]]}
@@ -175,16 +176,23 @@ def test_unknown_channel_keys_are_quarantined_not_dropped(tmp_path):
 
 
 def test_a_quarantined_record_does_not_claim_its_id(tmp_path):
-    bad = {"id": "x", "duration": 2.0, "words": {"model": [["a", 0.5, 0.2]], "user": []}}
+    bad = {"id": "x", "duration": 2.0, "words": {"model": [["a", 0.1, 0.2]], "user": []}}
     good = {"id": "x", "duration": 2.0, "words": WORDS}
     (tmp_path / "in").mkdir()
     src = tmp_path / "in" / "log.jsonl"
     src.write_text("".join(json.dumps(x) + "\n" for x in (bad, good, good)))
-    stats = run(IngestConfig(format="jsonl"), src, tmp_path / "run")
-    assert [c.id for c in read_manifest(tmp_path / "run" / "conversations.jsonl.gz",
-                                        Conversation)] == ["x"]
-    assert stats.counts["quarantined/time_reversed"] == 1
-    assert stats.counts["quarantined/duplicate_id"] == 1  # the third line, after a valid x
+    out = tmp_path / "run"
+    stats = run(IngestConfig(format="jsonl"), src, out)
+    convs = list(read_manifest(out / "conversations.jsonl.gz", Conversation))
+    assert [(c.id, c.source.path) for c in convs] == [("x", f"{src}:2")]  # the valid one
+    first = [(q["item"], q["reason"]) for q in iter_dicts(out / "quarantine.jsonl.gz")]
+    assert first == [(f"{src}:1", "empty_channel_user"), (f"{src}:3", "duplicate_id")]
+    assert stats.counts["quarantined/empty_channel_user"] == 1
+    # an interrupted run resumed: same manifest, same reasons for the same lines
+    RunDir(out).clear_done("ingest")
+    again = run(IngestConfig(format="jsonl"), src, out)
+    assert again.counts["resumed"] == 1 and again.counts["written"] == 0
+    assert [(q["item"], q["reason"]) for q in iter_dicts(out / "quarantine.jsonl.gz")] == first
 
 
 def test_input_digest_of_a_file_ignores_its_siblings(tmp_path):

@@ -96,7 +96,9 @@ def run(cfg: IngestConfig, input_path: str | Path, out_dir: str | Path) -> Stage
         # Every item not written yet is judged again on a rerun, so the quarantine is rebuilt
         # from scratch: it never keeps an item that has since been fixed.
         stats.add("resumed", convs.count)
-        seen: set[str] = set()
+        seen: set[str] = set()  # ids claimed by a written record (a quarantined one claims none)
+        owners = {d["id"]: d.get("source", {}).get("path") for d in iter_dicts(
+            rd.path(CONVERSATIONS))} if convs.count else {}
 
         def reject(r: Rejected, conv_id: str | None = None) -> None:
             quarantine.write({"item": r.item, "reason": r.reason, "detail": r.detail,
@@ -121,9 +123,16 @@ def run(cfg: IngestConfig, input_path: str | Path, out_dir: str | Path) -> Stage
                 item = res.item if found is None else found.item
                 reject(Rejected(item, "duplicate_id", f"id {conv_id!r} seen before"), conv_id)
                 continue
-            if found is None or conv_id in convs:
+            if found is None or (conv_id in convs and owners.get(
+                    conv_id, found.conversation.source.path) == found.conversation.source.path):
                 seen.add(conv_id)
                 continue  # written by an earlier, interrupted run
+            if conv_id in convs:  # another item took this id in an earlier run: judge, never write
+                problems = check_conversation(found.conversation, cfg)
+                reject(Rejected(found.item, problems[0].reason, problems[0].detail) if problems
+                       else Rejected(found.item, "duplicate_id", f"id {conv_id!r} written by "
+                                                                 f"{owners[conv_id]}"), conv_id)
+                continue
             out = guarded(found.item, finish, found, cfg, rd, stats)
             if isinstance(out, Rejected):
                 reject(out, conv_id)  # a quarantined record does not claim its id
