@@ -8,12 +8,15 @@ with `json.loads` and validating it into a `Conversation`; (2) the full ingest s
 reader (parse, validation reasons, manifest writing, stats, provenance); (3) segmentation of every
 written conversation into replies/turns plus the floor timeline. It prints conversations per
 CPU-second (= per core, the process is single-threaded) and the ratios to the floor and to the goal
-of 1,000 conversations/s/core for ingest + segmentation.
+of 1,000 conversations/s/core for ingest + segmentation. Last, it reads the same lines from a
+`.jsonl.gz` with `ingest.files.read_lines` (streaming zlib that salvages the lines before damage)
+and with the standard `gzip` module, and prints the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import logging
 import random
@@ -22,6 +25,7 @@ import time
 from pathlib import Path
 
 from duplexalign.ingest.base import IngestConfig
+from duplexalign.ingest.files import read_lines
 from duplexalign.ingest.stage import run
 from duplexalign.manifest import read_manifest
 from duplexalign.records import Conversation
@@ -92,6 +96,12 @@ def main() -> None:
         _, floor_cpu = timed(floor)
         ingest_wall, ingest_cpu = timed(ingest)
         seg_wall, seg_cpu = timed(segment)
+        gz = Path(tmp) / "logs.jsonl.gz"
+        gz.write_bytes(gzip.compress(src.read_bytes(), compresslevel=6))
+        counts: list[int] = []
+        _, std_cpu = timed(lambda: counts.append(sum(1 for _ in gzip.open(gz, "rb"))))
+        _, ours_cpu = timed(lambda: counts.append(sum(1 for _ in read_lines(gz))))
+        assert counts == [n_lines := len(lines), n_lines], counts
     n = args.n
     both = ingest_cpu + seg_cpu
     print(f"{n} conversations, {words} words ({words / n:.0f} per conversation), no audio")
@@ -103,6 +113,8 @@ def main() -> None:
     print(f"ingest + segmentation:                         {n / both:10,.0f} conv/s/core")
     print(f"ratio ingest stage / floor: {floor_cpu / ingest_cpu:.2f}x;  "
           f"ingest + segmentation / goal {GOAL:.0f}: {n / both / GOAL:.2f}x")
+    print(f"gzip lines: read_lines {n / ours_cpu:,.0f} lines/s/core, gzip module "
+          f"{n / std_cpu:,.0f}; ratio read_lines / gzip module: {std_cpu / ours_cpu:.2f}x")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ def dataset(tmp_path, dialogues):
         {"path": "audio/missing.wav", "duration": 3.0},  # audio_missing (json exists, wav not)
         write_moshi(root, "mono", d0.__class__(d0.stereo[:, :1], d0.sample_rate, d0.words)),
         write_moshi(root, "nojson", d0, doc={}),  # bad_schema: no "alignments"
+        # any label but the main one is the user (moshi-finetune): this one has no model words
         write_moshi(root, "speaker", d0, doc={"alignments": [["hi", [0.1, 0.2], "NARRATOR"]]}),
         write_moshi(root, "unsorted", d0, doc={"alignments": [
             ["b", [1.0, 1.2], "SPEAKER_MAIN"], ["a", [0.1, 0.2], "SPEAKER_MAIN"],
@@ -55,7 +56,7 @@ def dataset(tmp_path, dialogues):
 
 
 EXPECTED_REASONS = {
-    "audio_missing": 1, "audio_mono": 1, "bad_schema": 2, "unknown_speaker": 1,
+    "audio_missing": 1, "audio_mono": 1, "bad_schema": 2, "empty_channel_model": 1,
     "words_unsorted": 1, "words_past_end": 1, "time_reversed": 1, "empty_channel_user": 1,
     "bad_json": 1, "time_nan": 1, "audio_unreadable": 1,
 }
@@ -161,7 +162,9 @@ def test_rerun_keeps_duplicates_and_forgets_fixed_items(tmp_path, dialogues):
     first = run(IngestConfig(), index, out)
     assert first.counts["quarantined/duplicate_id"] == 1
     assert first.counts["quarantined/time_reversed"] == 1
-    write_moshi(root, "b", dialogues[1])  # the user fixes b: input changed, the stage reruns
+    write_moshi(root, "b", dialogues[1])  # the user fixes b's side files, not the index:
+    assert run(IngestConfig(), index, out).skipped  # the input digest covers the index only
+    RunDir(out).clear_done("ingest")  # so the user asks for the rerun (rm RUN/.done/ingest)
     second = run(IngestConfig(), index, out)
     assert not second.skipped and second.counts["resumed"] == 1 and second.counts["written"] == 1
     reasons = [q["reason"] for q in iter_dicts(out / "quarantine.jsonl.gz")]

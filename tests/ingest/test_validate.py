@@ -3,6 +3,7 @@ each is accepted or quarantined with a known reason, and good inputs in the same
 
 import json
 import math
+import random
 import tempfile
 from pathlib import Path
 
@@ -203,3 +204,77 @@ def test_alignment_parser_accepts_or_names_a_reason(doc):
         assert e.reason in REASONS
     else:
         check_conversation(conv([], [], 10.0).model_copy(update={"words": words}), IngestConfig())
+
+
+
+HOSTILE_AUDIO = ["a.wav", "../a.wav", "/proc/self/environ", "/dev/zero", "", "sub/../a.wav",
+                 "x\x00y.wav", "\udc80.wav", "/etc/passwd", "../../outside/secret.wav", 3, None]
+ODD_VALUES = [None, True, -1, 0, 1e308, float("nan"), float("inf"), "", "\udc80", "1.0", [], {},
+              [[]], {"text": "a"}, "a" * 300, -0.0]
+
+
+def hostile_line(rng: random.Random) -> bytes:
+    """One JSONL line: a valid conversation with up to three random mutations (odd values in any
+    field, unknown channel keys, hostile audio paths), or its bytes cut or flipped."""
+    t = sorted(rng.uniform(0, 9) for _ in range(6))
+    line: dict = {"id": rng.choice(["c", "c/1", "..", "\udc80", "x" * 90]), "duration": 10.0,
+                  "words": {"model": [["hi", t[0], t[1]], ["there", t[2], t[3]]],
+                            "user": [["yo", t[4], t[5]]]}}
+    for _ in range(rng.randint(0, 3)):
+        op = rng.randrange(7)
+        if op == 0:
+            line[rng.choice(["id", "duration", "words", "meta", "audio"])] = rng.choice(ODD_VALUES)
+        elif op == 1 and isinstance(line.get("words"), dict):
+            line["words"][rng.choice(["assistant", "MODEL", "", "user ", "model"])] = \
+                rng.choice([[], [["w", 1.0, 1.1]], ODD_VALUES[rng.randrange(len(ODD_VALUES))]])
+        elif op == 2 and isinstance(line.get("words"), dict):
+            ws = line["words"].get(rng.choice(["model", "user"]))
+            if isinstance(ws, list) and ws and isinstance(ws[0], list):
+                ws[0][rng.randrange(3)] = rng.choice(ODD_VALUES)
+        elif op == 3:
+            line["audio"] = rng.choice([rng.choice(HOSTILE_AUDIO),
+                                        {"model": rng.choice(HOSTILE_AUDIO)},
+                                        {"user": rng.choice(HOSTILE_AUDIO), "bot": "a.wav"}])
+        elif op == 4:
+            line.pop(rng.choice(list(line)), None)
+        elif op == 5:
+            line["meta"] = {"k": rng.choice(ODD_VALUES)}
+        else:
+            line["duration"] = rng.choice([-1.0, 0.0, 1e-9, 4 * 3600 + 1, "10"])
+    raw = json.dumps(line).encode("utf-8", "surrogatepass")
+    cut = rng.random()
+    if cut < 0.1:
+        raw = raw[: rng.randrange(len(raw))]
+    elif cut < 0.2:
+        i = rng.randrange(len(raw))
+        raw = raw[:i] + bytes([rng.randrange(256)]) + raw[i + 1:]
+    return raw
+
+
+@pytest.fixture(scope="module")
+def jsonl_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fuzz")
+    (root / "a.wav").write_bytes(b"RIFF")
+    return root
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1))
+def test_jsonl_parser_accepts_or_names_a_reason(jsonl_root, seed):
+    """1,000 lines per run (50 seeds x 20 lines): each parses or raises BadInput with a known
+    reason (never a reader bug), and no accepted line names audio outside the input folder."""
+    from duplexalign.ingest.base import Found
+    from duplexalign.ingest.jsonl import parse_line
+
+    rng, root = random.Random(seed), jsonl_root.resolve()
+    for _ in range(20):
+        raw = hostile_line(rng)
+        try:
+            got = parse_line(raw, jsonl_root / "log.jsonl", "log.jsonl:1", IngestConfig(), root)
+        except BadInput as e:
+            assert e.reason in REASONS, raw
+        else:
+            assert set(json.loads(raw)["words"]) <= {"model", "user"}, raw
+            if isinstance(got, Found):
+                assert all(s.path.is_relative_to(root) for s in got.audio.values()), raw

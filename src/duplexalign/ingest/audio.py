@@ -3,7 +3,8 @@
 Owns turning a folder of stereo recordings (channel 0 = model, channel 1 = user; any rate, resampled
 to 24 kHz) into conversations by running the configured ASR backend
 (`speech.base.ASR_BACKENDS.get(cfg.asr)(model=cfg.asr_model)`) on each channel. The conversation id is
-the file's path relative to the folder, without extension. Other readers use `make_asr` and
+the file's path relative to the folder, without extension; files are opened through
+`files.confine` and symlinked folders are not followed. Other readers use `make_asr` and
 `transcribe` when a channel has audio but no transcript.
 """
 
@@ -26,6 +27,7 @@ from duplexalign.ingest.base import (
     Skipped,
     guarded,
 )
+from duplexalign.ingest.files import confine, input_root, walk
 from duplexalign.ingest.validate import make_word
 from duplexalign.ingest.wav import AUDIO_SUFFIXES, load_channels
 from duplexalign.records import ChannelWords, Conversation, Source, Word
@@ -56,34 +58,45 @@ def transcribe(asr: ASR, wav: np.ndarray, what: str) -> list[Word]:
     return sorted((w for w in words if w.text), key=lambda w: w.start)
 
 
-def audio_files(input_path: Path) -> list[Path]:
-    """Audio files under `input_path` (recursively, sorted), or the file itself."""
+def audio_files(input_path: Path, cfg: IngestConfig) -> tuple[list[Path], list[Rejected]]:
+    """Audio files under `input_path` (recursively, sorted; symlinked folders are not followed and
+    each gets a `Rejected`), or the file itself."""
     if input_path.is_file():
-        return [input_path]
-    return sorted(p for p in input_path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        return [input_path], []
+    files: list[Path] = []
+    skipped: list[Rejected] = []
+    for entry in walk(input_path, cfg):
+        if isinstance(entry, Rejected):
+            skipped.append(entry)
+        else:
+            files += [entry[0] / n for n in entry[1] if Path(n).suffix.lower() in AUDIO_SUFFIXES]
+    return sorted(files), skipped
 
 
 @READERS.register(NAME)
 def read(input_path: Path, cfg: IngestConfig, done: Collection[str] = ()) -> Iterator[ReadResult]:
     """Yield one `Found` or `Rejected` per recording (`Skipped`, before any ASR, for ids in
-    `done`)."""
+    `done`), and a `Rejected` per symlinked folder not followed."""
     input_path = Path(input_path)
-    files = audio_files(input_path) if input_path.exists() else []
+    files, skipped = audio_files(input_path, cfg) if input_path.exists() else ([], [])
+    yield from skipped
     if not files:
         yield Rejected(str(input_path), "input_missing", "no audio files found")
         return
     asr: ASR | None = None
-    root = input_path if input_path.is_dir() else input_path.parent
+    base = input_path if input_path.is_dir() else input_path.parent
+    root = input_root(input_path)
     for path in files:
-        conv_id = str(path.relative_to(root).with_suffix(""))
+        conv_id = str(path.relative_to(base).with_suffix(""))
         if conv_id in done:
             yield Skipped(str(path), conv_id)
             continue
         asr = asr or make_asr(cfg)
-        yield guarded(str(path), _recording, path, conv_id, asr, cfg)
+        yield guarded(str(path), _recording, path, root, conv_id, asr, cfg)
 
 
-def _recording(path: Path, conv_id: str, asr: ASR, cfg: IngestConfig) -> Found:
+def _recording(path: Path, root: Path, conv_id: str, asr: ASR, cfg: IngestConfig) -> Found:
+    path = confine(path, root, cfg, "audio")
     sources = {"model": ChannelSource(path, 0), "user": ChannelSource(path, 1)}
     wavs, _ = load_channels(sources, cfg.max_duration)
     words = ChannelWords(model=transcribe(asr, wavs["model"], "model"),

@@ -31,11 +31,18 @@ class IngestConfig(StageConfig):
     format: str = "moshi-finetune"
     """Registered reader name (see `duplexalign ls`)."""
     speaker_map: dict[str, str] = Field(default_factory=lambda: {
-        "SPEAKER_MAIN": "model", "SPEAKER_0": "model", "MODEL": "model", "model": "model",
-        "SPEAKER_1": "user", "USER": "user", "user": "user"})
-    """moshi-finetune speaker label -> channel ("model" or "user")."""
-    default_channel: str | None = None
-    """Channel for speaker labels missing from `speaker_map`; None quarantines the conversation."""
+        "SPEAKER_MAIN": "model", "MODEL": "model", "model": "model",
+        "SPEAKER_OTHER": "user", "SPEAKER_1": "user", "USER": "user", "user": "user"})
+    """moshi-finetune speaker label -> channel ("model" or "user"): explicit overrides; labels not
+    listed go to `default_channel`."""
+    default_channel: Channel | None = "user"
+    """Channel of every speaker label missing from `speaker_map`. "user" follows moshi-finetune (the
+    main speaker is the model, every other label is the other party); None quarantines such
+    conversations (`unknown_speaker`)."""
+    allow_outside_paths: bool = False
+    """Let paths named by the input (index `path`, JSONL `audio`, symlinks) point outside the input
+    folder. Off by default: a log bundle from someone else cannot make ingest read other files.
+    Files under /dev, /proc and /sys, FIFOs and devices are refused either way."""
     keep_user_audio: bool = False
     """Carry the user's audio forward (off by default for privacy; the record says it existed)."""
     max_duration: float = 4 * 3600.0

@@ -7,7 +7,8 @@ chunk format) or the two-speaker `transcription.json` (`[{"speaker", "item": [ch
 sorted); a channel with audio but no transcript is transcribed with the configured ASR backend. Task
 side files (`pause.json`, `turn_taking.json`, `interrupt.json`, `metadata.json`, `rating.json`) are
 kept in `meta["fdb"]`. A sample folder is any folder holding `output.json`, `output.wav` or
-`input.wav`; its id is its path relative to the input folder.
+`input.wav`; its id is its path relative to the input folder. Symlinked folders are not followed
+(each is quarantined, so it is counted), and every file is opened through `files.confine`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from duplexalign.ingest.base import (
     Skipped,
     guarded,
 )
+from duplexalign.ingest.files import confine, input_root, walk
 from duplexalign.ingest.validate import make_word, read_json
 from duplexalign.ingest.wav import load_channels
 from duplexalign.records import CHANNELS, Channel, ChannelWords, Conversation, Source, Word
@@ -40,68 +42,80 @@ SIDE_FILES = ("pause.json", "turn_taking.json", "interrupt.json", "metadata.json
 WAVS: dict[Channel, str] = {"model": "output.wav", "user": "input.wav"}
 
 
-def sample_dirs(input_path: Path) -> list[Path]:
-    """Every sample folder at or below `input_path`, sorted."""
+def sample_dirs(input_path: Path, cfg: IngestConfig) -> tuple[list[Path], list[Rejected]]:
+    """Every sample folder at or below `input_path` (sorted), and a `Rejected` for every symlinked
+    or unreadable folder the walk did not enter."""
     if not input_path.is_dir():
-        return []
-    found = {p.parent for m in MARKERS for p in input_path.rglob(m)}
-    return sorted(found)
+        return [], []
+    found: list[Path] = []
+    skipped: list[Rejected] = []
+    for entry in walk(input_path, cfg):
+        if isinstance(entry, Rejected):
+            skipped.append(entry)
+        elif any(m in entry[1] for m in MARKERS):
+            found.append(entry[0])
+    return sorted(found), skipped
 
 
 @READERS.register(NAME)
 def read(input_path: Path, cfg: IngestConfig, done: Collection[str] = ()) -> Iterator[ReadResult]:
-    """Yield one `Found` or `Rejected` per sample folder; ids in `done` are skipped before any ASR."""
+    """Yield one `Found` or `Rejected` per sample folder (ids in `done` are skipped before any
+    ASR), and a `Rejected` per symlinked folder not followed."""
     input_path = Path(input_path)
-    dirs = sample_dirs(input_path)
+    dirs, skipped = sample_dirs(input_path, cfg)
+    yield from skipped
     if not dirs:
         yield Rejected(str(input_path), "input_missing", f"no folder holding one of {MARKERS}")
         return
+    root = input_root(input_path)
     asr: list[ASR] = []  # built on first need, once
     for d in dirs:
         conv_id = str(d.relative_to(input_path)) if d != input_path else d.name
         if conv_id in done:
             yield Skipped(str(d), conv_id)
         else:
-            yield guarded(str(d), _sample, d, conv_id, cfg, asr)
+            yield guarded(str(d), _sample, d, root, conv_id, cfg, asr)
 
 
-def _sample(d: Path, conv_id: str, cfg: IngestConfig, asr: list[ASR]) -> Found:
+def _sample(folder: Path, root: Path, conv_id: str, cfg: IngestConfig, asr: list[ASR]) -> Found:
+    names = ("output.json", "input.json", "transcription.json", *WAVS.values(), *SIDE_FILES)
+    f = {n: confine(folder / n, root, cfg, n) for n in names}  # before anything is opened
     words: dict[str, list[Word]] = {}
     meta: dict[str, Any] = {}
-    words["model"] = _chunks(read_json(d / "output.json", cfg), "output.json") \
-        if (d / "output.json").is_file() else None
-    if (d / "input.json").is_file():
-        words["user"] = _chunks(read_json(d / "input.json", cfg), "input.json")
-    elif (d / "transcription.json").is_file():
+    words["model"] = _chunks(read_json(f["output.json"], cfg), "output.json") \
+        if f["output.json"].is_file() else None
+    if f["input.json"].is_file():
+        words["user"] = _chunks(read_json(f["input.json"], cfg), "input.json")
+    elif f["transcription.json"].is_file():
         words["user"], meta["user_speakers"] = _transcription(
-            read_json(d / "transcription.json", cfg))
+            read_json(f["transcription.json"], cfg))
     else:
         words["user"] = None
-    sources = {ch: ChannelSource(d / name) for ch, name in WAVS.items() if (d / name).is_file()}
+    sources = {ch: ChannelSource(f[name]) for ch, name in WAVS.items() if f[name].is_file()}
     for ch in CHANNELS:
         if words[ch] is None:
             if ch in sources:
                 if not asr:
                     asr.append(make_asr(cfg))
                 wav = load_channels({ch: sources[ch]}, cfg.max_duration)[0][ch]
-                words[ch] = transcribe(asr[0], wav, f"{d / WAVS[ch]}")
+                words[ch] = transcribe(asr[0], wav, f"{folder / WAVS[ch]}")
                 meta[f"{ch}_words_from"] = "asr"
             else:
                 words[ch] = []
-    fdb = {f.removesuffix(".json"): read_json(d / f, cfg) for f in SIDE_FILES if (d / f).is_file()}
+    fdb = {n.removesuffix(".json"): read_json(f[n], cfg) for n in SIDE_FILES if f[n].is_file()}
     if fdb:
         meta["fdb"] = fdb
     end = max((w.end for ch in CHANNELS for w in words[ch]), default=0.0)
     digest = hashlib.sha256()
-    for f in ("output.json", "input.json", "transcription.json", *WAVS.values()):
-        if (d / f).is_file():
-            digest.update((d / f).read_bytes())
+    for n in ("output.json", "input.json", "transcription.json", *WAVS.values()):
+        if f[n].is_file():
+            digest.update(f[n].read_bytes())
     conv = Conversation(id=conv_id, words=ChannelWords(**words), duration=max(end, 1e-3),
-                        source=Source(reader=NAME, path=str(d), digest=digest.hexdigest()),
+                        source=Source(reader=NAME, path=str(folder), digest=digest.hexdigest()),
                         meta=meta)
     # Both wavs belong to the layout: the stage reports missing ones (or, with require_audio=False,
     # keeps the sample words-only with the last word's end as its duration).
-    return Found(conv, {ch: ChannelSource(d / name) for ch, name in WAVS.items()}, str(d))
+    return Found(conv, {ch: ChannelSource(f[name]) for ch, name in WAVS.items()}, str(folder))
 
 
 def _chunks(doc: Any, what: str) -> list[Word]:

@@ -9,13 +9,15 @@ Owns the simplest input format, for logs written by any serving stack. Each line
 
 Words are `[text, start, end]` triples or `{"text", "start", "end"}` objects, in seconds. `audio` is
 either one stereo file (channel 0 = model, channel 1 = user) or a mono file per channel; relative paths
-are relative to the JSONL file's folder. `duration` may be left out when audio is given (the audio's
-length is used) or else defaults to the last word's end. Files may be gzip-compressed (`.jsonl.gz`).
+are relative to the JSONL file's folder and must stay inside the input folder (`files.confine`).
+`words` keys other than `model` and `user` quarantine the line (`unknown_channel`). `duration` may be
+left out when audio is given (the audio's length is used) or else defaults to the last word's end.
+Files may be gzip-compressed (`.jsonl.gz`); a file damaged mid-stream keeps every line before the
+damage.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -31,6 +33,7 @@ from duplexalign.ingest.base import (
     Rejected,
     guarded,
 )
+from duplexalign.ingest.files import confine, confined_files, input_root, read_lines
 from duplexalign.ingest.validate import make_words, parse_json_bytes, parse_time
 from duplexalign.records import CHANNELS, ChannelWords, Conversation, Source, Word
 
@@ -48,25 +51,35 @@ def input_files(input_path: Path) -> list[Path]:
 def read(input_path: Path, cfg: IngestConfig, done: Collection[str] = ()) -> Iterator[ReadResult]:
     """Yield one `Conversation`, `Found` or `Rejected` per non-empty line."""
     input_path = Path(input_path)
+    root = input_root(input_path)
     files = input_files(input_path)
     if not files:
         yield Rejected(str(input_path), "input_missing", "no .jsonl file found")
         return
+    if input_path.is_dir():
+        files, refused = confined_files(files, root, cfg)
+        yield from refused
     for path in files:
-        opener = gzip.open if path.name.endswith(".gz") else open
         lineno = 0
         try:
-            with opener(path, "rb") as f:
-                for lineno, raw in enumerate(f, 1):
-                    if raw.strip():
-                        item = f"{path}:{lineno}"
-                        yield guarded(item, parse_line, raw, path, item, cfg)
-        except (EOFError, OSError, gzip.BadGzipFile) as e:
-            yield Rejected(f"{path}:{lineno + 1}", "input_unreadable", f"{type(e).__name__}: {e}")
+            for lineno, raw in enumerate(read_lines(path), 1):
+                if raw.strip():
+                    item = f"{path}:{lineno}"
+                    yield guarded(item, parse_line, raw, path, item, cfg, root)
+        except BadInput as e:  # the lines before the damage are kept; the rest is quarantined
+            yield Rejected(f"{path}:{lineno + 1}", e.reason, e.detail)
 
 
-def parse_line(raw: bytes, path: Path, item: str, cfg: IngestConfig) -> Conversation | Found:
+def parse_line(raw: bytes, path: Path, item: str, cfg: IngestConfig, root: Path | None = None
+               ) -> Conversation | Found:
     """Parse one JSONL line into a conversation (`Found` when it names audio files).
+
+    Args:
+        raw: the line's bytes.
+        path: the JSONL file (relative audio paths are relative to its folder).
+        item: the line's reference for quarantine records.
+        cfg: ingest options.
+        root: the input root audio paths must stay in (default: the file's folder).
 
     Raises:
         BadInput: with the reason key of the first problem.
@@ -82,8 +95,12 @@ def parse_line(raw: bytes, path: Path, item: str, cfg: IngestConfig) -> Conversa
     raw_words = d.get("words")
     if not isinstance(raw_words, dict):
         raise BadInput("bad_schema", '"words" must be an object {"model": [...], "user": [...]}')
+    unknown = sorted(str(k) for k in raw_words if k not in CHANNELS)
+    if unknown:
+        raise BadInput("unknown_channel", f"words keys {unknown!r:.80} are not channels (model, "
+                                          "user): rename them in the log")
     words = ChannelWords(**{ch: _words(raw_words.get(ch, []), ch) for ch in CHANNELS})
-    sources = _audio(d.get("audio"), path.parent)
+    sources = _audio(d.get("audio"), path.parent, root or input_root(path), cfg)
     if d.get("duration") is not None:
         duration = parse_time(d["duration"], "duration")
         if duration <= 0:
@@ -118,11 +135,11 @@ def _words(raw: Any, ch: str) -> list[Word]:
     return make_words(rows(), lambda i: f"words.{ch}[{i}]")
 
 
-def _audio(raw: Any, folder: Path) -> dict[str, ChannelSource]:
+def _audio(raw: Any, folder: Path, root: Path, cfg: IngestConfig) -> dict[str, ChannelSource]:
     def path(p: Any, what: str) -> Path:
         if not isinstance(p, str) or not p:
             raise BadInput("bad_schema", f"{what} must be a path string")
-        return Path(p) if Path(p).is_absolute() else folder / p
+        return confine(Path(p) if Path(p).is_absolute() else folder / p, root, cfg, what)
 
     if raw is None:
         return {}

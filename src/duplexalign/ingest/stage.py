@@ -42,21 +42,21 @@ logger = logging.getLogger(__name__)
 
 
 def input_digest(path: Path, exclude: Path | None = None) -> str:
-    """Digest of the input: the sha256 of an input file plus a listing (relative names, sizes,
-    mtimes) of the folder tree it sits in, or the listing of an input folder. The listing catches
-    changed audio and transcript files that an unchanged index names; `exclude` (the run directory)
-    is left out of it.
+    """Digest of the input itself: the sha256 of an input file, or a listing (relative names,
+    sizes, mtimes) of an input folder's tree with `exclude` (the run directory) left out. Nothing
+    outside the input counts: files an input file names are not listed (edit the input, or
+    delete the run's DONE marker, to redo a run whose audio changed).
     """
-    root = path.parent if path.is_file() else path
+    if path.is_file():
+        return digest_json([sha256_file(path), []])
     listing = []
-    for p in root.rglob("*"):
+    for p in path.rglob("*"):
         if exclude is not None and p.is_relative_to(exclude):
             continue
         if p.is_file():
             st = p.stat()
-            listing.append((str(p.relative_to(root)), st.st_size, st.st_mtime_ns))
-    head = sha256_file(path) if path.is_file() else ""
-    return digest_json([head, sorted(listing)])
+            listing.append((str(p.relative_to(path)), st.st_size, st.st_mtime_ns))
+    return digest_json(["", sorted(listing)])
 
 
 def run(cfg: IngestConfig, input_path: str | Path, out_dir: str | Path) -> StageStats:
@@ -96,7 +96,9 @@ def run(cfg: IngestConfig, input_path: str | Path, out_dir: str | Path) -> Stage
         # Every item not written yet is judged again on a rerun, so the quarantine is rebuilt
         # from scratch: it never keeps an item that has since been fixed.
         stats.add("resumed", convs.count)
-        seen: set[str] = set()
+        seen: set[str] = set()  # ids claimed by a written record (a quarantined one claims none)
+        owners = {d["id"]: d.get("source", {}).get("path") for d in iter_dicts(
+            rd.path(CONVERSATIONS))} if convs.count else {}
 
         def reject(r: Rejected, conv_id: str | None = None) -> None:
             quarantine.write({"item": r.item, "reason": r.reason, "detail": r.detail,
@@ -121,13 +123,21 @@ def run(cfg: IngestConfig, input_path: str | Path, out_dir: str | Path) -> Stage
                 item = res.item if found is None else found.item
                 reject(Rejected(item, "duplicate_id", f"id {conv_id!r} seen before"), conv_id)
                 continue
-            seen.add(conv_id)
-            if found is None or conv_id in convs:
+            if found is None or (conv_id in convs and owners.get(
+                    conv_id, found.conversation.source.path) == found.conversation.source.path):
+                seen.add(conv_id)
                 continue  # written by an earlier, interrupted run
+            if conv_id in convs:  # another item took this id in an earlier run: judge, never write
+                problems = check_conversation(found.conversation, cfg)
+                reject(Rejected(found.item, problems[0].reason, problems[0].detail) if problems
+                       else Rejected(found.item, "duplicate_id", f"id {conv_id!r} written by "
+                                                                 f"{owners[conv_id]}"), conv_id)
+                continue
             out = guarded(found.item, finish, found, cfg, rd, stats)
             if isinstance(out, Rejected):
-                reject(out, conv_id)
+                reject(out, conv_id)  # a quarantined record does not claim its id
             else:
+                seen.add(conv_id)
                 convs.write(out)
                 stats.add("written")
                 for ch in CHANNELS:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,13 @@ REASONS: dict[str, str] = {
     "bad_schema": "a required key is missing or has the wrong type",
     "file_too_large": "a transcript file or line is larger than max_file_bytes",
     "alignment_missing": "the transcript file that belongs to an audio file is missing",
-    "unknown_speaker": "a speaker label is not in speaker_map and no default_channel is set",
+    "unknown_speaker": "a speaker label is not in speaker_map and default_channel is null",
+    "unknown_channel": "a words key is neither \"model\" nor \"user\"",
+    "path_outside_input": "a path named by the input (or a symlink) resolves outside the input "
+                          "folder (see ingest.allow_outside_paths)",
+    "special_file": "a path names a special file (/dev, /proc, /sys, a FIFO, socket or device)",
+    "symlinked_folder": "a symlinked folder inside the input, not followed (its target is "
+                        "inside the input or allowed: copy or move it in)",
     "time_nan": "a word time is NaN or infinite",
     "time_negative": "a word starts before 0 s",
     "time_reversed": "a word ends before it starts",
@@ -129,12 +136,16 @@ def read_json(path: Path, cfg: IngestConfig, missing_reason: str = "alignment_mi
     """Parse a JSON file defensively.
 
     Raises:
-        BadInput: `missing_reason` if absent, "file_too_large", "bad_encoding" or "bad_json".
+        BadInput: `missing_reason` if absent, "special_file", "file_too_large", "bad_encoding"
+            or "bad_json".
     """
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except OSError:
         raise BadInput(missing_reason, f"{path} does not exist") from None
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise BadInput("special_file", f"{path} is not a regular file (FIFO, socket or device)")
+    size = st.st_size
     if size > cfg.max_file_bytes:
         raise BadInput("file_too_large", f"{path} has {size} bytes (> max_file_bytes)")
     try:

@@ -9,6 +9,7 @@ context split and each pair's row in the index (the key of the reference cache).
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,10 @@ from pathlib import Path
 
 import torch
 
+from duplexalign.errors import ConfigError
 from duplexalign.streams.shards import PairIndex, ShardReader, read_index
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -107,6 +111,7 @@ class GlobalBatches:
         self.dir, self.size, self.seed, self.buffer = Path(streams_dir), size, seed, buffer
         self.skip_rows = skip_rows
         self.epoch, self.consumed = epoch, consumed
+        self._warned = False
         self._it = self._open()
 
     def _open(self) -> Iterator[tuple[int, PairIndex]]:
@@ -120,17 +125,33 @@ class GlobalBatches:
         return {"epoch": self.epoch, "consumed": self.consumed}
 
     def next(self) -> list[tuple[int, PairIndex]]:
-        """The next global batch (a trailing partial batch of an epoch is dropped)."""
+        """The next global batch. A trailing partial batch of an epoch is dropped, except when a
+        whole epoch is smaller than `size`: then the batch is the whole epoch (with a warning,
+        once), so training never loops looking for pairs that are not there.
+
+        Raises:
+            ConfigError: no pairs to train on (an empty index, or all of it held out).
+        """
         out: list[tuple[int, PairIndex]] = []
         while len(out) < self.size:
             try:
                 out.append(next(self._it))
                 self.consumed += 1
             except StopIteration:
-                if not out and self.consumed == 0:
-                    raise ValueError(f"{self.dir}: no pairs in the index") from None
-                self.epoch, self.consumed, out = self.epoch + 1, 0, []
+                whole_epoch = self.consumed == len(out)  # this call saw the epoch from its start
+                self.epoch, self.consumed = self.epoch + 1, 0
                 self._it = self._open()
+                if whole_epoch and not out:
+                    held = f" after holding out {self.skip_rows} (train.val.held_out)" \
+                        if self.skip_rows else ""
+                    raise ConfigError(f"{self.dir}: no pairs to train on{held}") from None
+                if whole_epoch:
+                    if not self._warned:
+                        log.warning("train.batch_size=%d is larger than the %d training pairs: "
+                                    "each step uses all of them", self.size, len(out))
+                        self._warned = True
+                    return out
+                out = []
         return out
 
 

@@ -29,6 +29,7 @@ from duplexalign.models.presets import build_model, get_preset, load_model, save
 from duplexalign.runs import RunDir, StageStats, digest_json, sha256_file
 from duplexalign.streams.shards import INDEX_NAME, ShardReader
 from duplexalign.train import checkpoint
+from duplexalign.train.compat import check_streams_fit
 from duplexalign.train.data import GlobalBatches, PairBatch, collate, count_pairs, shard_batch
 from duplexalign.train.logprobs import ScoreConfig, score_pairs
 from duplexalign.train.losses import LossParams, PreferenceLogps, combined_loss
@@ -152,6 +153,7 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
     random.seed(cfg.seed)
     model = load_model(cfg.init) if cfg.init else build_model(get_preset(cfg.model,
                                                                          **cfg.model_updates))
+    check_streams_fit(streams_dir, model.duplexalign_preset)
     if cfg.score.audio_weight == 0:
         freeze_for_text_only(model)
     lora = has_lora(model)
@@ -213,7 +215,7 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
                                  ref[:, 1].float(), lengths[:b].float(), lengths[b:].float())
             out_l = combined_loss(cfg.loss, lp, cfg.loss_params)
             loss = out_l.loss - cfg.context_nll_weight * ctx_lp.float()
-            (loss.sum() * world / cfg.batch_size).backward()
+            (loss.sum() * world / len(items)).backward()  # < batch_size when data is short
             per_example.append((batch.categories, loss.detach(), out_l, lp))
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
