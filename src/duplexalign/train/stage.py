@@ -338,9 +338,10 @@ def ref_free_score(model: nn.Module, batch: PairBatch, cfg: ScoreConfig):
     return score_pairs(model, batch.chosen, batch.rejected, batch.window, batch.split, cfg)
 
 
-def _claim(train_dir: Path, digest: str) -> None:
+def _claim(train_dir: Path, digest: str, cfg: TrainConfig) -> None:
     """Tie `train_dir` to one (config, input) digest: checkpoints of another digest (older data or
-    options) must not be resumed, so their folder is moved aside to `train.old-<digest>`."""
+    options) must not be resumed, so their folder is moved aside to `train.old-<digest>`. The
+    resolved config is stored next to them (`export` rebuilds a checkpoint's model from it)."""
     owner = train_dir / "digest"
     if train_dir.exists() and owner.exists() and owner.read_text().strip() != digest:
         old = train_dir.with_name(f"train.old-{owner.read_text().strip()}")
@@ -349,6 +350,7 @@ def _claim(train_dir: Path, digest: str) -> None:
         log.warning("streams or config changed since the last training run: moved it to %s", old)
     train_dir.mkdir(parents=True, exist_ok=True)
     owner.write_text(digest + "\n")
+    (train_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
 
 
 def run_stage(cfg: TrainConfig, run_dir: str | Path, validators: list[Validator] = ()) -> StageStats:
@@ -364,7 +366,7 @@ def run_stage(cfg: TrainConfig, run_dir: str | Path, validators: list[Validator]
         log.info("train already done for this config and streams index; skipping")
         return StageStats("train", skipped=True)
     if int(os.environ.get("RANK", "0")) == 0:
-        _claim(rd.path("train"), digest)
+        _claim(rd.path("train"), digest, cfg)
     stats = run(cfg, rd.path("streams"), rd.path("train"), validators)
     if int(os.environ.get("RANK", "0")) == 0:
         rd.write_provenance("train", cfg, inputs)
