@@ -58,3 +58,15 @@ def test_backend_and_bf16_follow_the_device():
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
     with dev.autocast(cpu, False):
         assert not torch.is_autocast_enabled("cpu")
+
+
+def test_evaluate_cuda_without_gpu_is_one_line(tmp_path, capsys, gpus):
+    from duplexalign.cli.main import main
+    from duplexalign.models.presets import build_model, save_model
+
+    gpus(0)
+    save_model(build_model("tiny"), tmp_path / "ckpt")
+    rc = main(["evaluate", str(tmp_path / "ckpt"), "--tasks", "timing", "--out",
+               str(tmp_path / "eval"), "--set", "evaluate.device=cuda"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "evaluate.device: 'cuda' requested but" in err and "Traceback" not in err

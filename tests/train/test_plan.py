@@ -20,6 +20,7 @@ from duplexalign.models.presets import build_model, get_preset
 from duplexalign.train.logprobs import ScoreConfig, score_pairs
 from duplexalign.train.plan import StepShape, plan_memory
 
+from .helpers import make_streams
 from .memtrack import PeakTensorMemory
 
 
@@ -81,3 +82,26 @@ def test_dry_run_prints_the_7b_plan(tmp_path, capsys):
     # 214,048,768 parameters (with LoRA) x 2 B = 856,195,072 B: 2,847,439,872 B = 2.65 GiB
     assert "| weights | 2.65 |" in out
     assert "FSDP over 8" in out and not (tmp_path / "run").exists()
+
+
+def test_moshi_7b_config_loads_and_plans(tmp_path, capsys):
+    from pathlib import Path
+
+    from duplexalign.config import load_section
+    from duplexalign.evaluate.stage import EvaluateConfig
+    from duplexalign.streams.stage import StreamsConfig
+    from duplexalign.train.stage import TrainConfig
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "moshi_7b.yaml"
+    train = load_section(TrainConfig, "train", path, [f"train.model.weights={tmp_path}"])
+    p = train.preset()
+    assert (p.name, p.dim, p.num_layers, p.lora.rank, p.dtype, p.weights) == (
+        "moshi_7b", 4096, 32, 128, "bfloat16", tmp_path)
+    assert load_section(EvaluateConfig, "evaluate", path).codec.name == "mimi"
+    assert load_section(StreamsConfig, "streams", path).codec == "mimi"
+    assert main(["train", str(tmp_path / "run"), "--config", str(path), "--dry-run"]) == 0
+    assert "7,964,979,200 total" in capsys.readouterr().out
+    # training without the released folder is one clear line
+    make_streams(tmp_path / "run" / "streams", n_pairs=2)
+    assert main(["train", str(tmp_path / "run"), "--config", str(path)]) == 2
+    assert "'moshi_7b' needs local weights: set model.weights" in capsys.readouterr().err

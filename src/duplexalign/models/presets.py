@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -144,6 +144,25 @@ def get_preset(preset: str | ModelPreset | dict, **updates) -> ModelPreset:
     if updates:
         preset = ModelPreset.model_validate({**preset.model_dump(), **updates})
     return preset
+
+
+def resolve_model(model: str | dict[str, Any]) -> ModelPreset:
+    """Resolve a model choice: a preset name, or `{preset: NAME, <field>: value, ...}` (a `lora`
+    mapping updates the preset's LoRA settings key by key).
+
+    Raises:
+        ValueError: no preset name in the mapping (pydantic turns it into a config error).
+    """
+    if isinstance(model, str):
+        return get_preset(model)
+    updates = dict(model)
+    name = updates.pop("preset", None)
+    if not isinstance(name, str):
+        raise ValueError("model.preset: name the preset (tiny, sandbox, moshi_7b) next to "
+                         f"the fields {sorted(updates)}")
+    if isinstance(updates.get("lora"), dict):
+        updates["lora"] = {**get_preset(name).lora.model_dump(), **updates["lora"]}
+    return get_preset(name, **updates)
 
 
 def _import_lm():

@@ -29,7 +29,13 @@ from duplexalign.config import StageConfig
 from duplexalign.errors import ConfigError
 from duplexalign.models import device as devices
 from duplexalign.models.lora import freeze_for_text_only, has_lora, lora_scale, param_groups
-from duplexalign.models.presets import ModelPreset, build_model, get_preset, load_model, save_model
+from duplexalign.models.presets import (
+    ModelPreset,
+    build_model,
+    load_model,
+    resolve_model,
+    save_model,
+)
 from duplexalign.runs import RunDir, StageStats, digest_json, sha256_file
 from duplexalign.streams.shards import INDEX_NAME, ShardReader
 from duplexalign.train import checkpoint
@@ -104,33 +110,19 @@ class TrainConfig(StageConfig):
     @field_validator("model", mode="before")
     @classmethod
     def _check_model(cls, v: Any) -> Any:
-        model_preset(v)  # unknown preset names or preset fields fail at config time
+        resolve_model(v)  # unknown preset names or preset fields fail at config time
         return v
 
     @model_validator(mode="after")
     def _check_checkpointing(self) -> TrainConfig:
-        if self.score.share_context and model_preset(self.model).gradient_checkpointing:
+        if self.score.share_context and resolve_model(self.model).gradient_checkpointing:
             raise ValueError("model.gradient_checkpointing cannot be combined with the shared "
                              "context path; set score.share_context=false as well")
         return self
 
     def preset(self) -> ModelPreset:
         """The resolved model preset."""
-        return model_preset(self.model)
-
-
-def model_preset(model: str | dict[str, Any]) -> ModelPreset:
-    """Resolve `train.model` (a preset name or `{preset: NAME, **field updates}`)."""
-    if isinstance(model, str):
-        return get_preset(model)
-    updates = dict(model)
-    name = updates.pop("preset", None)
-    if not isinstance(name, str):
-        raise ValueError("model.preset: name the preset (tiny, sandbox, moshi_7b) next to "
-                         f"the fields {sorted(updates)}")
-    if isinstance(updates.get("lora"), dict):
-        updates["lora"] = {**get_preset(name).lora.model_dump(), **updates["lora"]}
-    return get_preset(name, **updates)
+        return resolve_model(self.model)
 
 
 class _Scorer(nn.Module):
