@@ -40,7 +40,7 @@ from duplexalign.runs import RunDir, StageStats, digest_json, sha256_file
 from duplexalign.streams.shards import INDEX_NAME, ShardReader
 from duplexalign.train import checkpoint
 from duplexalign.train.data import GlobalBatches, PairBatch, collate, count_pairs, shard_batch
-from duplexalign.train.logprobs import ScoreConfig, score_pairs
+from duplexalign.train.logprobs import ScoreConfig, WindowScores, score_pairs
 from duplexalign.train.losses import LossParams, PreferenceLogps, combined_loss
 from duplexalign.train.metrics import MetricsLog, step_metrics
 from duplexalign.train.refcache import (
@@ -224,19 +224,19 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
                           "use train.reference=cached for full fine-tuning")
     scorer = _Scorer(model, cfg.score)
 
-    def ref_score(batch: PairBatch):
+    def score_batch(batch: PairBatch) -> WindowScores:
+        """Scores through the wrapped module (FSDP gathers the shards), on the run's device."""
         batch = _on(batch, device)
-        with torch.no_grad(), lora_scale(model, 0.0), devices.autocast(device, bf16):
-            return score_pairs(model, batch.chosen, batch.rejected, batch.window, batch.split,
-                               cfg.score)
+        with devices.autocast(device, bf16):
+            return WindowScores(*wrapped(batch.chosen, batch.rejected, batch.window, batch.split))
+
+    def ref_score(batch: PairBatch) -> WindowScores:
+        with torch.no_grad(), lora_scale(model, 0.0):
+            return score_batch(batch)
 
     ckpt_root = out / "ckpt"
     last = checkpoint.latest(ckpt_root)
-    key = cache_key(weights_digest(model), streams_dir, cfg.score)
-    ref_table = load_or_compute(out / "refcache", key,
-                                lambda: compute_reference(ref_score, streams_dir,
-                                                          cfg.micro_batch_size),
-                                can_compute=lora or last is None).to(device)
+    key = cache_key(weights_digest(model), streams_dir, cfg.score)  # the starting weights
     opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.depth_lr, cfg.weight_decay),
                             betas=(0.9, 0.95))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
@@ -252,6 +252,10 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
     wrapped = _wrap(scorer, cfg, world, device)
     if cfg.compile:
         wrapped = torch.compile(wrapped)
+    ref_table = load_or_compute(out / "refcache", key,
+                                lambda: compute_reference(ref_score, streams_dir,
+                                                          cfg.micro_batch_size),
+                                can_compute=lora or last is None).to(device)
     held = list(range(cfg.val.held_out))
     data = GlobalBatches(streams_dir, cfg.batch_size, cfg.seed, pos["epoch"], pos["consumed"],
                          skip_rows=len(held))
@@ -259,18 +263,16 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
     vals: list[Validator] = list(validators)
     if held:
         vals.insert(0, HeldOutPreferences(
-            streams_dir, held, lambda m, b: ref_free_score(m, _on(b, device), cfg.score),
-            ref_table, cfg.micro_batch_size))
+            streams_dir, held, lambda _, b: score_batch(b), ref_table, cfg.micro_batch_size))
     mlog = MetricsLog(out, enabled=rank == 0)
     stop = False
     while step < cfg.max_steps and not stop:
         items = data.next()
         per_example = []
         for micro in shard_batch(items, rank, world, cfg.micro_batch_size):
-            batch = _on(collate(reader, micro), device)
-            with devices.autocast(device, bf16):
-                logps, lengths, ctx_lp = wrapped(batch.chosen, batch.rejected, batch.window,
-                                                 batch.split)
+            batch = collate(reader, micro)
+            s_pol = score_batch(batch)
+            logps, lengths, ctx_lp = s_pol.logps, s_pol.lengths, s_pol.context_logp
             b = len(batch)
             ref = ref_table[batch.rows.to(device)]
             if cfg.reference == "live":
@@ -323,11 +325,6 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
     stats.values.update({"stopped_early": stop, "best_composite": best,
                          "pairs": count_pairs(streams_dir)})
     return stats
-
-
-def ref_free_score(model: nn.Module, batch: PairBatch, cfg: ScoreConfig):
-    """Score a batch with the current policy (no gradient); used by held-out validation."""
-    return score_pairs(model, batch.chosen, batch.rejected, batch.window, batch.split, cfg)
 
 
 def _claim(train_dir: Path, digest: str, cfg: TrainConfig) -> None:
