@@ -249,9 +249,8 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
         step, pos = state["step"], state["data"]
         best, since_best = state["best"], state["since_best"]
         log.info("resumed from %s (step %d)", last, step)
-    wrapped = _wrap(scorer, cfg, world, device)
-    if cfg.compile:
-        wrapped = torch.compile(wrapped)
+    sharded = _wrap(scorer, cfg, world, device)
+    wrapped = torch.compile(sharded) if cfg.compile else sharded
     ref_table = load_or_compute(out / "refcache", key,
                                 lambda: compute_reference(ref_score, streams_dir,
                                                           cfg.micro_batch_size),
@@ -300,7 +299,7 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
             mlog.write(step, {**vm, "val/composite": score})
             if score > best:
                 best, since_best = score, 0
-                with _full_params(wrapped):
+                with _full_params(sharded):
                     if rank == 0:
                         save_model(model, out / "best")
                         (out / "best" / "step.json").write_text(json.dumps({"step": step,
@@ -318,7 +317,7 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
                              "since_best": since_best}, cfg.keep_checkpoints)
         if world > 1:
             dist.barrier()
-    with _full_params(wrapped):
+    with _full_params(sharded):
         if rank == 0:
             save_model(model, out / "final")
     stats.add("steps", step)
