@@ -65,3 +65,23 @@ def test_cli_cuda_without_gpu_is_one_line(tmp_path, capsys, monkeypatch):
     assert main(["train", str(tmp_path / "run"), "--set", "train.device=cuda"]) == 2
     err = capsys.readouterr().err
     assert "train.device: 'cuda' requested but" in err and "Traceback" not in err
+
+
+def test_model_mapping_needs_a_preset_name():
+    import pytest
+
+    from duplexalign.config import load_section
+    from duplexalign.errors import ConfigError
+    from duplexalign.train.stage import TrainConfig
+
+    cfg = load_section(TrainConfig, "train", None, ["model.preset=sandbox", "model.lora.rank=4",
+                                                    "model.lora.enabled=true"])
+    assert (cfg.preset().name, cfg.preset().lora.rank, cfg.preset().lora.scaling) == (
+        "sandbox", 4, 2.0)  # unnamed LoRA fields keep the preset's values
+    with pytest.raises(ConfigError, match="model.preset: name the preset"):
+        load_section(TrainConfig, "train", None, ["model.weights=/models/moshiko"])
+    with pytest.raises(ConfigError, match="train.model.dimm: Extra inputs"):
+        load_section(TrainConfig, "train", None, ["model.preset=tiny", "model.dimm=3"])
+    with pytest.raises(ConfigError, match="gradient_checkpointing cannot be combined"):
+        load_section(TrainConfig, "train", None, ["model.preset=tiny",
+                                                  "model.gradient_checkpointing=true"])
