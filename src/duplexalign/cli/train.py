@@ -2,12 +2,14 @@
 
 Example: `duplexalign train runs/demo --config configs/sandbox.yaml --set train.loss_params.beta=0.3`.
 Launch with `torchrun --nproc_per_node 2 -m duplexalign.cli.main train RUN` for DDP/FSDP.
+Plan first: `duplexalign train RUN --config configs/moshi_7b.yaml --dry-run --world-size 8`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from duplexalign.cli.common import add_config_args
 
@@ -17,6 +19,15 @@ def _main(args: argparse.Namespace) -> int:
     from duplexalign.train.stage import TrainConfig, run_stage
 
     cfg = load_section(TrainConfig, "train", args.config, args.overrides)
+    if args.dry_run:
+        from duplexalign.train.plan import plan_train
+
+        world = args.world_size or int(os.environ.get("WORLD_SIZE", "1"))
+        plan = plan_train(cfg, args.run, world, args.context, args.window)
+        print(f"model {cfg.preset().name}, world size {world} ({cfg.distributed} if > 1), "
+              f"LoRA {'rank ' + str(cfg.preset().lora.rank) if cfg.preset().lora.enabled else 'off'}")
+        print(plan.table())
+        return 0
     stats = run_stage(cfg, args.run)
     print(json.dumps(stats.to_dict(), indent=2, default=str))
     return 0
@@ -27,4 +38,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="preference-train the model on RUN/streams (DPO-LN default)")
     p.add_argument("run", help="run directory (reads RUN/streams, writes RUN/train)")
     add_config_args(p)
+    p.add_argument("--dry-run", action="store_true",
+                   help="print total/trainable parameters and the estimated memory per GPU "
+                        "(weights, gradients, optimizer, activations, reference cache); train "
+                        "nothing")
+    p.add_argument("--world-size", type=int, default=None,
+                   help="GPUs to plan for with --dry-run (default: $WORLD_SIZE or 1)")
+    p.add_argument("--context", type=int, default=None,
+                   help="context frames per pair for --dry-run (default: RUN/streams, else 1000)")
+    p.add_argument("--window", type=int, default=None,
+                   help="window frames per pair for --dry-run (default: RUN/streams, else 125)")
     p.set_defaults(func=_main)

@@ -90,7 +90,8 @@ class EvaluateConfig(StageConfig):
         decode_audio: decode the model's audio codes with the codec (needed for ASR scoring and
             for the model channel of the wavs; Griffin-Lim decoding of MelRVQ is slow on CPU).
         write_audio: write a two-channel wav per sample.
-        device: torch device of the model.
+        device: auto (cuda when a GPU is visible, else cpu), cpu, cuda or cuda:N; the model and
+            its LMGen rollouts run there.
         options: per-task extra options, e.g. {multiturn: {turn_gap: 12}}.
     """
 
@@ -111,7 +112,7 @@ class EvaluateConfig(StageConfig):
     seed: int = 0
     decode_audio: bool = True
     write_audio: bool = True
-    device: str = "cpu"
+    device: str = "auto"
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
@@ -187,12 +188,13 @@ def evaluate_items(model: Any, tokenizer: Any, items: Sequence[UserItem], tasks:
 
 
 def _load_backends(cfg: EvaluateConfig, checkpoint: Path, names: Sequence[str]) -> dict[str, Any]:
+    from duplexalign.models.device import resolve_device
     from duplexalign.models.presets import load_model
     from duplexalign.speech.base import ASR_BACKENDS, CODECS
     from duplexalign.speech.voices import get_voice
     from duplexalign.streams.tokenizer import load_tokenizer
 
-    model = load_model(checkpoint, device=cfg.device)
+    model = load_model(checkpoint, device=resolve_device(cfg.device, "evaluate.device"))
     tok_path = cfg.tokenizer or getattr(model.duplexalign_preset, "tokenizer", None)
     if tok_path is None:
         raise ConfigError("evaluate.tokenizer: the checkpoint's preset names no tokenizer; give the "

@@ -4,8 +4,8 @@ Owns the translation from a small, validated `ModelPreset` (sizes, number of cod
 cards, optional local weights and tokenizer paths, LoRA settings) into the keyword soup of
 `moshi.models.lm.LMModel`, plus saving and loading checkpoints as `model.safetensors` + `config.json`
 (the preset itself, so a checkpoint rebuilds without any other file). Nothing downloads: the
-`moshi_7b` preset reads weights from a local path the user gives and fails with a clear error if it
-is absent. Presets: `tiny` (CI, ~0.1 M parameters), `sandbox` (the 1.15 M model of the sandbox probe),
+`moshi_7b` preset reads weights from a local path the user gives (a released Kyutai folder, loaded by
+`released.py` through moshi's loaders) and fails with a clear error if it is absent. Presets: `tiny` (CI, ~0.1 M parameters), `sandbox` (the 1.15 M model of the sandbox probe),
 `moshi_7b` (the real Moshi 7B configuration).
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -32,7 +32,7 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 MOSHI_HINT = "pip install torch==2.13.0 && pip install --no-deps moshi==0.2.13 (see scripts/setup.sh)"
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class LoraSettings(BaseModel):
@@ -77,7 +77,8 @@ class ModelPreset(BaseModel):
     gradient_checkpointing: bool = False
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     weights: Path | None = None
-    """Local safetensors file of the base weights; None = random init (tiny presets)."""
+    """Base weights: a released Kyutai folder (`model.safetensors`, tokenizer, Mimi, optional
+    `config.json`), or a safetensors file with this preset's tensor names; None = random init."""
     requires_weights: bool = False
     """If true, building without `weights` is an error (real models)."""
     tokenizer: Path | None = None
@@ -145,6 +146,25 @@ def get_preset(preset: str | ModelPreset | dict, **updates) -> ModelPreset:
     return preset
 
 
+def resolve_model(model: str | dict[str, Any]) -> ModelPreset:
+    """Resolve a model choice: a preset name, or `{preset: NAME, <field>: value, ...}` (a `lora`
+    mapping updates the preset's LoRA settings key by key).
+
+    Raises:
+        ValueError: no preset name in the mapping (pydantic turns it into a config error).
+    """
+    if isinstance(model, str):
+        return get_preset(model)
+    updates = dict(model)
+    name = updates.pop("preset", None)
+    if not isinstance(name, str):
+        raise ValueError("model.preset: name the preset (tiny, sandbox, moshi_7b) next to "
+                         f"the fields {sorted(updates)}")
+    if isinstance(updates.get("lora"), dict):
+        updates["lora"] = {**get_preset(name).lora.model_dump(), **updates["lora"]}
+    return get_preset(name, **updates)
+
+
 def _import_lm():
     try:
         from moshi.models.lm import LMModel
@@ -173,12 +193,16 @@ def build_model(preset: str | ModelPreset | dict, device: str | torch.device = "
         p = p.model_copy(update={"weights": Path(weights)})
     if p.weights is None and p.requires_weights:
         raise ConfigError(f"model preset {p.name!r} needs local weights: set model.weights to the "
-                          "path of the model safetensors (nothing is downloaded)")
-    if p.weights is not None and not Path(p.weights).is_file():
+                          "released checkpoint folder (nothing is downloaded)")
+    if p.weights is not None and not Path(p.weights).exists():
         raise ConfigError(f"model.weights: {p.weights} does not exist")
     LMModel = _import_lm()
-    dtype = _DTYPES[p.dtype]
-    if p.weights is None:
+    dtype = DTYPES[p.dtype]
+    if p.weights is not None and Path(p.weights).is_dir():
+        from duplexalign.models.released import load_released
+
+        model = load_released(p, device=device)
+    elif p.weights is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(p.seed)
             model = LMModel(device=device, dtype=dtype, **p.lm_kwargs())

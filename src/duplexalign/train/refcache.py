@@ -2,7 +2,7 @@
 
 Owns the on-disk cache `RUN/train/refcache/<key>.safetensors`, a `[N, 4]` float64 tensor in index
 order (row = position in the pair index): reference window log-prob sums and lengths of chosen and
-rejected. The key digests the reference weights, the index file and the `ScoreConfig`, so changing any
+rejected. The key digests the reference weights, the streams (index + shards) and the `ScoreConfig`, so changing any
 of them recomputes it; loss settings (beta, which loss) do not change window sums and are not in the
 key. Also provides the live reference: the LoRA-off policy (`lora_scale(model, 0)`).
 """
@@ -39,9 +39,21 @@ def weights_digest(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def streams_digest(streams_dir: str | Path) -> str:
+    """Digest of a streams directory's content: the index and every shard it names.
+
+    The index alone is not enough: re-running `streams` on new audio or text can keep the pair ids
+    and frames (so the index bytes) while the shards' tokens change.
+    """
+    d = Path(streams_dir)
+    shards = sorted({e.shard for e in read_index(d)})
+    return digest_json({"index": sha256_file(d / INDEX_NAME),
+                        "shards": {s: sha256_file(d / s) for s in shards}})
+
+
 def cache_key(weights: str, streams_dir: str | Path, cfg: ScoreConfig) -> str:
-    """The cache key of reference log-probs (weights digest, index digest, scoring settings)."""
-    return digest_json({"weights": weights, "index": sha256_file(Path(streams_dir) / INDEX_NAME),
+    """The cache key of reference log-probs (weights digest, streams digest, scoring settings)."""
+    return digest_json({"weights": weights, "streams": streams_digest(streams_dir),
                         "score": cfg.model_dump(mode="json")})
 
 

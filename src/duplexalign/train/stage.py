@@ -1,40 +1,56 @@
 """The preference-training stage: `run(config, streams_dir, out_dir) -> StageStats`.
 
 Owns the loop and nothing loss-specific: AdamW with warmup + cosine, gradient accumulation, clipping,
-optional bf16 autocast, DDP or FSDP1 when launched by torchrun, reference log-probs (cached or live),
-atomic checkpoints with exact resume, metrics (JSONL + TensorBoard), validation callbacks that keep the
-best checkpoint on a composite metric and stop early. Losses come from `LOSSES` by name.
+bf16 autocast (default on CUDA), DDP or FSDP1 when launched by torchrun (NCCL on CUDA, gloo on CPU),
+reference log-probs (cached or live), atomic checkpoints with exact resume, metrics (JSONL +
+TensorBoard), validation callbacks that keep the best checkpoint on a composite metric and stop early.
+Losses come from `LOSSES` by name; the device comes from `models.device`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
 import os
 import random
+import shutil
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from duplexalign.config import StageConfig
 from duplexalign.errors import ConfigError
+from duplexalign.models import device as devices
 from duplexalign.models.lora import freeze_for_text_only, has_lora, lora_scale, param_groups
-from duplexalign.models.presets import build_model, get_preset, load_model, save_model
+from duplexalign.models.presets import (
+    ModelPreset,
+    build_model,
+    load_model,
+    resolve_model,
+    save_model,
+)
 from duplexalign.runs import RunDir, StageStats, digest_json, sha256_file
 from duplexalign.streams.shards import INDEX_NAME, ShardReader
 from duplexalign.train import checkpoint
 from duplexalign.train.compat import check_streams_fit
 from duplexalign.train.data import GlobalBatches, PairBatch, collate, count_pairs, shard_batch
-from duplexalign.train.logprobs import ScoreConfig, score_pairs
+from duplexalign.train.logprobs import ScoreConfig, WindowScores, score_pairs
 from duplexalign.train.losses import LossParams, PreferenceLogps, combined_loss
 from duplexalign.train.metrics import MetricsLog, step_metrics
-from duplexalign.train.refcache import cache_key, compute_reference, load_or_compute, weights_digest
+from duplexalign.train.refcache import (
+    cache_key,
+    compute_reference,
+    load_or_compute,
+    streams_digest,
+    weights_digest,
+)
 from duplexalign.train.validate import HeldOutPreferences, Validator, composite
 
 log = logging.getLogger(__name__)
@@ -56,9 +72,12 @@ class ValConfig(StageConfig):
 class TrainConfig(StageConfig):
     """Options of `duplexalign train` (YAML section `train:`)."""
 
-    model: str = "tiny"
-    model_updates: dict = Field(default_factory=dict)
-    """Field updates of the model preset, e.g. {lora: {enabled: true, rank: 8}}."""
+    model: str | dict[str, Any] = "tiny"
+    """A preset name, or `{preset: NAME, <preset field>: value, ...}`, e.g. `{preset: moshi_7b,
+    weights: /models/moshiko, gradient_checkpointing: true, lora: {rank: 64}}`; on the command line
+    `--set model.preset=moshi_7b --set model.weights=DIR`."""
+    device: str = "auto"
+    """auto (cuda:LOCAL_RANK when a GPU is visible, else cpu), cpu, cuda or cuda:N."""
     init: Path | None = None
     """Start from a checkpoint saved by `save_model` (e.g. the sandbox instruct model)."""
     loss: dict[str, float] = Field(default_factory=lambda: {"dpo_ln": 1.0})
@@ -77,13 +96,34 @@ class TrainConfig(StageConfig):
     """Pairs per optimizer step over all ranks and micro-batches."""
     micro_batch_size: int = 4
     grad_clip: float = 1.0
-    bf16: bool = False
+    bf16: bool | None = None
+    """bf16 autocast; None = on for CUDA, off for CPU."""
+    compile: bool = False
+    """torch.compile the scoring module (off by default: moshi's streaming state mutates inside
+    the shared-context path, and moshi-finetune users report multi-GPU failures under compile)."""
     seed: int = 0
     checkpoint_every: int = 50
     keep_checkpoints: int = 2
     distributed: Literal["ddp", "fsdp"] = "ddp"
     """Wrapper used when launched with torchrun (WORLD_SIZE > 1)."""
     val: ValConfig = ValConfig()
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _check_model(cls, v: Any) -> Any:
+        resolve_model(v)  # unknown preset names or preset fields fail at config time
+        return v
+
+    @model_validator(mode="after")
+    def _check_checkpointing(self) -> TrainConfig:
+        if self.score.share_context and resolve_model(self.model).gradient_checkpointing:
+            raise ValueError("model.gradient_checkpointing cannot be combined with the shared "
+                             "context path; set score.share_context=false as well")
+        return self
+
+    def preset(self) -> ModelPreset:
+        """The resolved model preset."""
+        return resolve_model(self.model)
 
 
 class _Scorer(nn.Module):
@@ -107,24 +147,44 @@ def _lr_lambda(cfg: TrainConfig):
     return f
 
 
-def _dist() -> tuple[int, int]:
+def _dist(device: torch.device) -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")
+        devices.set_current(device)
+        dist.init_process_group(devices.dist_backend(device))
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
-def _wrap(scorer: _Scorer, cfg: TrainConfig, world: int) -> nn.Module:
+def _wrap(scorer: _Scorer, cfg: TrainConfig, world: int, device: torch.device) -> nn.Module:
     if world == 1:
         return scorer
     if cfg.distributed == "ddp":
-        return nn.parallel.DistributedDataParallel(scorer)
+        return nn.parallel.DistributedDataParallel(
+            scorer, device_ids=[device] if device.type == "cuda" else None)
+    # FSDP1, not FSDP2 `fully_shard`: moshi's StreamingModule lists abc.ABC before nn.Module, so
+    # fully_shard's class swap raises TypeError on moshi modules (reference/moshi.md B2); FSDP2 would
+    # need a plain-module shell per layer. FSDP1 with use_orig_params mixes frozen base weights and
+    # trainable LoRA tensors in one flat unit, which LoRA runs need.
     from moshi.modules.transformer import StreamingTransformerLayer
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    from torch.distributed.fsdp import MixedPrecision
     from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
+    mp = None
+    if devices.use_bf16(device, cfg.bf16):  # bf16 compute and all-gathers, fp32 gradient reduction
+        mp = MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.float32,
+                            buffer_dtype=torch.bfloat16)
     return FSDP(scorer, auto_wrap_policy=ModuleWrapPolicy({StreamingTransformerLayer}),
-                use_orig_params=True, device_id=torch.device("cpu"))
+                use_orig_params=True, device_id=device, mixed_precision=mp)
+
+
+def _on(batch: PairBatch, device: torch.device) -> PairBatch:
+    """`batch` with its tensors on `device` (collate builds them on the CPU)."""
+    if device.type == "cpu":
+        return batch
+    return dataclasses.replace(batch, chosen=batch.chosen.to(device),
+                               rejected=batch.rejected.to(device),
+                               window=batch.window.to(device))
 
 
 def _full_params(wrapped: nn.Module):
@@ -146,13 +206,17 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
         out_dir: the stage directory (`RUN/train`): `ckpt/`, `best/`, `final/`, `metrics.jsonl`.
         validators: extra validation callbacks (rollout metrics), merged into the composite.
     """
-    rank, world = _dist()
+    device = devices.resolve_device(cfg.device, "train.device")
+    rank, world = _dist(device)
+    bf16 = devices.use_bf16(device, cfg.bf16)
     out = Path(out_dir)
     stats = StageStats("train")
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    model = load_model(cfg.init) if cfg.init else build_model(get_preset(cfg.model,
-                                                                         **cfg.model_updates))
+    # FSDP moves each wrapped unit to the device itself, so the full model never sits on one GPU
+    build_on = torch.device("cpu") if world > 1 and cfg.distributed == "fsdp" else device
+    model = (load_model(cfg.init, device=build_on) if cfg.init
+             else build_model(cfg.preset(), device=build_on))
     check_streams_fit(streams_dir, model.duplexalign_preset)
     if cfg.score.audio_weight == 0:
         freeze_for_text_only(model)
@@ -162,18 +226,19 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
                           "use train.reference=cached for full fine-tuning")
     scorer = _Scorer(model, cfg.score)
 
-    def ref_score(batch: PairBatch):
+    def score_batch(batch: PairBatch) -> WindowScores:
+        """Scores through the wrapped module (FSDP gathers the shards), on the run's device."""
+        batch = _on(batch, device)
+        with devices.autocast(device, bf16):
+            return WindowScores(*wrapped(batch.chosen, batch.rejected, batch.window, batch.split))
+
+    def ref_score(batch: PairBatch) -> WindowScores:
         with torch.no_grad(), lora_scale(model, 0.0):
-            return score_pairs(model, batch.chosen, batch.rejected, batch.window, batch.split,
-                               cfg.score)
+            return score_batch(batch)
 
     ckpt_root = out / "ckpt"
     last = checkpoint.latest(ckpt_root)
-    key = cache_key(weights_digest(model), streams_dir, cfg.score)
-    ref_table = load_or_compute(out / "refcache", key,
-                                lambda: compute_reference(ref_score, streams_dir,
-                                                          cfg.micro_batch_size),
-                                can_compute=lora or last is None)
+    key = cache_key(weights_digest(model), streams_dir, cfg.score)  # the starting weights
     opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.depth_lr, cfg.weight_decay),
                             betas=(0.9, 0.95))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
@@ -186,7 +251,12 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
         step, pos = state["step"], state["data"]
         best, since_best = state["best"], state["since_best"]
         log.info("resumed from %s (step %d)", last, step)
-    wrapped = _wrap(scorer, cfg, world)
+    sharded = _wrap(scorer, cfg, world, device)
+    wrapped = torch.compile(sharded) if cfg.compile else sharded
+    ref_table = load_or_compute(out / "refcache", key,
+                                lambda: compute_reference(ref_score, streams_dir,
+                                                          cfg.micro_batch_size),
+                                can_compute=lora or last is None).to(device)
     held = list(range(cfg.val.held_out))
     data = GlobalBatches(streams_dir, cfg.batch_size, cfg.seed, pos["epoch"], pos["consumed"],
                          skip_rows=len(held))
@@ -194,8 +264,7 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
     vals: list[Validator] = list(validators)
     if held:
         vals.insert(0, HeldOutPreferences(
-            streams_dir, held, lambda m, b: ref_free_score(m, b, cfg.score), ref_table,
-            cfg.micro_batch_size))
+            streams_dir, held, lambda _, b: score_batch(b), ref_table, cfg.micro_batch_size))
     mlog = MetricsLog(out, enabled=rank == 0)
     stop = False
     while step < cfg.max_steps and not stop:
@@ -203,11 +272,10 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
         per_example = []
         for micro in shard_batch(items, rank, world, cfg.micro_batch_size):
             batch = collate(reader, micro)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-                logps, lengths, ctx_lp = wrapped(batch.chosen, batch.rejected, batch.window,
-                                                 batch.split)
+            s_pol = score_batch(batch)
+            logps, lengths, ctx_lp = s_pol.logps, s_pol.lengths, s_pol.context_logp
             b = len(batch)
-            ref = ref_table[batch.rows]
+            ref = ref_table[batch.rows.to(device)]
             if cfg.reference == "live":
                 s = ref_score(batch)
                 ref = torch.stack([s.logps[:b], s.logps[b:]], 1).double()
@@ -233,7 +301,7 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
             mlog.write(step, {**vm, "val/composite": score})
             if score > best:
                 best, since_best = score, 0
-                with _full_params(wrapped):
+                with _full_params(sharded):
                     if rank == 0:
                         save_model(model, out / "best")
                         (out / "best" / "step.json").write_text(json.dumps({"step": step,
@@ -251,7 +319,7 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
                              "since_best": since_best}, cfg.keep_checkpoints)
         if world > 1:
             dist.barrier()
-    with _full_params(wrapped):
+    with _full_params(sharded):
         if rank == 0:
             save_model(model, out / "final")
     stats.add("steps", step)
@@ -260,21 +328,38 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
     return stats
 
 
-def ref_free_score(model: nn.Module, batch: PairBatch, cfg: ScoreConfig):
-    """Score a batch with the current policy (no gradient); used by held-out validation."""
-    return score_pairs(model, batch.chosen, batch.rejected, batch.window, batch.split, cfg)
+def _claim(train_dir: Path, digest: str, cfg: TrainConfig) -> None:
+    """Tie `train_dir` to one (config, input) digest: checkpoints of another digest (older data or
+    options) must not be resumed, so their folder is moved aside to `train.old-<digest>`. The
+    resolved config is stored next to them (`export` rebuilds a checkpoint's model from it)."""
+    owner = train_dir / "digest"
+    if train_dir.exists() and owner.exists() and owner.read_text().strip() != digest:
+        old = train_dir.with_name(f"train.old-{owner.read_text().strip()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(train_dir, old)
+        log.warning("streams or config changed since the last training run: moved it to %s", old)
+    train_dir.mkdir(parents=True, exist_ok=True)
+    owner.write_text(digest + "\n")
+    (train_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
 
 
 def run_stage(cfg: TrainConfig, run_dir: str | Path, validators: list[Validator] = ()) -> StageStats:
     """Run the stage inside a run directory: reads `RUN/streams`, writes `RUN/train`."""
     rd = RunDir(run_dir)
-    digest = digest_json(cfg.model_dump(mode="json"))
+    index = rd.path("streams") / INDEX_NAME
+    if not index.is_file():
+        raise ConfigError(f"{index} does not exist: run `duplexalign streams {run_dir}` first")
+    inputs = {"index": sha256_file(index), "streams": streams_digest(rd.path("streams"))}
+    # keyed on the input too: re-running `streams` on new data must retrain, not skip
+    digest = digest_json({"config": cfg.model_dump(mode="json"), "inputs": inputs})
     if rd.is_done("train", digest):
-        log.info("train already done for this config; skipping")
+        log.info("train already done for this config and streams index; skipping")
         return StageStats("train", skipped=True)
+    if int(os.environ.get("RANK", "0")) == 0:
+        _claim(rd.path("train"), digest, cfg)
     stats = run(cfg, rd.path("streams"), rd.path("train"), validators)
     if int(os.environ.get("RANK", "0")) == 0:
-        rd.write_provenance("train", cfg, {"index": sha256_file(rd.path("streams") / INDEX_NAME)})
+        rd.write_provenance("train", cfg, inputs)
         rd.write_stats(stats)
         rd.mark_done("train", digest)
     return stats
