@@ -96,3 +96,11 @@ def test_fit_with_the_whisper_teacher(train_monologues):
     assert codes.shape[0] == 3 and codes[0].max() < 16
     # distillation learned something: the student agrees with the teacher far above chance
     assert s["teacher_agreement_train"] > 0.3, s
+
+
+def test_batch_encoding_equals_one_clip_at_a_time(random_codec, train_monologues):
+    wavs = [train_monologues[i][0][: n * SAMPLES_PER_FRAME + 5] for i, n in ((0, 30), (1, 12),
+                                                                           (2, 21))]
+    batch = random_codec.encode_batch(wavs)
+    for wav, codes in zip(wavs, batch, strict=True):
+        np.testing.assert_array_equal(codes, random_codec.encode(wav))

@@ -121,13 +121,24 @@ def corpus_texts(bank: ScenarioBank) -> list[str]:
 
 def encode_conversation(r, tokenizer, codec, duration: float) -> np.ndarray:
     """`codes [1 + 2K, T]` int64 of a rendered conversation (text, model audio, user audio)."""
+    return encode_conversations([r], tokenizer, codec, duration)[0]
+
+
+def encode_conversations(rs: list, tokenizer, codec, duration: float) -> list[np.ndarray]:
+    """`encode_conversation` of many conversations, through the codec's batch encoder if it has
+    one (one student forward for all of them)."""
     from duplexalign.streams.text import build_text_stream
 
     t = num_frames(duration)
-    text = build_text_stream(r.model_words, tokenizer.encode_word, t).tokens
-    model = _fit_len(codec.encode(r.model_wav), t)
-    user = _fit_len(codec.encode(r.user_wav), t)
-    return np.concatenate([text[None], model, user], axis=0).astype(np.int64)
+    wavs = [w for r in rs for w in (r.model_wav, r.user_wav)]
+    audio = (codec.encode_batch(wavs) if hasattr(codec, "encode_batch")
+             else [codec.encode(w) for w in wavs])
+    out = []
+    for i, r in enumerate(rs):
+        text = build_text_stream(r.model_words, tokenizer.encode_word, t).tokens
+        model, user = _fit_len(audio[2 * i], t), _fit_len(audio[2 * i + 1], t)
+        out.append(np.concatenate([text[None], model, user], axis=0).astype(np.int64))
+    return out
 
 
 def _fit_len(codes: np.ndarray, t: int) -> np.ndarray:
@@ -148,6 +159,25 @@ def with_decode_iters(codec, iters: int):
         return SemanticCodec(codec.student, with_decode_iters(codec.acoustic, iters), codec.stats)
     return type(codec)(replace(codec.config, griffin_lim_iters=iters), codec.mean,
                        codec.components, codec.codebooks, codec.stats)
+
+
+def codec_fit_config(cfg: BuildConfig) -> dict[str, Any]:
+    """The build options a fitted codec depends on (recorded in the codec file)."""
+    keys = ("seed", "duration", "turns", "flaws", "codec", "codebooks", "card", "semantic_units",
+            "semantic_fit_conversations", "semantic_steps", "codec_fit_conversations",
+            "codec_pca_dim", "codec_griffin_lim_iters")
+    return {k: v for k, v in cfg.model_dump(mode="json").items() if k in keys}
+
+
+def _fitted_codec(path: Path, cfg: BuildConfig):
+    """The codec already at `path` when it was fitted with these options (a killed build resumes
+    after its codec fit), else None."""
+    from duplexalign.speech.codec import load_codec_file
+
+    if not path.exists():
+        return None
+    codec = load_codec_file(path)
+    return codec if codec.stats.get("fit_config") == codec_fit_config(cfg) else None
 
 
 def fit_count(cfg: BuildConfig) -> int:
@@ -242,15 +272,19 @@ def build(cfg: BuildConfig, out_dir: Path, synth: Synth | None = None,
         return render(s["items"], s["voice"], synth, s["seed"], cfg.duration, flaws=flaws,
                       model_voice=MODEL_VOICE)
 
-    codec = with_decode_iters(fit_codec(cfg, [rend(s) for s in tqdm(
-        specs[: fit_count(cfg)], desc="codec audio", disable=not progress)], progress),
-        cfg.codec_griffin_lim_iters)
+    codec = _fitted_codec(out_dir / CODEC_NAME, cfg)
+    if codec is None:
+        codec = with_decode_iters(fit_codec(cfg, [rend(s) for s in tqdm(
+            specs[: fit_count(cfg)], desc="codec audio", disable=not progress)], progress),
+            cfg.codec_griffin_lim_iters)
+        codec.stats["fit_config"] = codec_fit_config(cfg)
     codec.save(out_dir / CODEC_NAME)
     codes, metas = [], []
-    for s in tqdm(specs, desc="corpus", disable=not progress):
-        r = rend(s)
-        codes.append(encode_conversation(r, tokenizer, codec, cfg.duration))
-        metas.append(r.meta)
+    chunk = 64
+    for i in tqdm(range(0, len(specs), chunk), desc="corpus", unit="chunk", disable=not progress):
+        rs = [rend(s) for s in specs[i: i + chunk]]
+        codes += encode_conversations(rs, tokenizer, codec, cfg.duration)
+        metas += [r.meta for r in rs]
     codes_t = torch.from_numpy(np.stack(codes))
     rates = corpus_flaw_rates(metas)
     log.info("corpus flaw rates: %s", rates)

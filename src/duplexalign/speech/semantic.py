@@ -205,9 +205,24 @@ class SemanticCodec:
 
     def encode(self, wav: np.ndarray) -> np.ndarray:
         """Codes [K, T] int64 of mono 24 kHz `wav` [S], T = timebase.samples_to_frames(S)."""
-        feats = self.acoustic.features.frames(np.asarray(wav, dtype=np.float32))
-        units = self.units_of_frames(feats)
-        return np.concatenate([units[None], self.acoustic.encode_frames(feats)], axis=0)
+        return self.encode_batch([wav])[0]
+
+    def encode_batch(self, wavs: list[np.ndarray]) -> list[np.ndarray]:
+        """`encode` of many clips, one [K, T_i] per wav [S_i], with one student forward and one
+        quantiser search for all of them (tiny per-clip calls are dominated by overhead)."""
+        feats = [self.acoustic.features.frames(np.asarray(w, dtype=np.float32)) for w in wavs]
+        lens = [len(f) for f in feats]
+        if not any(lens):
+            return [np.zeros((self.num_codebooks, 0), np.int64) for _ in wavs]
+        x = torch.zeros(len(feats), max(lens), feats[0].shape[1])
+        for i, f in enumerate(feats):
+            x[i, : len(f)] = torch.from_numpy(f)
+        with torch.no_grad():
+            units = self.student(x).argmax(-1).numpy().astype(np.int64)  # right padding: causal
+        acoustic = np.split(self.acoustic.encode_frames(np.concatenate(feats)), np.cumsum(lens)[:-1],
+                            axis=1)
+        return [np.concatenate([u[None, :n], a], axis=0)
+                for u, n, a in zip(units, lens, acoustic, strict=True)]
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """Mono 24 kHz waveform [T * 1920] of `codes` [K', T] (the acoustic rows decode; K' >= 1)."""
