@@ -37,7 +37,7 @@ from duplexalign.sandbox.deploy import (
     user_items,
     write_logs,
 )
-from duplexalign.sandbox.table import before_after, flaw_rates, goals, to_markdown
+from duplexalign.sandbox.table import NOT_PERCENT, before_after, flaw_rates, goals, to_markdown
 
 log = logging.getLogger(__name__)
 
@@ -237,9 +237,8 @@ def run(cfg: DemoConfig, out_dir: str | Path, progress: bool = True) -> dict[str
                      progress=progress)
     base_dep = deploy(instruct, dep_cfg, assets, items=test_items, decode_audio=False,
                       progress=progress)
-    pauses = [[bool(tm["pause"]) for tm in d.meta["sandbox"]["turns"]] for d in base_t1]
-    flaws = {"temperature_1": flaw_rates([d.outcomes for d in base_t1], pauses),
-             "deployment": flaw_rates([d.outcomes for d in base_dep], pauses)}
+    flaws = {"temperature_1": flaw_rates([d.outcomes for d in base_t1]),
+             "deployment": flaw_rates([d.outcomes for d in base_dep])}
     lap("flaw_check", t)
 
     # 2. deployment logs -> the ordinary loop
@@ -320,7 +319,7 @@ def render_report(results: dict[str, Any]) -> str:
               "| rate | temperature 1 | deployment sampling (LMGen defaults) |", "|---|---|---|"]
     t1, dep = results["flaw_rates"]["temperature_1"], results["flaw_rates"]["deployment"]
     for k in t1:
-        if k == "reply_length":
+        if k in NOT_PERCENT:
             continue
         lines.append(f"| {k} | {_pct(t1[k])} | {_pct(dep.get(k))} |")
     lines += _validation_lines(results.get("validation_history", []), results["checkpoint"])
