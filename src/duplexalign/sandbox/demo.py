@@ -221,6 +221,17 @@ def run(cfg: DemoConfig, out_dir: str | Path, progress: bool = True) -> dict[str
     # 2. on-policy rounds of the ordinary loop, each scored on the held-out users
     rounds: list[dict[str, Any]] = []
 
+    def results() -> dict[str, Any]:
+        last = rounds[-1]
+        return {"table": last["table"], "goals": last["goals"], "flaw_rates": flaws,
+                "judge": cfg.judge, "judge_agreement": last["judge_agreement"],
+                "pairs": cfg.pairs, "loss": cfg.loss, "reference": cfg.reference,
+                "floor_anchor_weight": stages["train"].floor_anchor_weight,
+                "checkpoint": last["checkpoint"],
+                "validation_history": last["validation_history"], "stats": last["stats"],
+                "rounds": rounds, "complete": len(rounds) == cfg.rounds, "timings": timings,
+                "seconds": round(time.time() - t0, 1)}
+
     def held_out(res: RoundResult) -> None:
         t = time.time()
         after = deploy(load_model(res.checkpoint), cfg.test, assets, items=test_items,
@@ -234,22 +245,20 @@ def run(cfg: DemoConfig, out_dir: str | Path, progress: bool = True) -> dict[str
                        "stats": json.loads((res.run_dir / "stats.json").read_text())
                        if (res.run_dir / "stats.json").exists() else {},
                        "timings": {**res.timings, "evaluate": round(time.time() - t, 1)}})
+        _write(out, results())  # every finished round is on disk, even if a later one fails
         log.info("demo: round %d evaluated on held-out users", res.round)
 
     t = time.time()
     on_policy_rounds(cfg, assets, stages, out, on_round=held_out, progress=progress)
     lap("rounds", t)
-    last = rounds[-1]
-    results = {"table": last["table"], "goals": last["goals"], "flaw_rates": flaws,
-               "judge": cfg.judge, "judge_agreement": last["judge_agreement"],
-               "pairs": cfg.pairs, "loss": cfg.loss, "reference": cfg.reference,
-               "floor_anchor_weight": stages["train"].floor_anchor_weight,
-               "checkpoint": last["checkpoint"],
-               "validation_history": last["validation_history"], "stats": last["stats"],
-               "rounds": rounds, "timings": timings, "seconds": round(time.time() - t0, 1)}
+    final = results()
+    _write(out, final)
+    return final
+
+
+def _write(out: Path, results: dict[str, Any]) -> None:
     atomic_write_text(out / "demo_results.json", json.dumps(results, indent=2, default=str))
     atomic_write_text(out / "demo_report.md", render_report(results))
-    return results
 
 
 def _pct(e: dict[str, Any] | None) -> str:
@@ -268,7 +277,9 @@ def render_report(results: dict[str, Any]) -> str:
              f"on-policy rounds: {max(1, len(rounds))} (reference: "
              f"`{results.get('reference', 'policy')}`), aligned checkpoint: "
              f"`{results['checkpoint']}` (chosen by rollout validation on the validation split). "
-             f"Wall time {results['seconds']:.0f} s.", "",
+             f"Wall time {results['seconds']:.0f} s."
+             + ("" if results.get("complete", True) else
+                f" **Partial: {len(rounds)} round(s) finished so far.**"), "",
              "## Before/after on held-out scenarios and held-out voices"
              + (f" (after round {len(rounds)})" if many else ""),
              "Pooled rates per user turn, 95 % cluster-bootstrap intervals over conversations; "
