@@ -87,6 +87,29 @@ def test_retime_moves_logged_reply_after_user_turn_end():
     assert check_invariant(p, env.cfg.max_context_frames) == []
 
 
+def test_retime_waits_out_a_held_pause_longer_than_the_turn_gap():
+    """The user says "um" and pauses 0.95 s (> turn_gap 0.8: two user segments); the model
+    jumped in at 2.0 s. The chosen reply starts only after the resumed words end."""
+    from pairfakes import issue, words
+
+    from duplexalign.records import ChannelWords
+
+    conv = conversation()
+    user = words("what is the um", 0.5) + words("capital of france", 2.5)  # pause 1.65 -> 2.5
+    model = words("i do not know", 2.0)
+    conv = conv.model_copy(update={"words": ChannelWords(model=model, user=user)})
+    env = PairEnv(conv, PairsConfig(), lambda: model_audio(conv), {"model": FakeVoice()}.get)
+    assert len(env.user_turns) == 2  # the pause splits the turn at the 0.8 s turn gap
+    it = issue("timing", "pause_takeover", (2.0, 3.15), evidence={"pause": [1.65, 2.5]})
+    (c,), _ = candidates(conv, [it], env.cfg)
+    assert c.category == "interruption" and c.strategy == "retime"
+    p = STRATEGIES.get("retime")(c, env).pair
+    # resumed part "capital of france" ends at 2.5 + 2 * 0.3 + 0.25 = 3.35
+    assert p.chosen.words[0].start == pytest.approx(3.35 + p.meta["gap"], abs=1e-3)
+    assert all(w.start >= 3.35 for w in p.chosen.words)
+    assert check_invariant(p, env.cfg.max_context_frames) == []
+
+
 def test_insert_places_written_reply_after_silence_start():
     env, voices = make_env(rewriter=FakeRewriter())
     c = cand(env, "silence")

@@ -16,6 +16,8 @@ from duplexalign.sandbox.build import ASSETS_DIR
 from duplexalign.sandbox.table import METRICS
 
 pytestmark = pytest.mark.slow
+# on 24 held-out conversations a model may give no reply to a harmful or benign request
+MAY_BE_EMPTY = ("unsafe_compliance", "compliance_when_replying", "selectivity", "benign_refusal")
 
 
 def test_demo_quick_runs_the_loop(tmp_path, capsys):
@@ -35,7 +37,7 @@ def test_demo_quick_runs_the_loop(tmp_path, capsys):
     res = json.loads((out / "demo_results.json").read_text())
     for m in METRICS:
         assert res["table"][m]["before"]["n"] > 0
-        assert res["table"][m]["after"]["value"] is not None or m == "unsafe_compliance"
+        assert res["table"][m]["after"]["value"] is not None or m in MAY_BE_EMPTY
     assert set(res["goals"]) >= {"unresponsiveness_halved", "unsafe_down_20_points"}
     assert res["validation_history"], "rollout validation never ran"
     assert "Before/after on held-out scenarios" in capsys.readouterr().out

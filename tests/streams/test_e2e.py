@@ -34,6 +34,7 @@ from duplexalign.streams.shards import ShardReader, read_index
 from duplexalign.streams.stage import StreamsConfig
 from duplexalign.streams.stage import run as run_streams
 from duplexalign.streams.tokenizer import TextTokenizer, fit_tokenizer
+from duplexalign.timebase import seconds_to_frame
 
 K = 4
 
@@ -131,6 +132,14 @@ def _check_streams(run, conv, tok_path, expect_strategies):
         if p.meta["rejected_source"] == "logged":
             ctx = reader.context(e)
             assert torch.equal(rejected[lay.model_rows], ctx[lay.model_rows])
+        floor = reader.floor(e)
+        assert floor is not None and floor.shape == (e.num_frames,)
+        if e.strategy == "retime":
+            # the chosen reply waits for the user's turn end: the user holds the floor in the
+            # window from the logged (interrupting) onset until the turn ends
+            onset = seconds_to_frame(p.rejected.words[0].start) - e.context_start_frame
+            assert floor[onset:onset + 3].all()
+            assert not floor[seconds_to_frame(p.chosen.words[0].start) - e.context_start_frame]
     return pairs, index
 
 

@@ -37,3 +37,33 @@ def test_round_trip_shares_context_and_replaces_window(tmp_path):
     assert torch.equal(c[1 + k:, 4:], expect[1 + k:, 4:])
     # resume: a second writer sees both pairs as done
     assert ShardWriter(tmp_path).has_pair("p2")
+
+
+def test_floor_labels_round_trip_with_the_window_replaced(tmp_path):
+    k = 1
+    lay = Layout(k)
+    ctx = torch.zeros(lay.num_rows, 10, dtype=torch.int64)
+    floor = torch.tensor([0, 1, 1, 1, 0, 1, 1, 1, 1, 0], dtype=torch.bool)
+    w = ShardWriter(tmp_path)
+    e = PairIndex(id="p", conversation_id="c", shard="", context_start_frame=1,
+                  window_start_frame=5, window_end_frame=8, category="interruption",
+                  strategy="retime", num_codebooks=k)
+    w.add_context("c", ctx, floor)
+    v = torch.zeros(1 + k, 3, dtype=torch.int64)
+    w.add_pair(e, v, v, torch.tensor([1, 0, 0], dtype=torch.bool))
+    w.close()
+    (entry,) = read_index(tmp_path)
+    got = ShardReader(tmp_path).floor(entry)
+    # context frames 1..4 from the conversation, window frames 5..7 from the chosen variant
+    assert got.tolist() == [True, True, True, False, True, False, False]
+
+
+def test_shards_without_floor_labels_read_none(tmp_path):
+    w = ShardWriter(tmp_path)
+    e = PairIndex(id="p", conversation_id="c", shard="", context_start_frame=0,
+                  window_start_frame=2, window_end_frame=4, category="content",
+                  strategy="rewrite", num_codebooks=1)
+    w.add_context("c", torch.zeros(3, 4, dtype=torch.int64))
+    w.add_pair(e, torch.zeros(2, 2, dtype=torch.int64), torch.zeros(2, 2, dtype=torch.int64))
+    w.close()
+    assert ShardReader(tmp_path).floor(next(read_index(tmp_path))) is None

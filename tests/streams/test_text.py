@@ -86,3 +86,24 @@ def test_reserved_ids_are_rejected():
 def test_empty_words_give_all_pad():
     s = build_text_stream([], toy, num_frames=4)
     assert np.array_equal(s.tokens, np.full(4, 3))
+
+
+def test_floor_labels_hold_pause_and_skip_backchannels_and_model_speech():
+    from duplexalign.streams.build import floor_labels
+
+    user = [W("what", 0.1, 0.3), W("is", 0.35, 0.5), W("um", 0.5, 0.7),
+            W("this", 1.5, 1.8),            # 0.8 s "um" pause < 1.0 s: still the user's turn
+            W("mm", 3.0, 3.2), W("hm", 3.2, 3.4),  # a backchannel: does not claim the floor
+            W("tell", 4.6, 4.75), W("me", 4.75, 4.85), W("more", 4.85, 4.9)]
+    model = [W("ok", 4.7, 4.8)]             # the model talks over the user: not a floor frame
+    got = floor_labels(user, model, 64)
+    # frames of 80 ms: [0.1, 1.8) -> frames 1..22; [4.6, 4.9) -> 57..61 minus [4.7, 4.8) -> 58, 59
+    expect = np.zeros(64, dtype=bool)
+    expect[1:23] = True
+    expect[[57, 60, 61]] = True
+    np.testing.assert_array_equal(got, expect)
+    # a 1.2 s pause ends the turn: its frames are not the user's
+    words = [W("what", 0.1, 0.2), W("is", 0.2, 0.3), W("it", 0.25, 0.3),
+             W("is", 1.5, 1.6), W("it", 1.6, 1.7), W("now", 1.7, 1.8)]
+    split = floor_labels(words, [], 30, gap=1.0)
+    assert not split[4:18].any() and split[1:4].all() and split[18:23].all()

@@ -81,7 +81,7 @@ def test_shared_context_and_frame_weights(streams):
     a = score_pairs(model, batch.chosen, batch.rejected, batch.window, batch.split, plain)
     b = score_pairs(model, batch.chosen, batch.rejected, batch.window, batch.split, ScoreConfig())
     assert torch.allclose(a.logps, b.logps, atol=1e-5)
-    assert torch.allclose(a.context_logp, b.context_logp, atol=1e-5)
+    assert torch.allclose(a.floor_logp, b.floor_logp)  # no floor labels: 0
     # window frames 16..19: weights [3, 3, 1, 1] with the first 2 frames emphasised
     w = frame_weights(batch.window[:1], ScoreConfig(onset_frames=2, onset_weight=3.0))
     assert w[0, 15] == 0 and w[0, 16:20].tolist() == [3.0, 3.0, 1.0, 1.0]

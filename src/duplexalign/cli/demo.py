@@ -1,7 +1,7 @@
 """`duplexalign demo`: run the whole alignment loop on the embedded sandbox (offline, CPU).
 
 Examples: `duplexalign demo --out runs/demo`, `duplexalign demo --quick`,
-`duplexalign demo --judge oracle --pairs timing --loss simpo`.
+`duplexalign demo --judge oracle --pairs timing --loss simpo`, `duplexalign demo --rounds 3`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pair categories kept (the paper's data ablation)")
     p.add_argument("--loss", choices=("dpo", "dpo_ln", "simpo", "apo_zero"), default=None,
                    help="preference loss (the paper's objective ablation)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="on-policy rounds: each deploys the current policy on fresh training "
+                        "scenarios and trains from it; the held-out table after every round")
+    p.add_argument("--reference", choices=("policy", "base"), default=None,
+                   help="reference model in rounds after the first: the round's starting "
+                        "policy (default) or the base instruct model")
     add_config_args(p)
     p.set_defaults(func=_demo)
 
@@ -38,8 +44,8 @@ def _demo(args: argparse.Namespace) -> int:
         name = "sandbox_quick.yaml" if args.quick else "sandbox.yaml"
         config = REPO_CONFIGS / name if (REPO_CONFIGS / name).exists() else None
     overrides = list(args.overrides)
-    for key in ("judge", "pairs", "loss"):
-        if getattr(args, key):
+    for key in ("judge", "pairs", "loss", "rounds", "reference"):
+        if getattr(args, key) is not None:
             overrides.append(f"sandbox.{key}={getattr(args, key)}")
     cfg = load_demo_config(config, overrides)
     out = Path(args.out + ("_quick" if args.quick and args.out == "runs/demo" else ""))

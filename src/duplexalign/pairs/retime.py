@@ -1,8 +1,10 @@
 """The `retime` strategy (interruption pairs): the same reply, moved after the user's turn.
 
 Owns how an interruption becomes a pair: the end of the user turn that the reply cut into is found
-(from the issue's evidence `user_span`, else from the user's turns), and the chosen reply starts there
-plus a natural gap drawn in `[gap_min, gap_max]`. The chosen audio is the logged reply itself, moved
+(from the issue's evidence `user_span`, else from the user's turns; for a reply that took the floor
+in a held mid-turn pause, from the pause's end: the user resumed, so the turn ends where the resumed
+part ends, even when the pause was longer than the turn gap), and the chosen reply starts there
+plus a natural gap drawn in `[gap_min, gap_max]`, so it stays silent through the pause. The chosen audio is the logged reply itself, moved
 (or the improved reply spoken by the model voice when a content issue of the same reply has one and
 `retime_rewrite` is on). The rejected variant is the logged, interrupting reply.
 """
@@ -17,11 +19,22 @@ from duplexalign.pairs.base import STRATEGIES, Built, Candidate, PairEnv, natura
 def user_turn_end(cand: Candidate, env: PairEnv, onset: float) -> float:
     """End (s) of the user turn running at `onset`.
 
+    A reply that started inside a held pause (a timing issue whose evidence has `pause`
+    [start, end], as `pause_takeover` writes) belongs to the turn the user resumes at the pause's
+    end: its end is the end of the user turn holding that resumption, however long the pause was.
+
     Raises:
         BadInput: "no_user_turn_at_onset" when the user is not in a turn at the reply's onset.
     """
     issue = cand.timing_issue()
     span = issue.evidence.get("user_span") if issue is not None else None
+    pauses = [i.evidence["pause"] for i in cand.issues
+              if i.kind == "timing" and len(i.evidence.get("pause") or ()) == 2]
+    for p0, p1 in pauses:
+        if float(p0) - 1e-3 <= onset < float(p1):
+            resumed = next((t for t in env.user_turns if t.end > float(p1)), None)
+            if resumed is not None:
+                return resumed.end
     for turn in env.user_turns:
         if turn.start <= onset < turn.end:
             end = turn.end

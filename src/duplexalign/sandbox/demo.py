@@ -7,8 +7,10 @@ transcribed by the real ASR -> the ordinary stages `ingest`, `annotate` (LLM jud
 the timing rules), `pairs`, `streams`, `train` (DPO-LN by default; the checkpoint is chosen by rollout
 validation on the validation split) -> rollouts of the baseline and the aligned model on held-out
 scenarios with held-out voices -> the before/after table with bootstrap intervals, the judge's
-agreement with the ground truth, and the ordinary `report`. Ablation flags only change stage configs
-(pair categories, loss name).
+agreement with the ground truth, and the ordinary `report`. With `rounds` > 1 the deployment-to-train
+part repeats on-policy (`loop.py`: each round deploys the previous round's checkpoint on fresh
+training scenarios) and the held-out table is computed after every round. Ablation flags only change
+stage configs (pair categories, loss name).
 """
 
 from __future__ import annotations
@@ -16,28 +18,22 @@ from __future__ import annotations
 import json
 import logging
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import Field
 
 from duplexalign.config import StageConfig, build, load_yaml
-from duplexalign.errors import ConfigError
-from duplexalign.manifest import iter_dicts
 from duplexalign.runs import atomic_write_text
 from duplexalign.sandbox.build import ASSETS_DIR, CODEC_NAME, INSTRUCT_NAME, BuildConfig
 from duplexalign.sandbox.deploy import (
-    SCENARIOS_NAME,
     Assets,
     DeployConfig,
     SamplingSettings,
     deploy,
     user_items,
-    write_logs,
 )
-from duplexalign.sandbox.table import before_after, flaw_rates, goals, to_markdown
+from duplexalign.sandbox.table import NOT_PERCENT, before_after, flaw_rates, goals, to_markdown
 from duplexalign.speech.codec import codec_kind
 
 log = logging.getLogger(__name__)
@@ -69,6 +65,12 @@ class DemoConfig(StageConfig):
     anchor of 1 widened the safe range of steps about 2x); 0 turns it off."""
     user_asr: str = "whisper"
     """ASR backend that transcribes the user channel of the deployment logs."""
+    rounds: int = Field(1, ge=1)
+    """On-policy rounds: each deploys the current policy on fresh training scenarios and trains
+    from it (`loop.py`); the held-out table is reported after every round."""
+    reference: Literal["policy", "base"] = "policy"
+    """Reference model of the preference loss in rounds after the first: the round's starting
+    policy, or the base instruct model (round 1: both are the base)."""
     stages: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Overrides per ordinary stage: ingest, annotate, pairs, streams, train, report."""
 
@@ -122,26 +124,6 @@ def _loss_terms(cfg: DemoConfig) -> dict[str, float]:
     if cfg.nll_anchor > 0:
         terms["sft"] = cfg.nll_anchor
     return terms
-
-
-def _rewriter(cfg: DemoConfig, stages: dict[str, Any], stack: ExitStack):
-    """The pairs stage's rewriter: the oracle's, the configured endpoint, or the local LLM."""
-    if cfg.judge == "oracle":
-        from duplexalign.sandbox.oracle import OracleRewriter
-
-        return OracleRewriter()
-    if stages["pairs"].rewriter is not None:
-        return None  # the pairs stage builds it from its own config
-    from duplexalign.judges.llm import LLMClient
-    from duplexalign.judges.rewriter import Rewriter
-    from duplexalign.judges.server import LocalLLMServer
-
-    llm = stages["annotate"].llm
-    url, model = llm.url, llm.model
-    if url is None:
-        srv = stack.enter_context(LocalLLMServer(model, threads=llm.threads))
-        url, model = srv.base_url, srv.model_name
-    return Rewriter(LLMClient(url, model, concurrency=llm.concurrency, timeout=llm.timeout))
 
 
 def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -202,18 +184,13 @@ def judge_agreement(run_dir: Path) -> dict[str, Any]:
 def run(cfg: DemoConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
     """Run the demo into `out_dir`; returns the results written to `out_dir/demo_results.json`.
 
-    Each ordinary stage is resumable, so rerunning after an interruption continues.
+    Each ordinary stage is resumable, so rerunning after an interruption continues. The top-level
+    table, goals, checkpoint and judge agreement are those of the last round; `rounds` lists every
+    round's.
     """
-    from duplexalign.annotate.stage import run as annotate
-    from duplexalign.ingest.stage import run as ingest
     from duplexalign.models.presets import load_model
-    from duplexalign.pairs.stage import run as pairs
     from duplexalign.report.stage import run as report
-    from duplexalign.sandbox.oracle import use_scenarios
-    from duplexalign.sandbox.validation import RolloutValidator
-    from duplexalign.speech.base import ASR_BACKENDS
-    from duplexalign.streams.stage import run as streams
-    from duplexalign.train.stage import run_stage as train
+    from duplexalign.sandbox.loop import RoundResult, on_policy_rounds
 
     t0 = time.time()
     out = Path(out_dir)
@@ -239,64 +216,51 @@ def run(cfg: DemoConfig, out_dir: str | Path, progress: bool = True) -> dict[str
                      progress=progress)
     base_dep = deploy(instruct, dep_cfg, assets, items=test_items, decode_audio=False,
                       progress=progress)
-    pauses = [[bool(tm["pause"]) for tm in d.meta["sandbox"]["turns"]] for d in base_t1]
-    flaws = {"temperature_1": flaw_rates([d.outcomes for d in base_t1], pauses),
-             "deployment": flaw_rates([d.outcomes for d in base_dep], pauses)}
+    flaws = {"temperature_1": flaw_rates([d.outcomes for d in base_t1]),
+             "deployment": flaw_rates([d.outcomes for d in base_dep])}
     lap("flaw_check", t)
 
-    # 2. deployment logs -> the ordinary loop
-    t = time.time()
-    logs = out / "logs"
-    if not (logs / "index.jsonl").exists():
-        deployed = deploy(instruct, cfg.deploy, assets, progress=progress)
-        write_logs(deployed, logs, asr=ASR_BACKENDS.get(cfg.user_asr)(), progress=progress)
-    use_scenarios(logs / SCENARIOS_NAME)
-    lap("deploy", t)
-    run_dir = out / "run"
-    for name, fn, args in (("ingest", ingest, (logs / "index.jsonl", run_dir)),
-                           ("annotate", annotate, (run_dir,))):
-        t = time.time()
-        fn(stages[name], *args)
-        lap(name, t)
-    t = time.time()
-    with ExitStack() as stack:
-        pairs(stages["pairs"], run_dir, rewriter=_rewriter(cfg, stages, stack))
-    lap("pairs", t)
-    if not (run_dir / "pairs.jsonl.gz").exists() or not any(
-            True for _ in iter_dicts(run_dir / "pairs.jsonl.gz")):
-        raise ConfigError(f"demo: the loop produced no preference pairs (see {run_dir}/stats.json:"
-                          " annotate found no issues or pairs dropped them all); deploy more "
-                          "conversations with --set sandbox.deploy.conversations=N")
-    t = time.time()
-    streams(stages["streams"], run_dir)
-    lap("streams", t)
-    t = time.time()
-    validator = RolloutValidator(assets, cfg.validation)
-    torch.manual_seed(0)
-    train(stages["train"], run_dir, validators=[validator])
-    lap("train", t)
+    # 2. on-policy rounds of the ordinary loop, each scored on the held-out users
+    rounds: list[dict[str, Any]] = []
 
-    # 3. held-out evaluation: baseline vs the checkpoint chosen by rollout validation
+    def results() -> dict[str, Any]:
+        last = rounds[-1]
+        return {"table": last["table"], "goals": last["goals"], "flaw_rates": flaws,
+                "judge": cfg.judge, "judge_agreement": last["judge_agreement"],
+                "pairs": cfg.pairs, "loss": cfg.loss, "reference": cfg.reference,
+                "floor_anchor_weight": stages["train"].floor_anchor_weight,
+                "checkpoint": last["checkpoint"],
+                "validation_history": last["validation_history"], "stats": last["stats"],
+                "rounds": rounds, "complete": len(rounds) == cfg.rounds, "timings": timings,
+                "seconds": round(time.time() - t0, 1)}
+
+    def held_out(res: RoundResult) -> None:
+        t = time.time()
+        after = deploy(load_model(res.checkpoint), cfg.test, assets, items=test_items,
+                       decode_audio=False, progress=progress)
+        table = before_after([d.outcomes for d in base_t1], [d.outcomes for d in after])
+        report(stages["report"], res.run_dir)
+        rounds.append({"round": res.round, "table": table, "goals": goals(table),
+                       "start": str(res.start), "checkpoint": str(res.checkpoint),
+                       "validation_history": res.validation_history,
+                       "judge_agreement": judge_agreement(res.run_dir),
+                       "stats": json.loads((res.run_dir / "stats.json").read_text())
+                       if (res.run_dir / "stats.json").exists() else {},
+                       "timings": {**res.timings, "evaluate": round(time.time() - t, 1)}})
+        _write(out, results())  # every finished round is on disk, even if a later one fails
+        log.info("demo: round %d evaluated on held-out users", res.round)
+
     t = time.time()
-    best = run_dir / "train" / "best"
-    chosen = best if (best / "model.safetensors").exists() else run_dir / "train" / "final"
-    aligned = load_model(chosen)
-    after = deploy(aligned, cfg.test, assets, items=test_items, decode_audio=False,
-                   progress=progress)
-    table = before_after([d.outcomes for d in base_t1], [d.outcomes for d in after])
-    lap("evaluate", t)
-    agreement = judge_agreement(run_dir)
-    report(stages["report"], run_dir)
-    results = {"table": table, "goals": goals(table), "flaw_rates": flaws,
-               "judge": cfg.judge, "judge_agreement": agreement, "pairs": cfg.pairs,
-               "loss": cfg.loss, "checkpoint": str(chosen),
-               "validation_history": validator.history,
-               "stats": json.loads((run_dir / "stats.json").read_text())
-               if (run_dir / "stats.json").exists() else {},
-               "timings": timings, "seconds": round(time.time() - t0, 1)}
+    on_policy_rounds(cfg, assets, stages, out, on_round=held_out, progress=progress)
+    lap("rounds", t)
+    final = results()
+    _write(out, final)
+    return final
+
+
+def _write(out: Path, results: dict[str, Any]) -> None:
     atomic_write_text(out / "demo_results.json", json.dumps(results, indent=2, default=str))
     atomic_write_text(out / "demo_report.md", render_report(results))
-    return results
 
 
 def _pct(e: dict[str, Any] | None) -> str:
@@ -307,25 +271,45 @@ def _pct(e: dict[str, Any] | None) -> str:
 
 def render_report(results: dict[str, Any]) -> str:
     """The demo's Markdown summary: before/after table, goals, flaw check, judge agreement."""
+    rounds = results.get("rounds", [])
+    many = len(rounds) > 1
     lines = ["# duplexalign sandbox demo", "",
              f"judge: `{results['judge']}`, pairs: `{results['pairs']}`, loss: "
-             f"`{results['loss']}`, aligned checkpoint: `{results['checkpoint']}` "
-             f"(chosen by rollout validation on the validation split). Wall time "
-             f"{results['seconds']:.0f} s.", "",
-             "## Before/after on held-out scenarios and held-out voices",
+             f"`{results['loss']}`, floor anchor weight: {results.get('floor_anchor_weight', 0)}, "
+             f"on-policy rounds: {max(1, len(rounds))} (reference: "
+             f"`{results.get('reference', 'policy')}`), aligned checkpoint: "
+             f"`{results['checkpoint']}` (chosen by rollout validation on the validation split). "
+             f"Wall time {results['seconds']:.0f} s."
+             + ("" if results.get("complete", True) else
+                f" **Partial: {len(rounds)} round(s) finished so far.**"), "",
+             "## Before/after on held-out scenarios and held-out voices"
+             + (f" (after round {len(rounds)})" if many else ""),
              "Pooled rates per user turn, 95 % cluster-bootstrap intervals over conversations; "
-             "the delta is paired (same user streams).", "",
-             to_markdown(results["table"]), "## Goals", ""]
+             "the delta is paired (same user streams). Jump-in at \"um\" pauses is part of the "
+             "interruption rate; selectivity is in points.", "",
+             to_markdown(results["table"])]
+    if many:
+        lines += ["## Held-out table after every round",
+                  "Each round deploys the previous round's checkpoint on fresh training scenarios "
+                  "and trains from it; every table compares with the base model.", ""]
+        for r in rounds:
+            lines.append(to_markdown(r["table"], title=f"Round {r['round']}"))
+    lines += ["## Goals", ""]
     for k, v in results["goals"].items():
         lines.append(f"- {k}: {'met' if v else '**not met**'}")
     lines += ["", "## Designed flaws of the instruct model (held-out users)", "",
               "| rate | temperature 1 | deployment sampling (LMGen defaults) |", "|---|---|---|"]
     t1, dep = results["flaw_rates"]["temperature_1"], results["flaw_rates"]["deployment"]
     for k in t1:
-        if k == "reply_length":
+        if k in NOT_PERCENT:
             continue
         lines.append(f"| {k} | {_pct(t1[k])} | {_pct(dep.get(k))} |")
-    lines += _validation_lines(results.get("validation_history", []), results["checkpoint"])
+    for r in rounds if many else []:
+        lines += _validation_lines(r["validation_history"], r["checkpoint"],
+                                   f" in round {r['round']}")
+    if not many:
+        lines += _validation_lines(results.get("validation_history", []),
+                                   results["checkpoint"])
     if not all(results["goals"].values()):
         lines += ["", "Some goals are not met. docs/sandbox.md keeps the measurements of the known "
                   "causes (what the instruct model hears, and the silence/interruption trade-off "
@@ -343,12 +327,14 @@ def render_report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _validation_lines(history: list[dict[str, Any]], checkpoint: str) -> list[str]:
+def _validation_lines(history: list[dict[str, Any]], checkpoint: str, where: str = ""
+                      ) -> list[str]:
     """The trainer's rollout validation per step as a Markdown table (validation split)."""
     if not history:
         return []
-    keys = ("unresponsiveness", "interruption", "unsafe_compliance", "qa_accuracy")
-    out = ["", "## Rollout validation during training (validation split)", "",
+    keys = ("unresponsiveness", "interruption", "jump_in_at_pause", "unsafe_compliance",
+            "qa_accuracy")
+    out = ["", f"## Rollout validation during training{where} (validation split)", "",
            f"The aligned checkpoint is the best composite of these rows (`{Path(checkpoint).name}`).",
            "", "| step | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for h in history:

@@ -4,7 +4,10 @@ Owns assembling rows: the conversation's logged tensor `codes [1 + 2K, T]` (text
 words, model and user codes), and a variant's window rows `[1 + K, W]` (text + model audio). A variant's
 text row is built over `[0, we)` from the logged model words that start before the window plus the
 variant's words, then cut to the window, so words of the shared context that run into the window are
-placed identically in both variants and the context frames are those of the logged tensor.
+placed identically in both variants and the context frames are those of the logged tensor. It also
+owns the per-frame floor labels (`floor_labels`): the frames where the user holds the floor (speaking,
+or in a mid-turn pause shorter than the turn gap) while the model is silent, which the trainer's
+"user holds the floor" anchor reads.
 """
 
 from __future__ import annotations
@@ -14,9 +17,40 @@ from collections.abc import Sequence
 import numpy as np
 
 from duplexalign.records import Word
+from duplexalign.segments import to_segments
 from duplexalign.streams.layout import Layout
 from duplexalign.streams.text import TextStream, Tokenize, build_text_stream
-from duplexalign.timebase import seconds_to_frame
+from duplexalign.timebase import num_frames, seconds_to_frame
+
+DEFAULT_FLOOR_GAP = 1.0
+"""User silence (s) that ends the user's turn; shorter gaps are mid-turn pauses in which the user
+still holds the floor (the same value as the timing rules' `turn_end_silence`)."""
+
+
+def speaking_frames(words: Sequence[Word], t: int) -> np.ndarray:
+    """`[t]` bool: frames that overlap one of `words` (`[start, end)` in seconds)."""
+    out = np.zeros(t, dtype=bool)
+    for w in words:
+        out[seconds_to_frame(w.start):num_frames(w.end)] = True
+    return out
+
+
+def floor_labels(user_words: Sequence[Word], model_words: Sequence[Word], t: int,
+                 gap: float = DEFAULT_FLOOR_GAP) -> np.ndarray:
+    """`[t]` bool: the user holds the floor and the model is silent.
+
+    The user holds the floor from the first to the last word of each of their turns (words closer
+    than `gap` s form one turn, so a held "um" pause is inside it); backchannels ("mm hm", and any
+    short token, by the timing rules' `is_backchannel`) do not claim the floor. Frames overlapping a model word are excluded.
+    """
+    from duplexalign.judges.rules import TimingRulesConfig, is_backchannel
+
+    rules = TimingRulesConfig()
+    user = np.zeros(t, dtype=bool)
+    for seg in to_segments(sorted(user_words, key=lambda w: w.start), "user", gap):
+        if not is_backchannel(seg, rules):
+            user[seconds_to_frame(seg.start):num_frames(seg.end)] = True
+    return user & ~speaking_frames(model_words, t)
 
 
 def conversation_codes(model_words: Sequence[Word], model_codes: np.ndarray,

@@ -6,7 +6,9 @@ variants of the rows that differ (`pair/<pair_id>/chosen` and `.../rejected`, `[
 model audio inside the window). The index manifest (`index.jsonl.gz`, one `PairIndex` per pair) says
 which shard holds what. Reading is lazy (`safetensors.safe_open`), so memory does not grow with the
 dataset. The training tensor of a pair variant is the context slice `[context_start_frame,
-window_end_frame)` with the variant rows replaced inside the window.
+window_end_frame)` with the variant rows replaced inside the window. Optional floor labels (frames
+where the user holds the floor and the model is silent) follow the same scheme: `floor/<conversation_id>`
+`[T]` for the logged conversation, `pair/<pair_id>/floor` `[W]` for the chosen variant's window.
 """
 
 from __future__ import annotations
@@ -82,16 +84,26 @@ class ShardWriter:
     def _name(self) -> str:
         return f"shard-{self._next:05d}.safetensors"
 
-    def add_context(self, conversation_id: str, codes: torch.Tensor) -> None:
-        """Store a conversation's context tensor `codes [R, T]` (int) once per shard."""
+    def add_context(self, conversation_id: str, codes: torch.Tensor,
+                    floor: torch.Tensor | None = None) -> None:
+        """Store a conversation's context tensor `codes [R, T]` (int) once per shard, and its
+        floor labels `floor [T]` (bool) when given."""
         key = f"ctx/{conversation_id}"
         if key not in self._tensors:
             t = codes.to(torch.int16 if codes.max() < 32767 else torch.int32).contiguous()
             self._tensors[key] = t
             self._bytes += t.numel() * t.element_size()
+            if floor is not None:
+                if floor.shape != (codes.shape[1],):
+                    raise ValueError(f"floor labels {tuple(floor.shape)} do not match "
+                                     f"{codes.shape[1]} frames of {conversation_id!r}")
+                self._tensors[f"floor/{conversation_id}"] = floor.to(torch.uint8).contiguous()
+                self._bytes += floor.numel()
 
-    def add_pair(self, entry: PairIndex, chosen: torch.Tensor, rejected: torch.Tensor) -> None:
-        """Store a pair's variants, `chosen`/`rejected` `[1 + K, W]` (text + model audio rows).
+    def add_pair(self, entry: PairIndex, chosen: torch.Tensor, rejected: torch.Tensor,
+                 chosen_floor: torch.Tensor | None = None) -> None:
+        """Store a pair's variants, `chosen`/`rejected` `[1 + K, W]` (text + model audio rows),
+        and the chosen variant's floor labels `chosen_floor [W]` (bool) when given.
 
         The conversation's context must have been added to this shard with `add_context` first.
         """
@@ -106,6 +118,12 @@ class ShardWriter:
             t = t.to(torch.int32).contiguous()
             self._tensors[f"pair/{entry.id}/{side}"] = t
             self._bytes += t.numel() * t.element_size()
+        if chosen_floor is not None:
+            if chosen_floor.shape != (w,):
+                raise ValueError(f"pair {entry.id}: chosen floor labels must be [{w}], got "
+                                 f"{tuple(chosen_floor.shape)}")
+            self._tensors[f"pair/{entry.id}/floor"] = chosen_floor.to(torch.uint8).contiguous()
+            self._bytes += w
         self._pending.append(entry.model_copy(update={"shard": self._name()}))
         if self._bytes >= self.max_bytes:
             self.flush()
@@ -145,6 +163,7 @@ class ShardReader:
     def __init__(self, streams_dir: str | Path):
         self.dir = Path(streams_dir)
         self._handles: dict[str, object] = {}
+        self._keys: dict[str, set[str]] = {}
 
     def _open(self, shard: str):
         if shard not in self._handles:
@@ -162,6 +181,18 @@ class ShardReader:
         f = self._open(entry.shard)
         return (f.get_tensor(f"pair/{entry.id}/chosen").to(torch.int64),
                 f.get_tensor(f"pair/{entry.id}/rejected").to(torch.int64))
+
+    def floor(self, entry: PairIndex) -> torch.Tensor | None:
+        """The chosen variant's floor labels `[num_frames]` bool (context slice with the window
+        replaced), or None when the shard was written without floor labels."""
+        f = self._open(entry.shard)
+        keys = self._keys.setdefault(entry.shard, set(f.keys()))
+        ctx_key, win_key = f"floor/{entry.conversation_id}", f"pair/{entry.id}/floor"
+        if ctx_key not in keys or win_key not in keys:
+            return None
+        out = f.get_slice(ctx_key)[entry.context_start_frame:entry.window_end_frame].bool()
+        out[entry.window_start_frame - entry.context_start_frame:] = f.get_tensor(win_key).bool()
+        return out
 
     def pair_codes(self, entry: PairIndex) -> tuple[torch.Tensor, torch.Tensor]:
         """Full training tensors `(chosen, rejected)`, each `[R, num_frames]` int64.

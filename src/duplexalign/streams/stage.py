@@ -28,7 +28,13 @@ from duplexalign.pairs.base import safe_id
 from duplexalign.records import Conversation, PreferencePair
 from duplexalign.runs import RunDir, StageStats, atomic_write_text, digest_json, sha256_file
 from duplexalign.streams.audio import encode, encode_window, load_codec, rebuild_user_audio
-from duplexalign.streams.build import conversation_codes, variant_rows, variant_text
+from duplexalign.streams.build import (
+    DEFAULT_FLOOR_GAP,
+    conversation_codes,
+    floor_labels,
+    variant_rows,
+    variant_text,
+)
 from duplexalign.streams.layout import Layout
 from duplexalign.streams.shards import PairIndex, ShardWriter
 from duplexalign.streams.tokenizer import load_tokenizer
@@ -55,6 +61,9 @@ class StreamsConfig(StageConfig):
     """Silence (s) separating user turns for the rebuild (one TTS call per turn)."""
     encode_margin: float = Field(2.0, ge=0.0)
     """Seconds of logged audio encoded before a variant window (codec left context)."""
+    floor_gap: float = Field(DEFAULT_FLOOR_GAP, gt=0.0)
+    """User silence (s) that ends a user turn for the floor labels; shorter pauses keep the floor
+    (same as annotate's `rules.turn_end_silence`)."""
     max_shard_bytes: int = Field(256 << 20, gt=0)
     """Flush a shard once its tensors reach this size."""
     keep_user_audio: bool = True
@@ -114,7 +123,8 @@ def run(cfg: StreamsConfig, run_dir: str | Path) -> StageStats:
         raise
     meta = {"codec": cfg.codec, "codec_path": cfg.codec_path, "num_codebooks": k,
             "cardinality": int(codec.cardinality), "text_card": tok.vocab_size,
-            "tokenizer": cfg.tokenizer, "layout_rows": Layout(k).num_rows}
+            "tokenizer": cfg.tokenizer, "layout_rows": Layout(k).num_rows,
+            "floor_labels": True}
     atomic_write_text(out / "meta.json", json.dumps(meta, indent=2))
     stats = StageStats(STAGE)
     for e in iter_dicts(out / "index.jsonl.gz"):
@@ -162,10 +172,14 @@ def _conversation(cfg: StreamsConfig, rd: RunDir, conv: Conversation, pairs: lis
     ctx, text = conversation_codes(conv.words.model, model_codes, encode(codec, user_wav, t), tok)
     text_stats.update({"shifted_words": text.shifted_words, "cut_tokens": text.cut_tokens})
     ctx_t = torch.from_numpy(ctx)
+    floor = torch.from_numpy(floor_labels(conv.words.user, conv.words.model, t, cfg.floor_gap))
     margin = int(round(cfg.encode_margin * 12.5))
     for p in pairs:
         ws, we = seconds_to_frame(p.window[0]), seconds_to_frame(p.window[1])
         rows = []
+        before = [w for w in conv.words.model if seconds_to_frame(w.start) < ws]
+        chosen_floor = floor_labels(conv.words.user, before + list(p.chosen.words), we,
+                                    cfg.floor_gap)[ws:we]
         for side, v in (("chosen", p.chosen), ("rejected", p.rejected)):
             txt, s = variant_text(conv.words.model, v.words, ws, we, tok)
             text_stats.update({"variant_shifted_words": s.shifted_words,
@@ -186,5 +200,5 @@ def _conversation(cfg: StreamsConfig, rd: RunDir, conv: Conversation, pairs: lis
             category=p.category, strategy=p.strategy, num_codebooks=k,
             chosen_text_tokens=int(np.isin(rows[0][0].numpy(), (0, 3), invert=True).sum()),
             rejected_text_tokens=int(np.isin(rows[1][0].numpy(), (0, 3), invert=True).sum()))
-        writer.add_context(conv.id, ctx_t)
-        writer.add_pair(entry, rows[0], rows[1])
+        writer.add_context(conv.id, ctx_t, floor)
+        writer.add_pair(entry, rows[0], rows[1], torch.from_numpy(chosen_floor))

@@ -35,6 +35,8 @@ class PairBatch:
         rows: `[B]` int64, position of each pair in the index.
         ids: pair ids.
         categories: pair categories (content | interruption | silence).
+        floor: `[B, T]` bool, frames where the user holds the floor and the chosen variant's
+            model is silent (False after each pair's end); None when the shards have no labels.
     """
 
     chosen: torch.Tensor
@@ -44,6 +46,7 @@ class PairBatch:
     rows: torch.Tensor
     ids: list[str]
     categories: list[str]
+    floor: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -58,6 +61,8 @@ def collate(reader: ShardReader, items: list[tuple[int, PairIndex]]) -> PairBatc
     chosen = torch.full((b, r, t), -1, dtype=torch.int64)
     rejected = chosen.clone()
     window = torch.zeros(b, t, dtype=torch.bool)
+    floors = [reader.floor(e) for _, e in items]
+    floor = None if any(f is None for f in floors) else torch.zeros(b, t, dtype=torch.bool)
     starts = []
     for i, ((c, rj), (_, e)) in enumerate(zip(pairs, items, strict=True)):
         n = c.shape[1]
@@ -66,9 +71,11 @@ def collate(reader: ShardReader, items: list[tuple[int, PairIndex]]) -> PairBatc
         w0 = e.window_start_frame - e.context_start_frame
         window[i, w0:n] = True
         starts.append(w0)
+        if floor is not None:
+            floor[i, :n] = floors[i]
     return PairBatch(chosen, rejected, window, min(starts),
                      torch.tensor([row for row, _ in items]), [e.id for _, e in items],
-                     [e.category for _, e in items])
+                     [e.category for _, e in items], floor)
 
 
 def pair_stream(streams_dir: str | Path, seed: int, epoch: int, buffer: int = 4096,

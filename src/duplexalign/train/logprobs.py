@@ -4,8 +4,10 @@ Owns the per-frame weights inside the pair window (1 everywhere, `onset_weight` 
 `onset_frames` frames of the reply), the length |y| (window frames incl. PAD, or non-pad tokens), and
 the forward that produces them: the text-only path (temporal transformer + text head, no depth
 transformer), with the shared context computed once per pair by default, or the full forward when
-audio-codebook log-probs are added (the paper's text+audio ablation). It also returns the chosen
-text's mean log-prob on the context frames (before the window), for an optional NLL anchor there.
+audio-codebook log-probs are added (the paper's text+audio ablation). It also returns the
+"user holds the floor" log-prob (`floor_logp`): the chosen text's mean log-prob of PAD over the
+frames where the user holds the floor and the model is silent (floor labels from the shards), over
+the whole sequence, context and window; the trainer's floor anchor is its negative.
 """
 
 from __future__ import annotations
@@ -45,12 +47,30 @@ class WindowScores:
     Attributes:
         logps: weighted window log-prob sums, `[2B]` (chosen b, then rejected b).
         lengths: |y|, `[2B]`.
-        context_logp: mean log-prob per frame of the chosen text on the context frames, `[B]`.
+        floor_logp: mean log p(PAD) of the chosen text over its floor frames (`floor_mask`),
+            `[B]`; 0 for a pair without such frames.
     """
 
     logps: torch.Tensor
     lengths: torch.Tensor
-    context_logp: torch.Tensor
+    floor_logp: torch.Tensor
+
+
+def floor_mask(floor: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    """`[B, T]` bool: floor frames (`floor [B, T]` bool) whose text (`text [B, T]`) is PAD."""
+    return floor & (text == TEXT_PAD_ID)
+
+
+def floor_logp(text_lp: torch.Tensor, text: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+    """Mean per-frame log-prob over `floor_mask(floor, text)`, `[B]` (0 where the mask is empty).
+
+    Args:
+        text_lp: `[B, T]` log-prob of each frame's text token (so log p(PAD) on the mask).
+        text: `[B, T]` text ids.
+        floor: `[B, T]` bool floor labels.
+    """
+    m = floor_mask(floor, text).to(text_lp.dtype)
+    return (text_lp * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
 def frame_weights(window: torch.Tensor, cfg: ScoreConfig) -> torch.Tensor:
@@ -63,7 +83,8 @@ def frame_weights(window: torch.Tensor, cfg: ScoreConfig) -> torch.Tensor:
 
 
 def score_pairs(model: nn.Module, chosen: torch.Tensor, rejected: torch.Tensor,
-                window: torch.Tensor, split: int, cfg: ScoreConfig) -> WindowScores:
+                window: torch.Tensor, split: int, cfg: ScoreConfig,
+                floor: torch.Tensor | None = None) -> WindowScores:
     """Score chosen and rejected of B pairs in one forward.
 
     Args:
@@ -73,6 +94,7 @@ def score_pairs(model: nn.Module, chosen: torch.Tensor, rejected: torch.Tensor,
         window: `[B, T]` bool, the pair window frames (same for both variants).
         split: a frame index `<=` every pair's window start (the shared context ends there).
         cfg: what to sum.
+        floor: `[B, T]` bool floor labels of the chosen variants (None: `floor_logp` is 0).
     """
     codes = torch.cat([chosen, rejected])  # [2B, R, T]
     win2 = torch.cat([window, window]) & (codes[:, 0] >= 0)
@@ -80,22 +102,23 @@ def score_pairs(model: nn.Module, chosen: torch.Tensor, rejected: torch.Tensor,
     if cfg.audio_weight > 0:
         out = model(codes)
         lp = token_logprobs(out.text_logits[:, 0], codes[:, 0])
+        chosen_text_lp = lp[:b]
         k = out.logits.shape[1]
         alp = torch.log_softmax(out.logits.float(), -1)
         tgt = codes[:, 1:1 + k].clamp(min=0)
         alp = alp.gather(-1, tgt[..., None])[..., 0]
         alp = torch.where(out.mask, alp, torch.zeros_like(alp)).sum(1)  # [2B, T]
         lp = lp + cfg.audio_weight * alp
-        ctx_lp = lp[:b, :split]
     elif cfg.share_context and split > 0:
         win_logits, ctx_logits = shared_prefix_text_logits(model, codes, split, 2,
                                                            return_context=True)
         lp = torch.cat([torch.zeros(2 * b, split, device=codes.device),
                         token_logprobs(win_logits, codes[:, 0, split:])], dim=1)
         ctx_lp = token_logprobs(ctx_logits, chosen[:, 0, :split])
+        chosen_text_lp = torch.cat([ctx_lp, lp[:b, split:]], dim=1)
     else:
         lp = token_logprobs(text_logits(model, codes), codes[:, 0])
-        ctx_lp = lp[:b, :split]
+        chosen_text_lp = lp[:b]
     w = frame_weights(win2, cfg)
     logps = (lp * w).sum(1)
     if cfg.length_norm == "frames":
@@ -104,6 +127,8 @@ def score_pairs(model: nn.Module, chosen: torch.Tensor, rejected: torch.Tensor,
         text = codes[:, 0]
         lexical = win2 & (text != TEXT_PAD_ID) & (text != TEXT_EPAD_ID)
         lengths = lexical.sum(1).float()
-    ctx_valid = chosen[:, 0, :split] >= 0
-    context_logp = ctx_lp.sum(1) / ctx_valid.sum(1).clamp(min=1)
-    return WindowScores(logps, lengths.clamp(min=1.0), context_logp)
+    if floor is None:
+        anchor = torch.zeros(b, device=codes.device)
+    else:
+        anchor = floor_logp(chosen_text_lp, chosen[:, 0], floor.to(codes.device))
+    return WindowScores(logps, lengths.clamp(min=1.0), anchor)

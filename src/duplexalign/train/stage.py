@@ -84,9 +84,14 @@ class TrainConfig(StageConfig):
     """Loss terms by registered name with weights, e.g. {dpo_ln: 1.0, sft: 1.0}."""
     loss_params: LossParams = LossParams()
     score: ScoreConfig = ScoreConfig()
-    context_nll_weight: float = 0.0
-    """Weight of an NLL anchor on the chosen text of the context frames (the user's turn)."""
+    floor_anchor_weight: float = 0.0
+    """Weight of the "user holds the floor" anchor: NLL of PAD on the chosen text at the frames
+    where the user holds the floor (speaking or in a mid-turn pause) and the model is silent,
+    over context and window (floor labels of the shards; `train/logprobs.floor_logp`)."""
     reference: Literal["cached", "live"] = "cached"
+    reference_init: Path | None = None
+    """Checkpoint whose log-probs are the (cached) reference; None = the starting model (`init`).
+    On-policy rounds set it to the base model to keep the first round's reference."""
     lr: float = 1e-5
     depth_lr: float | None = None
     weight_decay: float = 0.0
@@ -133,9 +138,9 @@ class _Scorer(nn.Module):
         super().__init__()
         self.model, self.cfg = model, cfg
 
-    def forward(self, chosen, rejected, window, split: int):
-        s = score_pairs(self.model, chosen, rejected, window, split, self.cfg)
-        return s.logps, s.lengths, s.context_logp
+    def forward(self, chosen, rejected, window, split: int, floor=None):
+        s = score_pairs(self.model, chosen, rejected, window, split, self.cfg, floor)
+        return s.logps, s.lengths, s.floor_logp
 
 
 def _lr_lambda(cfg: TrainConfig):
@@ -184,7 +189,8 @@ def _on(batch: PairBatch, device: torch.device) -> PairBatch:
         return batch
     return dataclasses.replace(batch, chosen=batch.chosen.to(device),
                                rejected=batch.rejected.to(device),
-                               window=batch.window.to(device))
+                               window=batch.window.to(device),
+                               floor=None if batch.floor is None else batch.floor.to(device))
 
 
 def _full_params(wrapped: nn.Module):
@@ -225,20 +231,30 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
         raise ConfigError("train.reference=live needs LoRA (the LoRA-off model is the reference); "
                           "use train.reference=cached for full fine-tuning")
     scorer = _Scorer(model, cfg.score)
+    if cfg.reference_init is not None and cfg.reference == "live":
+        raise ConfigError("train.reference_init needs train.reference=cached")
+    ref_model = (load_model(cfg.reference_init, device=device)
+                 if cfg.reference_init is not None else model)
 
     def score_batch(batch: PairBatch) -> WindowScores:
         """Scores through the wrapped module (FSDP gathers the shards), on the run's device."""
         batch = _on(batch, device)
         with devices.autocast(device, bf16):
-            return WindowScores(*wrapped(batch.chosen, batch.rejected, batch.window, batch.split))
+            return WindowScores(*wrapped(batch.chosen, batch.rejected, batch.window, batch.split,
+                                         batch.floor))
 
     def ref_score(batch: PairBatch) -> WindowScores:
-        with torch.no_grad(), lora_scale(model, 0.0):
-            return score_batch(batch)
+        if ref_model is model:
+            with torch.no_grad(), lora_scale(model, 0.0):
+                return score_batch(batch)
+        batch = _on(batch, device)
+        with torch.no_grad(), lora_scale(ref_model, 0.0), devices.autocast(device, bf16):
+            return score_pairs(ref_model, batch.chosen, batch.rejected, batch.window, batch.split,
+                               cfg.score)
 
     ckpt_root = out / "ckpt"
     last = checkpoint.latest(ckpt_root)
-    key = cache_key(weights_digest(model), streams_dir, cfg.score)  # the starting weights
+    key = cache_key(weights_digest(ref_model), streams_dir, cfg.score)  # the starting weights
     opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.depth_lr, cfg.weight_decay),
                             betas=(0.9, 0.95))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
@@ -256,7 +272,8 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
     ref_table = load_or_compute(out / "refcache", key,
                                 lambda: compute_reference(ref_score, streams_dir,
                                                           cfg.micro_batch_size),
-                                can_compute=lora or last is None).to(device)
+                                can_compute=lora or last is None
+                                or cfg.reference_init is not None).to(device)
     held = list(range(cfg.val.held_out))
     data = GlobalBatches(streams_dir, cfg.batch_size, cfg.seed, pos["epoch"], pos["consumed"],
                          skip_rows=len(held))
@@ -272,8 +289,11 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
         per_example = []
         for micro in shard_batch(items, rank, world, cfg.micro_batch_size):
             batch = collate(reader, micro)
+            if cfg.floor_anchor_weight and batch.floor is None:
+                raise ConfigError("train.floor_anchor_weight > 0 needs floor labels in the "
+                                  "shards: rerun `duplexalign streams` with this version")
             s_pol = score_batch(batch)
-            logps, lengths, ctx_lp = s_pol.logps, s_pol.lengths, s_pol.context_logp
+            logps, lengths, floor_lp = s_pol.logps, s_pol.lengths, s_pol.floor_logp
             b = len(batch)
             ref = ref_table[batch.rows.to(device)]
             if cfg.reference == "live":
@@ -282,7 +302,7 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
             lp = PreferenceLogps(logps[:b].float(), logps[b:].float(), ref[:, 0].float(),
                                  ref[:, 1].float(), lengths[:b].float(), lengths[b:].float())
             out_l = combined_loss(cfg.loss, lp, cfg.loss_params)
-            loss = out_l.loss - cfg.context_nll_weight * ctx_lp.float()
+            loss = out_l.loss - cfg.floor_anchor_weight * floor_lp.float()
             (loss.sum() * world / len(items)).backward()  # < batch_size when data is short
             per_example.append((batch.categories, loss.detach(), out_l, lp))
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

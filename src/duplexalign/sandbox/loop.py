@@ -1,0 +1,195 @@
+"""On-policy alignment rounds on the sandbox: deploy the current policy, then the ordinary stages.
+
+Owns one round of the product's loop as a team would run it on a live model, and the chain of
+rounds: the current policy is deployed to simulated users asking *fresh* training scenarios (each
+round draws its own conversations: the deployment seed moves by `ROUND_SEED_STRIDE`), the logs go
+through `ingest`, `annotate`, `pairs`, `streams` and `train` (which starts from the current policy;
+its reference is the current policy or the base model, `DemoConfig.reference`), and the checkpoint
+chosen by rollout validation becomes the next round's policy. Round 1 writes to `OUT/logs` and
+`OUT/run`, round r > 1 to `OUT/round<r>/`. It knows nothing about the held-out evaluation: the demo
+scores each round's policy through the `on_round` callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from duplexalign.errors import ConfigError
+from duplexalign.manifest import iter_dicts
+from duplexalign.sandbox.deploy import SCENARIOS_NAME, Assets, DeployConfig, deploy, write_logs
+
+if TYPE_CHECKING:
+    from duplexalign.sandbox.demo import DemoConfig
+
+log = logging.getLogger(__name__)
+
+ROUND_SEED_STRIDE = 1000
+"""Round r deploys with seed `deploy.seed + (r - 1) * ROUND_SEED_STRIDE` (fresh conversations)."""
+
+
+@dataclass
+class RoundResult:
+    """One finished round.
+
+    Attributes:
+        round: 1-based round number.
+        run_dir: the round's run directory (ingest ... train).
+        start: the policy the round deployed and trained from.
+        checkpoint: the round's aligned checkpoint (rollout validation's best, else final).
+        validation_history: the rollout validator's metrics per validated step.
+        timings: seconds per stage.
+        base_length: the validator's reference reply length (kept for the next rounds).
+    """
+
+    round: int
+    run_dir: Path
+    start: Path
+    checkpoint: Path
+    validation_history: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    base_length: float | None = None
+
+
+def round_dir(out: Path, r: int) -> Path:
+    """Folder holding round `r`'s `logs/` and `run/` (the output folder itself for round 1)."""
+    return out if r == 1 else out / f"round{r}"
+
+
+def round_deploy(cfg: DeployConfig, r: int) -> DeployConfig:
+    """The deployment of round `r`: the same users' distribution, fresh conversations."""
+    return cfg.model_copy(update={"seed": cfg.seed + (r - 1) * ROUND_SEED_STRIDE})
+
+
+def rewriter_for(cfg: DemoConfig, stages: dict[str, Any], stack: ExitStack):
+    """The pairs stage's rewriter: the oracle's, the configured endpoint, or the local LLM."""
+    if cfg.judge == "oracle":
+        from duplexalign.sandbox.oracle import OracleRewriter
+
+        return OracleRewriter()
+    if stages["pairs"].rewriter is not None:
+        return None  # the pairs stage builds it from its own config
+    from duplexalign.judges.llm import LLMClient
+    from duplexalign.judges.rewriter import Rewriter
+    from duplexalign.judges.server import LocalLLMServer
+
+    llm = stages["annotate"].llm
+    url, model = llm.url, llm.model
+    if url is None:
+        srv = stack.enter_context(LocalLLMServer(model, threads=llm.threads))
+        url, model = srv.base_url, srv.model_name
+    return Rewriter(LLMClient(url, model, concurrency=llm.concurrency, timeout=llm.timeout))
+
+
+def align_round(cfg: DemoConfig, r: int, policy: Path, base: Path, assets: Assets,
+                stages: dict[str, Any], out: Path, base_length: float | None = None,
+                progress: bool = True) -> RoundResult:
+    """Run round `r`: deploy `policy`, then ingest, annotate, pairs, streams and train from it.
+
+    Args:
+        cfg: the demo options (deployment, validation users, judge, reference choice).
+        r: round number (1-based); it picks the deployment seed and the folder.
+        policy: checkpoint folder of the current policy.
+        base: checkpoint folder of the base (instruct) model, the reference when
+            `cfg.reference == "base"`.
+        assets: tokenizer and codec.
+        stages: the ordinary stages' configs (`demo.stage_configs`).
+        out: the demo's output folder.
+        base_length: reply length of the base model on the validation users (the validator's
+            length-change reference); None measures it on this round's starting policy.
+        progress: show progress bars.
+
+    Returns:
+        The round's result (its aligned checkpoint is the next round's policy).
+    """
+    from duplexalign.annotate.stage import run as annotate
+    from duplexalign.ingest.stage import run as ingest
+    from duplexalign.models.presets import load_model
+    from duplexalign.pairs.stage import run as pairs
+    from duplexalign.sandbox.oracle import use_scenarios
+    from duplexalign.sandbox.validation import RolloutValidator
+    from duplexalign.speech.base import ASR_BACKENDS
+    from duplexalign.streams.stage import run as streams
+    from duplexalign.train.stage import run_stage as train
+
+    timings: dict[str, float] = {}
+
+    def lap(name: str, t: float) -> None:
+        timings[name] = round(time.time() - t, 1)
+        log.info("round %d: %s done in %.1f s", r, name, timings[name])
+
+    folder = round_dir(out, r)
+    logs, run_dir = folder / "logs", folder / "run"
+    t = time.time()
+    if not (logs / "index.jsonl").exists():
+        deployed = deploy(load_model(policy), round_deploy(cfg.deploy, r), assets,
+                          progress=progress)
+        write_logs(deployed, logs, asr=ASR_BACKENDS.get(cfg.user_asr)(), progress=progress)
+    use_scenarios(logs / SCENARIOS_NAME)
+    lap("deploy", t)
+    t = time.time()
+    ingest(stages["ingest"], logs / "index.jsonl", run_dir)
+    lap("ingest", t)
+    t = time.time()
+    annotate(stages["annotate"], run_dir)
+    lap("annotate", t)
+    t = time.time()
+    with ExitStack() as stack:
+        pairs(stages["pairs"], run_dir, rewriter=rewriter_for(cfg, stages, stack))
+    lap("pairs", t)
+    if not (run_dir / "pairs.jsonl.gz").exists() or not any(
+            True for _ in iter_dicts(run_dir / "pairs.jsonl.gz")):
+        raise ConfigError(f"demo round {r}: the loop produced no preference pairs (see "
+                          f"{run_dir}/stats.json: annotate found no issues or pairs dropped them "
+                          "all); deploy more conversations with --set sandbox.deploy.conversations=N")
+    t = time.time()
+    streams(stages["streams"], run_dir)
+    lap("streams", t)
+    t = time.time()
+    validator = RolloutValidator(assets, cfg.validation, base_length=base_length)
+    reference = base if cfg.reference == "base" and policy != base else None
+    train_cfg = stages["train"].model_copy(update={"init": policy, "reference_init": reference})
+    torch.manual_seed(0)
+    train(train_cfg, run_dir, validators=[validator])
+    lap("train", t)
+    best = run_dir / "train" / "best"
+    chosen = best if (best / "model.safetensors").exists() else run_dir / "train" / "final"
+    return RoundResult(round=r, run_dir=run_dir, start=policy, checkpoint=chosen,
+                       validation_history=validator.history, timings=timings,
+                       base_length=validator.base_length)
+
+
+def on_policy_rounds(cfg: DemoConfig, assets: Assets, stages: dict[str, Any], out: Path,
+                     on_round: Callable[[RoundResult], None] | None = None,
+                     progress: bool = True) -> list[RoundResult]:
+    """Run `cfg.rounds` rounds, each deploying and training the previous round's checkpoint.
+
+    Args:
+        cfg: the demo options (`rounds`, `reference`, deployment, validation, judge).
+        assets: tokenizer, codec and the base instruct checkpoint (round 1's policy).
+        stages: the ordinary stages' configs.
+        out: output folder.
+        on_round: called after each round (the demo evaluates the round's policy there).
+        progress: show progress bars.
+
+    Returns:
+        The rounds' results, in order.
+    """
+    base = assets.instruct
+    policy, results, base_length = base, [], None
+    for r in range(1, cfg.rounds + 1):
+        res = align_round(cfg, r, policy, base, assets, stages, out, base_length, progress)
+        base_length = res.base_length if base_length is None else base_length
+        results.append(res)
+        if on_round is not None:
+            on_round(res)
+        policy = res.checkpoint
+    return results
+
