@@ -17,11 +17,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from duplexalign.config import StageConfig
 from duplexalign.judges.base import JUDGES
-from duplexalign.judges.llm import LLMClient, LLMFailure, LLMRequest, LLMResult, ParseError
+from duplexalign.judges.llm import (
+    LLMClient,
+    LLMFailure,
+    LLMRequest,
+    LLMResult,
+    ParseError,
+    check_base_url,
+)
 from duplexalign.judges.redact import redact
 from duplexalign.judges.templates import load_judge_template
 from duplexalign.records import CONTENT_CATEGORIES, Conversation, Issue, JudgeInfo, Segment
@@ -60,6 +67,11 @@ class LLMJudgeConfig(StageConfig):
     160-char reason, 300-char improved reply) is about 200 tokens, so answers are never cut off."""
     threads: int | None = None
     """CPU threads of the local server (None: env LLM_THREADS, else 1; see reference/llm.md)."""
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str | None) -> str | None:
+        return None if url is None else check_base_url(url)
 
 
 @dataclass(frozen=True)

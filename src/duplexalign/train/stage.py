@@ -265,7 +265,8 @@ def ref_free_score(model: nn.Module, batch: PairBatch, cfg: ScoreConfig):
 
 def run_stage(cfg: TrainConfig, run_dir: str | Path, validators: list[Validator] = ()) -> StageStats:
     """Run the stage inside a run directory: reads `RUN/streams`, writes `RUN/train`."""
-    rd = RunDir(run_dir)
+    rd = RunDir(run_dir, create=False)
+    rd.require_done("train", "streams", "no finished RUN/streams")
     digest = digest_json(cfg.model_dump(mode="json"))
     if rd.is_done("train", digest):
         log.info("train already done for this config; skipping")
