@@ -37,8 +37,9 @@ class StageNotDone(DuplexAlignError):
         self.stage = stage
         self.needs = needs
         why = f" ({why})" if why else ""
+        command = f"ingest INPUT --out {run_dir}" if needs == "ingest" else f"{needs} {run_dir}"
         super().__init__(f"{stage}: {run_dir} has no finished `{needs}` stage{why}; run "
-                         f"`duplexalign {needs} {run_dir}` first")
+                         f"`duplexalign {command}` first")
 
 
 class BadInput(ManifestError):
