@@ -90,6 +90,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--cache", default=str(cache_root() / "judge_quality_cache"))
+    ap.add_argument("--template", default=LLMJudgeConfig().template, help="judge prompt template id")
     ap.add_argument("--out", default=None, help="write raw verdicts and metrics as JSON")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -104,7 +105,7 @@ def main() -> None:
             url, model = srv.base_url, srv.model_name
         client = LLMClient(url, model, cache_dir=args.cache, concurrency=args.concurrency,
                            timeout=600)
-        judge = ContentJudge(client, LLMJudgeConfig())
+        judge = ContentJudge(client, LLMJudgeConfig(template=args.template))
         t0 = time.perf_counter()
         clean = asyncio.run(judge_all(judge, [(c.id, c.turns) for c in cases], args.concurrency))
         t_clean = time.perf_counter() - t0
@@ -122,6 +123,7 @@ def main() -> None:
         for cat, (p, r, f, n) in rows.items():
             print(f"| {cat} | {n} | {p:.2f} | {r:.2f} | {f:.2f} |")
     rule = LLMJudgeConfig().flag_rule
+    print(f"\ntemplate {args.template}; {len(attacks)} attacks")
     flips = {"suppress": [0, 0], "induce": [0, 0]}
     for a in attacks:
         v0, v1 = clean[a.case], attacked[a.id]
