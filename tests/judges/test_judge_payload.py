@@ -136,7 +136,7 @@ def test_prompt_fences_user_speech_redacts_pii_and_chunks_long_conversations():
     assert "(R1)" in chunks[1].request.messages[-1]["content"]
     assert "Grade the assistant replies R3 by" in chunks[1].request.messages[-1]["content"]
     # system prompt + 4 few-shot pairs + the question
-    assert len(chunks[0].request.messages) == 1 + 2 * 4 + 1
+    assert len(chunks[0].request.messages) == 1 + 2 * 5 + 1  # system, 5 worked examples, the ask
 
 
 def test_redaction_can_be_switched_off():
