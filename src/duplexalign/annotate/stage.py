@@ -202,9 +202,9 @@ async def _annotate(pending: list[Conversation], cfg: AnnotateConfig, rd: RunDir
             stats.add(f"vad_skipped/{e.reason}")
             vad_segs = None
         timing = run_rules(conv, cfg.rules.enabled, cfg.rules, vad_segs)
-        before = Counter(judge.redactions) if judge is not None else Counter()
         outcome = await judge.judge(conv) if judge is not None else None
-        red = dict(Counter(judge.redactions) - before) if judge is not None else {}
+        # this conversation's own count: other conversations are judged meanwhile
+        red = dict(getattr(outcome, "redactions", None) or {})
         return conv, timing, outcome, red
 
     it = iter(pending)
