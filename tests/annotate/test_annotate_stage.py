@@ -134,3 +134,21 @@ def test_judges_without_an_llm_get_no_client_and_no_server(tmp_path, monkeypatch
     stats = run(AnnotateConfig(judge="_test_static", progress=False), tmp_path)
     assert seen[0] is None and sorted(seen[1:]) == ["fine", "interrupts", "silent"]
     assert stats.counts["conversations/annotated"] == 3
+
+
+def test_redaction_counts_are_exact_with_many_conversations_in_flight(tmp_path):
+    """Each conversation counts its own redactions: with 8 judged at once (a slow server keeps
+    them overlapping), stats.json holds exactly one phone and one name per conversation."""
+    convs = [conv(f"pii{i}", W("hi my name is john smith call me on five five five one two "
+                               "three four five six seven", 0, 6), W("sure thing", 6.5, 7.5))
+             for i in range(12)]
+    write_manifest(tmp_path / "conversations.jsonl.gz", convs)
+    RunDir(tmp_path).mark_done("ingest")
+    with FakeOpenAI(latency=0.05) as srv:
+        cfg = AnnotateConfig(progress=False, in_flight=8,
+                             llm={"url": srv.url, "model": "fake", "concurrency": 8})
+        stats = run(cfg, tmp_path)
+    assert srv.max_active > 1  # conversations really overlapped
+    assert stats.counts["redactions/phone"] == 12 and stats.counts["redactions/name"] == 12
+    sent = " ".join(m["content"] for p in srv.payloads for m in p["messages"][-1:])
+    assert "five five five" not in sent and "john smith" not in sent

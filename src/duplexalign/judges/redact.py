@@ -31,8 +31,8 @@ _TENS = "twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
 _NUM_WORDS = f"{_UNITS}|{_TENS}|hundred|double|triple"
 _DIGIT_OF = {w: str(i) for i, w in enumerate(
     "zero one two three four five six seven eight nine".split())} | {"oh": "0"}
-_FILLERS = frozenset({"uh", "um", "umm", "er", "erm", "ah", "hmm", "mm", "like", "...", "…", "-",
-                      "—", "–", "so", "and"})
+_FILLERS = frozenset({"uh", "um", "umm", "er", "erm", "ah", "hmm", "mm", "...", "…", "-", "—",
+                      "–"})
 _SUFFIX = (r"(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|"
            r"terrace|parkway|pkwy|highway|hwy|square|sq|crescent|close)")
 _NOT_STREET = (r"(?:of|the|a|an|in|on|at|to|for|with|by|from|and|or|is|was|my|your|our|their|his|"
@@ -50,7 +50,7 @@ _DATE_TOKEN = (rf"(?:\d{{1,2}}[/.-]\d{{1,2}}[/.-]\d{{2,4}}|{_MONTHS}|{_ORDINALS}
                rf"hundred|thousand|and|of|the|\d{{1,4}})\b")
 _RELATIONS = ("wife|husband|son|daughter|mother|mom|mum|father|dad|brother|sister|friend|boss|"
               "doctor|partner|colleague|neighbour|neighbor|girlfriend|boyfriend|grandmother|"
-              "grandfather|grandma|grandpa|aunt|uncle|cousin|manager|teacher|name")
+              "grandfather|grandma|grandpa|aunt|uncle|cousin|manager|teacher")
 _STOP = frozenset(
     "a an the and or but so of to in on at for with by from is are was were be been am i me my we "
     "you your he she it they them his her its our their this that these those not no yes okay ok "
@@ -72,9 +72,11 @@ DOB_CUE = re.compile(
     r"(?:\s+is)?|birthday(?:\s+is)?(?:\s+on)?)[\s:,]+", re.I)
 DATE_RUN = re.compile(rf"{_DATE_TOKEN}(?:[\s,]+{_DATE_TOKEN}){{0,9}}", re.I)
 NAME_CUE = re.compile(
-    rf"\b(?:my\s+name\s+is|my\s+name's|name's|i'm\s+called|i\s+am\s+called|call\s+me|"
+    rf"\b(?:name\s+is|my\s+name's|name's|holder\s+is|i'm\s+called|i\s+am\s+called|call\s+me|"
     rf"this\s+is|it's|i\s+am|i'm|my\s+(?:{_RELATIONS})(?:'s\s+name\s+is|\s+is\s+called|"
-    rf"\s+is\s+named|\s+named|\s+called|,)?|(?:mr|mrs|ms|miss|dr|doctor|professor)\.?)\s+", re.I)
+    rf"\s+is\s+named|\s+named|\s+called|,)?)\s+", re.I)
+TITLE = re.compile(r"\b(?:mr|mrs|ms|miss|dr|doctor|professor)\.?\s+", re.I)
+"""A title: the next word is a surname even in lower-case ASR text ("mrs garcia")."""
 WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 DIGIT_RUN = re.compile(r"(?<![\w.,])\+?\d(?:[\s().-]{0,2}\d){6,18}(?![\w])")
 ADDRESS = re.compile(
@@ -110,8 +112,12 @@ def _iban(text: str) -> Iterator[Span]:
     from stdnum import iban
 
     for m in IBAN.finditer(text):
-        if iban.is_valid(m.group(0)):
-            yield m.start(), m.end(), "account"
+        parts = m.group(0).split(" ")
+        for k in range(len(parts), 0, -1):  # the longest valid prefix ("... 00 please")
+            cand = " ".join(parts[:k])
+            if iban.is_valid(cand):
+                yield m.start(), m.start() + len(cand), "account"
+                break
 
 
 def _after_cue(cue: re.Pattern, text: str, take: Callable[[str, int], int | None], kind: str
@@ -156,7 +162,7 @@ def _date_run(text: str, pos: int) -> int | None:
     return text_end
 
 
-def _name_run(text: str, pos: int) -> int | None:
+def _name_run(text: str, pos: int, titled: bool = False) -> int | None:
     """End of a name right after an introduction cue: a capitalised word or a known first name,
     then optionally a surname (another capitalised word, or any word after a known first name)."""
     names, end, count, first_known = first_names(), None, 0, False
@@ -166,7 +172,8 @@ def _name_run(text: str, pos: int) -> int | None:
         w = m.group(0)
         low = w.lower()
         known = low in names
-        if low in _STOP or (not known and not w[0].isupper() and not (count and first_known)):
+        if low in _STOP or (not known and not w[0].isupper() and not (count and first_known)
+                            and not (titled and count == 0)):
             break
         first_known = known if count == 0 else first_known
         if count == 0 and not known and w.isupper():
@@ -253,6 +260,7 @@ DETECTORS: list[Callable[[str], Iterator[Span]]] = [
     _regex(DIGIT_RUN, lambda m: _number_kind(re.sub(r"\D", "", m.group(0)))),
     _spoken_numbers,
     lambda text: _after_cue(NAME_CUE, text, _name_run, "name"),
+    lambda text: _after_cue(TITLE, text, lambda t, p: _name_run(t, p, titled=True), "name"),
     _names_without_cue,
 ]
 """Detectors in priority order: of two overlapping hits the earlier detector's wins."""
