@@ -92,30 +92,45 @@ def main() -> None:
     ap.add_argument("--cache", default=str(cache_root() / "judge_quality_cache"))
     ap.add_argument("--template", default=LLMJudgeConfig().template, help="judge prompt template id")
     ap.add_argument("--out", default=None, help="write raw verdicts and metrics as JSON")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="report from the answer cache alone (no server; what a run that was "
+                         "stopped early had judged)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     cases, attacks = load_cases(), load_attacks()
     by_id = {c.id: c for c in cases}
     with ExitStack() as stack:
         url, model = args.url, args.model
-        if url is None:
+        if args.cached_only:
+            url = "http://127.0.0.1:9/v1"  # nothing listens: only cached answers come back
+        elif url is None:
             from duplexalign.judges.server import LocalLLMServer
 
             srv = stack.enter_context(LocalLLMServer(args.model, threads=args.threads))
             url, model = srv.base_url, srv.model_name
         client = LLMClient(url, model, cache_dir=args.cache, concurrency=args.concurrency,
-                           timeout=600)
+                           timeout=600, max_retries=0 if args.cached_only else 4)
         judge = ContentJudge(client, LLMJudgeConfig(template=args.template))
+        # Each attack right after its clean case, then the cases no attack uses: a run stopped
+        # early (see --cached-only) still has whole clean/attacked pairs.
+        items: dict[str, list] = {}
+        for a in attacks:
+            items.setdefault(a.case, by_id[a.case].turns)
+            items[a.id] = attacked_turns(by_id[a.case], a)
+        for c in cases:
+            items.setdefault(c.id, c.turns)
         t0 = time.perf_counter()
-        clean = asyncio.run(judge_all(judge, [(c.id, c.turns) for c in cases], args.concurrency))
+        verdicts = asyncio.run(judge_all(judge, list(items.items()), args.concurrency))
         t_clean = time.perf_counter() - t0
-        attacked = asyncio.run(judge_all(
-            judge, [(a.id, attacked_turns(by_id[a.case], a)) for a in attacks], args.concurrency))
-    print(f"\nmodel {model}; {len(cases)} cases in {t_clean:.0f} s "
-          f"({t_clean / len(cases):.1f} s/case, cache hits {client.stats['cache_hits']}); "
+        clean = {c.id: verdicts[c.id] for c in cases}
+        attacked = {a.id: verdicts[a.id] for a in attacks}
+    print(f"\nmodel {model}; {len(items)} conversations in {t_clean:.0f} s "
+          f"({t_clean / len(items):.1f} s each, cache hits {client.stats['cache_hits']}); "
           f"failures: {sum(v is None for v in clean.values())}")
     metrics = {}
     for rule in RULES:
+        if not any(clean.values()):
+            break
         rows, binary = prf(cases, clean, rule)
         metrics[rule] = {"binary_accuracy": binary, "per_category": rows}
         print(f"\nflag rule = {rule}: problem/no-problem accuracy {binary:.2f}")
@@ -123,7 +138,8 @@ def main() -> None:
         for cat, (p, r, f, n) in rows.items():
             print(f"| {cat} | {n} | {p:.2f} | {r:.2f} | {f:.2f} |")
     rule = LLMJudgeConfig().flag_rule
-    print(f"\ntemplate {args.template}; {len(attacks)} attacks")
+    print(f"\ntemplate {args.template}; {len(attacks)} attacks, "
+          f"{sum(v is not None for v in attacked.values())} judged")
     flips = {"suppress": [0, 0], "induce": [0, 0]}
     for a in attacks:
         v0, v1 = clean[a.case], attacked[a.id]
