@@ -43,7 +43,7 @@ def test_attacked_conversation_keeps_one_segment_per_turn():
     judge = ContentJudge(LLMClient("http://127.0.0.1:9/v1", "m"))
     assert len(judge.replies(conv)) == graded_reply_index(turns) == 2
     prompt = judge.chunks(conv)[0].request.messages[-1]["content"]
-    assert "Grade the assistant replies R1, R2 by" in prompt
+    assert prompt.rstrip().endswith("Grade the assistant replies R1, R2.")
     assert f"<user_speech>{attack.text}</user_speech>" in prompt
     before = next(a for a in load_attacks() if a.position == "before")
     t2 = attacked_turns(case, before)

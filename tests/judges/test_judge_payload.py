@@ -134,9 +134,9 @@ def test_prompt_fences_user_speech_redacts_pii_and_chunks_long_conversations():
     assert chunks[1].request.schema["properties"]["replies"]["items"]["properties"]["id"][
         "enum"] == ["R3"]
     assert "(R1)" in chunks[1].request.messages[-1]["content"]
-    assert "Grade the assistant replies R3 by" in chunks[1].request.messages[-1]["content"]
+    assert "Grade the assistant replies R3." in chunks[1].request.messages[-1]["content"]
     # system prompt + 4 few-shot pairs + the question
-    assert len(chunks[0].request.messages) == 1 + 2 * 5 + 1  # system, 5 worked examples, the ask
+    assert len(chunks[0].request.messages) == 1 + 2 * 4 + 1
 
 
 def test_redaction_can_be_switched_off():
@@ -174,7 +174,7 @@ def test_verdicts_and_issues_from_a_canned_answer(rule, expected):
     for i in issues:
         assert i.kind == "content" and i.reply_span == (6.5, 7.5)
         assert i.score <= 2  # a listed problem scored 5 is clamped to the threshold
-        assert i.judge.prompt_id == "judge_v2" and i.judge.model == "qwen"
+        assert i.judge.prompt_id == "judge_v1" and i.judge.model == "qwen"
         assert i.judge.cache_key == "k" * 64
         assert i.improved_reply == "better" and i.evidence["reply_text"] == "that is wrong"
 

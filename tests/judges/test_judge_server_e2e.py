@@ -49,9 +49,7 @@ def cases(*ids):
 
 def test_smollm2_judge_returns_schema_valid_verdicts(smol, tmp_path):
     client = LLMClient(smol.base_url, smol.model_name, cache_dir=tmp_path, timeout=120)
-    # plumbing with the 135M model: judge_v1's four examples (with judge_v2's five this model
-    # answers R1 twice and leaves R2 out, a schema failure that Qwen does not make)
-    judge = ContentJudge(client, LLMJudgeConfig(template="judge_v1"))
+    judge = ContentJudge(client, LLMJudgeConfig())
     [conv] = cases("instr-07")  # two replies
     out = client.run_many([c.request for c in judge.chunks(conv)])
     assert not any(hasattr(r, "kind") for r in out), out

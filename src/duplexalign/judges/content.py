@@ -50,7 +50,7 @@ class LLMJudgeConfig(StageConfig):
     """Seconds per HTTP attempt (a CPU model needs tens of seconds for a long transcript)."""
     max_retries: int = Field(4, ge=0)
     """Retries on 429/5xx, timeouts, connection errors and unparseable answers."""
-    template: str = "judge_v2"
+    template: str = "judge_v1"
     """Judge prompt template id (judges/prompts/<id>.yaml) or a path to a YAML file."""
     threshold: int = Field(2, ge=1, le=5)
     """A category scored at or below this is a problem (paper.md section 7 suggests 2)."""

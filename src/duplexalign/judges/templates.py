@@ -63,7 +63,7 @@ def _read(name: str) -> dict[str, Any]:
 
 
 @cache
-def load_judge_template(name: str = "judge_v2") -> JudgeTemplate:
+def load_judge_template(name: str = "judge_v1") -> JudgeTemplate:
     """The judge template `name` (a shipped id or a path to a YAML file)."""
     try:
         return JudgeTemplate.model_validate(_read(name))
