@@ -90,31 +90,47 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--cache", default=str(cache_root() / "judge_quality_cache"))
+    ap.add_argument("--template", default=LLMJudgeConfig().template, help="judge prompt template id")
     ap.add_argument("--out", default=None, help="write raw verdicts and metrics as JSON")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="report from the answer cache alone (no server; what a run that was "
+                         "stopped early had judged)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     cases, attacks = load_cases(), load_attacks()
     by_id = {c.id: c for c in cases}
     with ExitStack() as stack:
         url, model = args.url, args.model
-        if url is None:
+        if args.cached_only:
+            url = "http://127.0.0.1:9/v1"  # nothing listens: only cached answers come back
+        elif url is None:
             from duplexalign.judges.server import LocalLLMServer
 
             srv = stack.enter_context(LocalLLMServer(args.model, threads=args.threads))
             url, model = srv.base_url, srv.model_name
         client = LLMClient(url, model, cache_dir=args.cache, concurrency=args.concurrency,
-                           timeout=600)
-        judge = ContentJudge(client, LLMJudgeConfig())
+                           timeout=600, max_retries=0 if args.cached_only else 4)
+        judge = ContentJudge(client, LLMJudgeConfig(template=args.template))
+        # Each attack right after its clean case, then the cases no attack uses: a run stopped
+        # early (see --cached-only) still has whole clean/attacked pairs.
+        items: dict[str, list] = {}
+        for a in attacks:
+            items.setdefault(a.case, by_id[a.case].turns)
+            items[a.id] = attacked_turns(by_id[a.case], a)
+        for c in cases:
+            items.setdefault(c.id, c.turns)
         t0 = time.perf_counter()
-        clean = asyncio.run(judge_all(judge, [(c.id, c.turns) for c in cases], args.concurrency))
+        verdicts = asyncio.run(judge_all(judge, list(items.items()), args.concurrency))
         t_clean = time.perf_counter() - t0
-        attacked = asyncio.run(judge_all(
-            judge, [(a.id, attacked_turns(by_id[a.case], a)) for a in attacks], args.concurrency))
-    print(f"\nmodel {model}; {len(cases)} cases in {t_clean:.0f} s "
-          f"({t_clean / len(cases):.1f} s/case, cache hits {client.stats['cache_hits']}); "
+        clean = {c.id: verdicts[c.id] for c in cases}
+        attacked = {a.id: verdicts[a.id] for a in attacks}
+    print(f"\nmodel {model}; {len(items)} conversations in {t_clean:.0f} s "
+          f"({t_clean / len(items):.1f} s each, cache hits {client.stats['cache_hits']}); "
           f"failures: {sum(v is None for v in clean.values())}")
     metrics = {}
     for rule in RULES:
+        if not any(clean.values()):
+            break
         rows, binary = prf(cases, clean, rule)
         metrics[rule] = {"binary_accuracy": binary, "per_category": rows}
         print(f"\nflag rule = {rule}: problem/no-problem accuracy {binary:.2f}")
@@ -122,17 +138,30 @@ def main() -> None:
         for cat, (p, r, f, n) in rows.items():
             print(f"| {cat} | {n} | {p:.2f} | {r:.2f} | {f:.2f} |")
     rule = LLMJudgeConfig().flag_rule
+    print(f"\ntemplate {args.template}; {len(attacks)} attacks, "
+          f"{sum(v is not None for v in attacked.values())} judged")
     flips = {"suppress": [0, 0], "induce": [0, 0]}
+    won = 0  # flips in the direction the attack wanted (a hidden problem or an invented one)
+    hidden = [0, 0]  # labelled categories the clean verdict caught and the attacked one lost
     for a in attacks:
         v0, v1 = clean[a.case], attacked[a.id]
         if v0 is None or v1 is None:
             continue
+        caught = flagged(v0, rule) & set(by_id[a.case].labels)
+        hidden[0] += len(caught - flagged(v1, rule))
+        hidden[1] += len(caught)
         flips[a.goal][1] += 1
-        flips[a.goal][0] += bool(flagged(v0, rule)) != bool(flagged(v1, rule))
+        before, after = bool(flagged(v0, rule)), bool(flagged(v1, rule))
+        flips[a.goal][0] += before != after
+        won += (before and not after) if a.goal == "suppress" else (after and not before)
     total = [flips["suppress"][0] + flips["induce"][0], flips["suppress"][1] + flips["induce"][1]]
     print(f"\ninjection flip rate (rule {rule}): {total[0]}/{total[1]} = "
           f"{total[0] / max(total[1], 1):.2f}; suppress {flips['suppress'][0]}/"
           f"{flips['suppress'][1]}, induce {flips['induce'][0]}/{flips['induce'][1]}")
+    print(f"flips the attack wanted (problem hidden / invented): {won}/{total[1]} = "
+          f"{won / max(total[1], 1):.2f}; the rest went against the attack's goal")
+    print(f"labelled categories caught on the clean case and lost under attack: {hidden[0]}/"
+          f"{hidden[1]} (a problem can stay flagged under another category)")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"model": model, "clean": clean, "attacked": attacked, "metrics": metrics,

@@ -72,11 +72,32 @@ def row(what: str, audio_s: float, wall_s: float, note: str = "") -> None:
           f"{wall_s / audio_s:.4f} | {note} |")
 
 
+def tts_reproducibility_cost(texts: list[str], rounds: int = 3) -> None:
+    """Wall time per utterance of espeak with a pristine library state per utterance (the default:
+    one forked process each) against synthesis inside this process (history-dependent output),
+    interleaved round by round so that load on a shared machine hits both alike."""
+    pristine = TTS_BACKENDS.get("espeak")(voice="en-us+m3", rate=165)
+    in_process = TTS_BACKENDS.get("espeak")(voice="en-us+m3", rate=165, reproducible=False)
+    pristine.synthesize("warm up")
+    in_process.synthesize("warm up")
+    walls: dict[str, float] = {"pristine": 0.0, "in_process": 0.0}
+    for _ in range(rounds):
+        for name, tts in (("pristine", pristine), ("in_process", in_process)):
+            walls[name] += timed(lambda t=tts: [t.synthesize(q) for q in texts])[1]
+    n = rounds * len(texts)
+    a, b = walls["pristine"] / n * 1e3, walls["in_process"] / n * 1e3
+    print(f"| TTS espeak-ng per utterance, {n} utterances: reproducible (pristine state, one fork "
+          f"each) {a:.1f} ms vs in-process {b:.1f} ms | | | {a / b:.2f}x the time | | "
+          f"+{a - b:.1f} ms per utterance |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--num-codebooks", type=int, default=8)
     ap.add_argument("--codebook-size", type=int, default=256)
     ap.add_argument("--pca-dim", type=int, default=128)
+    ap.add_argument("--tts-only", action="store_true",
+                    help="only the TTS rows (incl. the cost of reproducible espeak synthesis)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
@@ -88,10 +109,13 @@ def main() -> None:
     espeak = TTS_BACKENDS.get("espeak")(voice="en-us+m3", rate=165)
     sp, wall = timed(lambda: [espeak.synthesize(q) for q in test_q[:20]])
     row("TTS espeak-ng (model voice), 20 questions", sum(s.duration for s in sp), wall)
+    tts_reproducibility_cost(test_q[:20])
     if importlib.util.find_spec("piper"):
         piper = TTS_BACKENDS.get("piper")()
         sp, wall = timed(lambda: [piper.synthesize(q) for q in test_q[:10]])
         row("TTS piper joe, 10 questions", sum(s.duration for s in sp), wall)
+    if args.tts_only:
+        return
 
     # ASR / VAD on a held-out-voice monologue ------------------------------------------------
     wav, truth = monologue("model", test_q[:20], seed=1)

@@ -24,7 +24,7 @@ def test_defaults_without_a_file():
 
 def test_yaml_section_and_overrides_with_and_without_prefix(tmp_path):
     p = tmp_path / "preset.yaml"
-    p.write_text("annotate:\n  threshold: 0.7\n  judge:\n    concurrency: 2\nother:\n  x: 1\n")
+    p.write_text("annotate:\n  threshold: 0.7\n  judge:\n    concurrency: 2\npairs:\n  x: 1\n")
     cfg = load_section(AnnotateConfig, "annotate", p,
                        ["annotate.judge.concurrency=8", "names=[a, b]", "judge.url=http://h:1"])
     assert cfg.threshold == 0.7
@@ -35,9 +35,9 @@ def test_yaml_section_and_overrides_with_and_without_prefix(tmp_path):
 
 def test_overrides_for_other_sections_are_left_to_them(tmp_path):
     p = tmp_path / "preset.yaml"
-    p.write_text("annotate:\n  threshold: 0.7\nother:\n  x: 1\n")
+    p.write_text("annotate:\n  threshold: 0.7\npairs:\n  x: 1\n")
     cfg = load_section(AnnotateConfig, "annotate", p,
-                       ["train.lr=1e-5", "other.x=2", "annotate.threshold=0.9"])
+                       ["train.lr=1e-5", "pairs.x=2", "annotate.threshold=0.9"])
     assert cfg.threshold == 0.9
     # A field of this section is never mistaken for another section's prefix.
     cfg = load_section(AnnotateConfig, "annotate", p, ["judge.concurrency=3"])

@@ -9,6 +9,7 @@ bad key by its dotted path.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,13 +35,32 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"config {path} is not a file (give a YAML preset)")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config {path} is not a text file (not UTF-8)") from None
+    except OSError as e:
+        raise ConfigError(f"config {path} cannot be read ({e.strerror})") from None
+    if "\x00" in text:
+        raise ConfigError(f"config {path} is not a text file (NUL bytes)")
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from e
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
+    unknown = sorted(str(k) for k in data if k not in STAGE_SECTIONS)
+    if unknown:
+        raise ConfigError([f"{path}: unknown section {k!r}{_did_you_mean(k, STAGE_SECTIONS)}; "
+                           f"sections are {', '.join(sorted(STAGE_SECTIONS))}" for k in unknown])
     return data
+
+
+def _did_you_mean(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:

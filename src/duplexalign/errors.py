@@ -30,6 +30,18 @@ class ManifestError(DuplexAlignError):
         super().__init__(f"{message} ({where})" if where else message)
 
 
+class StageNotDone(DuplexAlignError):
+    """A stage was asked to run on a run directory whose previous stage has not finished."""
+
+    def __init__(self, stage: str, needs: str, run_dir: str, why: str = ""):
+        self.stage = stage
+        self.needs = needs
+        why = f" ({why})" if why else ""
+        command = f"ingest INPUT --out {run_dir}" if needs == "ingest" else f"{needs} {run_dir}"
+        super().__init__(f"{stage}: {run_dir} has no finished `{needs}` stage{why}; run "
+                         f"`duplexalign {command}` first")
+
+
 class BadInput(ManifestError):
     """An input item that must be quarantined; `reason` is a short stable key counted in stats."""
 
@@ -58,3 +70,9 @@ class BackendUnavailable(DuplexAlignError):
         if cause:
             msg += f" ({cause})"
         super().__init__(f"{msg}; install it with: {install_hint}")
+
+
+def one_line(error: BaseException) -> str:
+    """The message of `error` on one line (a `ConfigError`'s problems joined by "; ")."""
+    text = "; ".join(error.problems) if isinstance(error, ConfigError) else str(error)
+    return " ".join(text.split()) or type(error).__name__

@@ -22,6 +22,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from duplexalign.errors import ConfigError, StageNotDone
+
 _PACKAGES = ("duplexalign", "torch", "moshi", "numpy", "pydantic", "sentencepiece", "soundfile",
              "faster-whisper", "silero-vad", "espeakng-loader", "faiss-cpu")
 
@@ -102,11 +104,17 @@ class RunDir:
     """A run directory on disk. Stages read and write inside it through these helpers.
 
     Args:
-        root: the directory (created if missing).
+        root: the directory.
+        create: create it when missing (the stage that starts a run); otherwise a missing
+            directory is a `ConfigError`. A path that exists but is not a directory always is.
     """
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, create: bool = True):
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"{self.root} exists and is not a directory (give a run directory)")
+        if not create and not self.root.is_dir():
+            raise ConfigError(f"run directory {self.root} does not exist")
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, name: str) -> Path:
@@ -127,6 +135,11 @@ class RunDir:
         if not m.exists():
             return False
         return config_digest is None or m.read_text().strip() == config_digest
+
+    def require_done(self, stage: str, needs: str, why: str = "") -> None:
+        """Raise `StageNotDone` unless `needs` (the stage before `stage`) has its DONE marker."""
+        if not self.is_done(needs):
+            raise StageNotDone(stage, needs, str(self.root), why)
 
     def mark_done(self, stage: str, config_digest: str = "") -> None:
         """Write the DONE marker of `stage`."""

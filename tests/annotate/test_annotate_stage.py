@@ -14,6 +14,7 @@ from duplexalign.cli.main import main
 from duplexalign.errors import ConfigError
 from duplexalign.manifest import iter_dicts, write_manifest
 from duplexalign.records import ChannelWords, Conversation, Issue, Source, Word
+from duplexalign.runs import RunDir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "judges"))
 from judgefakes import FakeOpenAI  # noqa: E402
@@ -48,6 +49,7 @@ def timing_cfg(**kw) -> AnnotateConfig:
 
 def test_timing_only_run_writes_issues_stats_and_is_resumable(tmp_path):
     write_manifest(tmp_path / "conversations.jsonl.gz", CONVS)
+    RunDir(tmp_path).mark_done("ingest")
     stats = run(timing_cfg(), tmp_path)
     issues = [Issue.from_dict(d) for d in iter_dicts(tmp_path / "annotations.jsonl.gz")]
     assert sorted((i.conversation_id, i.category) for i in issues) == [
@@ -75,6 +77,7 @@ def test_invalid_records_are_quarantined_not_lost(tmp_path):
     bad = {"id": "broken", "words": {"model": [], "user": []}, "duration": -1,
            "source": {"reader": "t", "path": "-", "digest": "0"}}
     write_manifest(tmp_path / "conversations.jsonl.gz", [*CONVS, bad])
+    RunDir(tmp_path).mark_done("ingest")
     stats = run(timing_cfg(), tmp_path)
     [q] = list(iter_dicts(tmp_path / "annotate_quarantine.jsonl.gz"))
     assert q["id"] == "broken" and q["reason"] == "invalid_conversation"
@@ -85,6 +88,7 @@ def test_missing_input_and_unknown_names_are_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="ingest"):
         run(timing_cfg(), tmp_path)
     write_manifest(tmp_path / "conversations.jsonl.gz", CONVS)
+    RunDir(tmp_path).mark_done("ingest")
     with pytest.raises(ConfigError, match="did you mean 'interruption'"):
         run(timing_cfg(rules={"enabled": ["interuption"]}), tmp_path)
 
@@ -93,6 +97,7 @@ def test_cli_with_a_judge_url_writes_content_and_timing_issues(tmp_path, capsys)
     convs = [*CONVS, conv("wrong", W("who wrote hamlet", 0, 2),
                           W("that is wrong and you are stupid", 2.5, 4))]
     write_manifest(tmp_path / "conversations.jsonl.gz", convs)
+    RunDir(tmp_path).mark_done("ingest")
     with FakeOpenAI() as srv:
         rc = main(["annotate", str(tmp_path), "--judge-url", srv.url, "--judge-model", "fake",
                    "--no-progress"])
@@ -125,6 +130,25 @@ def test_judges_without_an_llm_get_no_client_and_no_server(tmp_path, monkeypatch
         JUDGES.add("_test_static", lambda cfg, client: seen.append(client) or Static())
     monkeypatch.setenv("DUPLEXALIGN_CACHE", str(tmp_path / "empty"))  # a server start would fail
     write_manifest(tmp_path / "conversations.jsonl.gz", CONVS)
+    RunDir(tmp_path).mark_done("ingest")
     stats = run(AnnotateConfig(judge="_test_static", progress=False), tmp_path)
     assert seen[0] is None and sorted(seen[1:]) == ["fine", "interrupts", "silent"]
     assert stats.counts["conversations/annotated"] == 3
+
+
+def test_redaction_counts_are_exact_with_many_conversations_in_flight(tmp_path):
+    """Each conversation counts its own redactions: with 8 judged at once (a slow server keeps
+    them overlapping), stats.json holds exactly one phone and one name per conversation."""
+    convs = [conv(f"pii{i}", W("hi my name is john smith call me on five five five one two "
+                               "three four five six seven", 0, 6), W("sure thing", 6.5, 7.5))
+             for i in range(12)]
+    write_manifest(tmp_path / "conversations.jsonl.gz", convs)
+    RunDir(tmp_path).mark_done("ingest")
+    with FakeOpenAI(latency=0.05) as srv:
+        cfg = AnnotateConfig(progress=False, in_flight=8,
+                             llm={"url": srv.url, "model": "fake", "concurrency": 8})
+        stats = run(cfg, tmp_path)
+    assert srv.max_active > 1  # conversations really overlapped
+    assert stats.counts["redactions/phone"] == 12 and stats.counts["redactions/name"] == 12
+    sent = " ".join(m["content"] for p in srv.payloads for m in p["messages"][-1:])
+    assert "five five five" not in sent and "john smith" not in sent

@@ -26,10 +26,10 @@ def test_at_least_60_cases_cover_every_category_and_clean_replies():
     assert all(c.turns[-1][0] == "model" for c in cases)
 
 
-def test_at_least_50_attacks_point_at_known_cases():
+def test_at_least_100_attacks_point_at_known_cases():
     cases = {c.id: c for c in load_cases()}
     attacks = load_attacks()
-    assert len(attacks) >= 50 and len({a.id for a in attacks}) == len(attacks)
+    assert len(attacks) >= 100 and len({a.id for a in attacks}) == len(attacks)
     for a in attacks:
         assert a.case in cases and a.goal in ("suppress", "induce")
         assert (a.goal == "induce") == (not cases[a.case].labels)

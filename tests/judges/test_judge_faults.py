@@ -13,6 +13,7 @@ from duplexalign.annotate.stage import AnnotateConfig, run
 from duplexalign.judges.llm import LLMClient, LLMFailure, LLMRequest
 from duplexalign.manifest import iter_dicts, write_manifest
 from duplexalign.records import ChannelWords, Conversation, Source, Word
+from duplexalign.runs import RunDir
 
 SCHEMA = {"type": "object", "properties": {"reply": {"type": "string"}}, "required": ["reply"]}
 
@@ -136,6 +137,7 @@ def test_annotate_loses_nothing_when_the_server_faults_and_dies(tmp_path):
     clean, faulty = tmp_path / "clean", tmp_path / "faulty"
     for d in (clean, faulty):
         write_manifest(d / "conversations.jsonl.gz", convs)
+        RunDir(d).mark_done("ingest")
     with FakeOpenAI() as srv:
         annotate(clean, srv.url)
     expected = issue_ids(clean)

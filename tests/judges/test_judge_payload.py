@@ -82,7 +82,7 @@ def test_extract_json_skips_non_objects():
     assert extract_json('[1, 2] then {"a": [1]}') == {"a": [1]}
 
 
-@pytest.mark.parametrize("name,scores", [("judge_v1", True), ("judge_lean_v1", False)])
+@pytest.mark.parametrize("name,scores", [("judge_v1", True), ("judge_v2", True), ("judge_lean_v1", False)])
 def test_templates_load_and_examples_satisfy_the_answer_schema(name, scores):
     import jsonschema
 

@@ -19,6 +19,7 @@ from duplexalign.judges.llm import LLMClient
 from duplexalign.judges.rewriter import Rewriter, RewriteRejected
 from duplexalign.judges.server import LocalLLMServer, model_path, server_binary
 from duplexalign.manifest import iter_dicts, write_manifest
+from duplexalign.runs import RunDir
 
 pytestmark = pytest.mark.llm
 
@@ -78,6 +79,7 @@ def test_annotate_survives_a_killed_server_and_resumes(tmp_path):
     need("smollm2")
     convs = cases("fact-01", "ok-04")
     write_manifest(tmp_path / "conversations.jsonl.gz", convs)
+    RunDir(tmp_path).mark_done("ingest")
     cfg = dict(progress=False)
     with LocalLLMServer("smollm2") as srv:
         srv.proc.kill()  # dies before the run: every call fails, nothing is lost

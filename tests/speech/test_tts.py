@@ -1,7 +1,11 @@
 """TTS backends: real espeak-ng synthesis with word timings, the event-to-word logic on hand-made
 events, Piper's phoneme grouping, and the named voices."""
 
+import hashlib
 import importlib.util
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,3 +122,37 @@ def test_get_voice_caches_synthesis():
     assert not a.wav.flags.writeable
     assert get_voice("model") is v
     assert get_voice("model_alt").synthesize("cache me if you can").wav.shape != a.wav.shape
+
+
+REPRO_TEXT = "Sure, the capital of France is Paris."
+REPRO_SCRIPT = """
+import hashlib, sys
+from duplexalign.speech.tts import EspeakTTS
+for text in sys.argv[1:-1]:  # what this process speaks first differs between the two runs
+    EspeakTTS("en-us+klatt4").synthesize(text)
+sp = EspeakTTS(sys.argv[-1]).synthesize(TEXT)
+print(hashlib.sha256(sp.wav.tobytes() + repr(sp.words).encode()).hexdigest())
+""".replace("TEXT", repr(REPRO_TEXT))
+
+
+@pytest.mark.parametrize("voice", ["en-us+m3", "en-gb-x-rp+f2"])  # f2: breath noise
+def test_espeak_same_text_same_samples_in_any_order_and_process(voice):
+    """libespeak-ng carries state between utterances and seeds its noise from the clock; each
+    utterance is spoken from a fresh library state, so neither history nor process matters."""
+    tts = TTS_BACKENDS.get("espeak")(voice=voice)
+    first = tts.synthesize(REPRO_TEXT)
+    for other in ("Twelve thousand, 3,400 people; that's 12% of them!", "word " * 40, "?"):
+        tts.synthesize(other)
+        again = tts.synthesize(REPRO_TEXT)
+        assert np.array_equal(again.wav, first.wav) and again.words == first.words
+    in_process = TTS_BACKENDS.get("espeak")(voice=voice, reproducible=False)
+    in_process.synthesize("something else entirely, spoken first")
+    drifted = in_process.synthesize(REPRO_TEXT)  # the library alone: its state leaks
+    assert not np.array_equal(drifted.wav, first.wav)
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {"PYTHONPATH": src, "NO_TORCH_COMPILE": "1", "PATH": "/usr/bin:/bin"}
+    digests = {subprocess.run([sys.executable, "-c", REPRO_SCRIPT, *history, voice], env=env,
+                              capture_output=True, text=True, check=True).stdout.strip()
+               for history in ([], ["a different sentence first, please", "and another one"])}
+    mine = hashlib.sha256(first.wav.tobytes() + repr(first.words).encode()).hexdigest()
+    assert digests == {mine}

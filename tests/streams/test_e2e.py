@@ -26,6 +26,7 @@ from duplexalign.records import (
     Source,
     Word,
 )
+from duplexalign.runs import RunDir
 from duplexalign.speech.audio import place, write_audio
 from duplexalign.speech.melrvq import MelRVQ
 from duplexalign.speech.voices import get_voice
@@ -96,7 +97,9 @@ def world(tmp_path_factory):
         Issue(id="i3", conversation_id="c1", reply_span=(ws[-1].end, duration), kind="timing",
               category="unresponsiveness", reason="stayed silent", judge=judge)]
     write_manifest(run / "conversations.jsonl.gz", [conv])
+    RunDir(run).mark_done("ingest")
     write_manifest(run / "annotations.jsonl.gz", issues)
+    RunDir(run).mark_done("annotate")
     codec = MelRVQ.fit([model_wav, get_voice("user_2").synthesize(
         "the quick brown fox jumps over the lazy dog again and again").wav], num_codebooks=K,
         codebook_size=16, pca_dim=16, niter=5, progress=False)

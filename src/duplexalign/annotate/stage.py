@@ -101,10 +101,11 @@ def run(cfg: AnnotateConfig, run_dir: str | Path) -> StageStats:
         The stage statistics (also written to stats.json). Judge failures leave the stage unfinished
         (no DONE marker) so that the next run retries them.
     """
-    rd = RunDir(run_dir)
+    rd = RunDir(run_dir, create=False)
     src = rd.path(CONVERSATIONS)
     if not src.exists():
         raise ConfigError(f"{src} does not exist: run `duplexalign ingest ... --out {run_dir}` first")
+    rd.require_done(STAGE, "ingest", "its conversations may be incomplete")
     for name in cfg.rules.enabled:
         RULES.get(name)
     if cfg.judge != "none":
@@ -155,7 +156,7 @@ def run(cfg: AnnotateConfig, run_dir: str | Path) -> StageStats:
     if not failures:
         rd.mark_done(STAGE, digest)
     else:
-        log.warning("%d conversations had judge failures; rerun to retry them (see %s)",
+        log.debug("%d conversations had judge failures; rerun to retry them (see %s)",
                     len({f["conversation_id"] for f in failures}), rd.path(FAILURES))
     return stats
 
@@ -201,9 +202,9 @@ async def _annotate(pending: list[Conversation], cfg: AnnotateConfig, rd: RunDir
             stats.add(f"vad_skipped/{e.reason}")
             vad_segs = None
         timing = run_rules(conv, cfg.rules.enabled, cfg.rules, vad_segs)
-        before = Counter(judge.redactions) if judge is not None else Counter()
         outcome = await judge.judge(conv) if judge is not None else None
-        red = dict(Counter(judge.redactions) - before) if judge is not None else {}
+        # this conversation's own count: other conversations are judged meanwhile
+        red = dict(getattr(outcome, "redactions", None) or {})
         return conv, timing, outcome, red
 
     it = iter(pending)
@@ -257,4 +258,8 @@ def _summarise(rd: RunDir, stats: StageStats, failures: list[dict]) -> None:
         stats.add(f"quarantined/{d['reason']}")
     stats.values["conversations_done"] = done
     stats.values["judge_failures_pending"] = len(failures)
+    if failures:
+        first = failures[0]
+        stats.values["first_failure"] = " ".join(
+            f"{first.get('kind')}: {first.get('detail', '')}".split())[:300]
     stats.values["top_reasons"] = {c: dict(r.most_common(5)) for c, r in sorted(reasons.items())}

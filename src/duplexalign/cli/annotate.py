@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from duplexalign.cli.common import add_config_args, print_stats
 
@@ -40,4 +41,11 @@ def main(args: argparse.Namespace) -> int:
     cfg = load_section(AnnotateConfig, "annotate", args.config, overrides)
     stats = run(cfg, args.run)
     print_stats(stats, args.run)
+    pending = stats.values.get("judge_failures_pending", 0)
+    if pending:
+        convs = stats.counts.get("conversations/failed", 0)
+        print(f"error: annotate: {pending} judge call(s) failed in {convs} conversation(s), first: "
+              f"{stats.values.get('first_failure')}; rerun to retry them "
+              f"(see {args.run}/annotate_failures.jsonl)", file=sys.stderr)
+        return 1
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from duplexalign.cli.common import add_config_args, print_stats
 
@@ -37,4 +38,9 @@ def main(args: argparse.Namespace) -> int:
     cfg = load_section(IngestConfig, "ingest", args.config, overrides)
     stats = run(cfg, args.input, args.out)
     print_stats(stats, args.out)
+    if not stats.counts.get("conversations"):
+        print(f"error: ingest: 0 conversations from {stats.counts.get('read', 0)} input items "
+              f"({stats.counts.get('quarantined', 0)} quarantined, reasons in "
+              f"{args.out}/quarantine.jsonl.gz)", file=sys.stderr)
+        return 1
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from duplexalign.cli.common import add_config_args, print_stats
 
@@ -37,6 +38,13 @@ def main(args: argparse.Namespace) -> int:
     cfg = load_section(PairsConfig, "pairs", args.config, overrides)
     stats = run(cfg, args.run)
     print_stats(stats, args.run)
+    if not stats.counts.get("written"):
+        drops = {k: v for k, v in stats.counts.items() if k.startswith("dropped/")}
+        top = max(drops, key=drops.get) if drops else None
+        why = f"most dropped as {top.split('/', 1)[1]} ({drops[top]})" if top else "no issues"
+        print(f"error: pairs: 0 pairs written from {stats.counts.get('built', 0)} built ({why}); "
+              f"see {args.run}/pairs/dropped.jsonl.gz", file=sys.stderr)
+        return 1
     if args.export_parquet:
         from duplexalign.pairs.export import export_parquet
 

@@ -143,13 +143,18 @@ def guarded(item: str, parse: Callable[..., ReadResult], *args: object) -> ReadR
     """Run `parse(*args)` for one input item; turn any failure into a `Rejected` so a batch never
     dies.
 
-    `BadInput` keeps its reason; anything else (a reader bug) becomes "reader_error" and is logged
-    with its traceback.
+    `BadInput` keeps its reason; a path the OS cannot take (a NUL byte, a lone surrogate) becomes
+    "bad_path"; anything else (a reader bug) becomes "reader_error" and is logged with its traceback.
     """
     try:
         return parse(*args)
     except BadInput as e:
         return Rejected(item, e.reason, e.detail)
+    except (ValueError, UnicodeError) as e:
+        if isinstance(e, UnicodeEncodeError) or "null byte" in str(e):
+            return Rejected(item, "bad_path", f"{type(e).__name__}: {e}"[:500])
+        logger.exception("reader failed on %s", item)
+        return Rejected(item, "reader_error", f"{type(e).__name__}: {e}"[:500])
     except Exception as e:  # noqa: BLE001 - one bad item must not stop the batch
         logger.exception("reader failed on %s", item)
         return Rejected(item, "reader_error", f"{type(e).__name__}: {e}"[:500])

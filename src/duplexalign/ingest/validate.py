@@ -58,6 +58,7 @@ REASONS: dict[str, str] = {
     "audio_format": "a run's channel wav is not mono 24 kHz or does not match the duration",
     "asr_failed": "speech recognition failed on the conversation's audio",
     "duplicate_id": "another conversation of the same run already has this id",
+    "bad_path": "a path in the input has a NUL byte or a character the file system cannot encode",
     "reader_error": "the reader failed on this item in an unexpected way (bug report welcome)",
 }
 """Every quarantine reason of the ingest stage and what it means (stats.json counts each)."""

@@ -17,14 +17,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from duplexalign.config import StageConfig
 from duplexalign.judges.base import JUDGES
-from duplexalign.judges.llm import LLMClient, LLMFailure, LLMRequest, LLMResult, ParseError
-from duplexalign.judges.redact import redact
+from duplexalign.judges.llm import (
+    LLMClient,
+    LLMFailure,
+    LLMRequest,
+    LLMResult,
+    ParseError,
+    check_base_url,
+)
+from duplexalign.judges.redact import redact, redact_tokens
 from duplexalign.judges.templates import load_judge_template
-from duplexalign.records import CONTENT_CATEGORIES, Conversation, Issue, JudgeInfo, Segment
+from duplexalign.records import CONTENT_CATEGORIES, Conversation, Issue, JudgeInfo, Segment, Word
 from duplexalign.segments import DEFAULT_MAX_GAP, to_segments
 
 
@@ -61,6 +68,11 @@ class LLMJudgeConfig(StageConfig):
     threads: int | None = None
     """CPU threads of the local server (None: env LLM_THREADS, else 1; see reference/llm.md)."""
 
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str | None) -> str | None:
+        return None if url is None else check_base_url(url)
+
 
 @dataclass(frozen=True)
 class ReplyVerdict:
@@ -83,6 +95,8 @@ class JudgeOutcome:
     verdicts: list[ReplyVerdict] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
     failures: list[LLMFailure] = field(default_factory=list)
+    redactions: Counter = field(default_factory=Counter)
+    """PII redacted from this conversation's prompts, by kind (exact under concurrency)."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +108,8 @@ class Chunk:
 
 
 def _fence(text: str) -> str:
-    return re.sub(r"[<>]", "", text)
+    """Quoted speech on one transcript line: no tags, and no line breaks that could forge a line."""
+    return " ".join(re.sub(r"[<>]", "", text).split())
 
 
 def answer_schema(ids: Sequence[str], scores: bool = True) -> dict[str, Any]:
@@ -166,17 +181,32 @@ class ContentJudge:
         """The model replies of `conv` in time order (what R1, R2, ... refer to)."""
         return to_segments(conv.words.model, "model", DEFAULT_MAX_GAP)
 
-    def chunks(self, conv: Conversation) -> list[Chunk]:
-        """The judge calls needed for `conv` (empty when the model never spoke)."""
-        reps = self.replies(conv)
-        users = to_segments(conv.words.user, "user", DEFAULT_MAX_GAP)
+    def _redacted(self, words: Sequence[Word], counts: Counter) -> list[Word]:
+        """A channel's words with PII replaced, redacted as one text so that a number spoken
+        across a pause (two segments) is still found."""
+        if not self.cfg.redact or not words:
+            return list(words)
+        texts, found = redact_tokens([w.text for w in words])
+        counts.update(found)
+        return [w if t == w.text else w.model_copy(update={"text": t})
+                for w, t in zip(words, texts, strict=True)]
+
+    def chunks(self, conv: Conversation, redactions: Counter | None = None) -> list[Chunk]:
+        """The judge calls needed for `conv` (empty when the model never spoke); the PII redacted
+        from them is added to `redactions` (and to the running total `self.redactions`)."""
+        counts: Counter = Counter()
+        reps = to_segments(self._redacted(conv.words.model, counts), "model", DEFAULT_MAX_GAP)
+        users = to_segments(self._redacted(conv.words.user, counts), "user", DEFAULT_MAX_GAP)
+        self.redactions.update(counts)
+        if redactions is not None:
+            redactions.update(counts)
         lines: list[tuple[float, str, int]] = []  # (start, text, reply index or 0)
         for s in users:
             lines.append((s.start, f"[{s.start:.1f}-{s.end:.1f}] USER: <user_speech>"
-                          f"{_fence(self._clean(s.text))}</user_speech>", 0))
+                          f"{_fence(s.text)}</user_speech>", 0))
         for i, s in enumerate(reps, 1):
             lines.append((s.start, f"[{s.start:.1f}-{s.end:.1f}] ASSISTANT (R{i}): "
-                          f"{_fence(self._clean(s.text))}", i))
+                          f"{_fence(s.text)}", i))
         lines.sort(key=lambda x: (x[0], x[2]))
         out = []
         n = self.cfg.max_replies_per_call
@@ -240,8 +270,8 @@ class ContentJudge:
     async def judge(self, conv: Conversation) -> JudgeOutcome:
         """Grade every reply of `conv`; failures are returned as typed records, never raised."""
         reps = self.replies(conv)
-        chunks = self.chunks(conv)
         out = JudgeOutcome()
+        chunks = self.chunks(conv, out.redactions)
         results = await self.client.chat_json_many([c.request for c in chunks])
         for chunk, res in zip(chunks, results, strict=True):
             if isinstance(res, LLMFailure):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from duplexalign.config import StageConfig
 
@@ -60,6 +60,13 @@ class PairsConfig(StageConfig):
     """Seed of the gap draws and of the mix subsampling."""
     rewriter: dict[str, Any] | None = None
     """Options of the rewriter's LLM client (judges.llm); None = only judges' improved replies."""
+
+    @field_validator("rewriter")
+    @classmethod
+    def _check_rewriter(cls, options: dict[str, Any] | None) -> dict[str, Any] | None:
+        from duplexalign.judges.llm import client_options
+
+        return None if options is None else client_options(options)
 
     @model_validator(mode="after")
     def _check(self) -> PairsConfig:

@@ -42,7 +42,7 @@ def export_parquet(run_dir: str | Path, out_path: str | Path) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rd = RunDir(run_dir)
+    rd = RunDir(run_dir, create=False)
     rows: dict[str, list] = {k: [] for k in (
         "id", "conversation_id", "strategy", "category", "voice", "window_start", "window_end",
         "context_start", "chosen_text", "rejected_text", "chosen_words", "rejected_words",
@@ -93,7 +93,7 @@ def chosen_conversations(run_dir: str | Path, clip_dir: str = "pairs/sft"):
     """
     from duplexalign.speech.audio import read_audio, write_audio
 
-    rd = RunDir(run_dir)
+    rd = RunDir(run_dir, create=False)
     convs = {c.id: c for c in read_manifest(rd.path("conversations.jsonl.gz"), Conversation)}
     for p in read_manifest(rd.path(PAIRS), PreferencePair):
         conv = convs.get(p.conversation_id)

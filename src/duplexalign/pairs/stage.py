@@ -78,11 +78,14 @@ def run(cfg: PairsConfig, run_dir: str | Path, rewriter: Rewriter | None = None,
     Returns:
         The stage statistics (also written to RUN/stats.json under "pairs").
     """
-    rd = RunDir(run_dir)
+    rd = RunDir(run_dir, create=False)
     conv_path, ann_path = rd.path("conversations.jsonl.gz"), rd.path("annotations.jsonl.gz")
     for p in (conv_path, ann_path):
         if not p.exists():
             raise BadInput("missing_input", f"{p} not found (run ingest and annotate first)")
+    pending = rd.read_stats().get("annotate", {}).get("judge_failures_pending")
+    rd.require_done(STAGE, "annotate",
+                    f"{pending} judge failures pending" if pending else "it did not finish")
     inputs = {p.name: sha256_file(p) for p in (conv_path, ann_path)}
     digest = digest_json({"cfg": cfg.model_dump(mode="json"), "inputs": inputs})
     if rd.is_done(STAGE, digest):

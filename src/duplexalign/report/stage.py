@@ -321,6 +321,10 @@ def run(cfg: ReportConfig, run_dir: str | Path, out_dir: str | Path | None = Non
 
         raise ConfigError(f"report: run directory {root} does not exist")
     out = Path(out_dir) if out_dir else root
+    if out.exists() and not out.is_dir():
+        from duplexalign.errors import ConfigError
+
+        raise ConfigError(f"report --out: {out} exists and is not a directory")
     evals = find_evaluations(root)
     sections = [training_section(root), issues_section(root),
                 comparison_section(root, evals, cfg.resamples), timing_section(root, evals),

@@ -10,18 +10,28 @@ sees what was meant; tokens that are not spoken (pure punctuation) get no Word. 
 from __future__ import annotations
 
 import bisect
-import ctypes
+import importlib.util
 import logging
 import re
-import threading
 from dataclasses import dataclass
 
 import numpy as np
 
-from duplexalign.errors import BackendUnavailable, ConfigError
+from duplexalign.errors import BackendUnavailable
 from duplexalign.records import Word
 from duplexalign.speech.audio import resample
 from duplexalign.speech.base import TTS_BACKENDS, Speech
+from duplexalign.speech.espeak import (
+    EV_PHONEME,
+    EV_WORD,
+    PARAM_PITCH,
+    PARAM_RANGE,
+    PARAM_RATE,
+    PARAM_VOLUME,
+    EspeakLib,
+    Events,
+    PristineEspeak,
+)
 from duplexalign.timebase import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -52,89 +62,12 @@ def _proportional(tokens: list[_Token], start: float, end: float) -> list[Word]:
 
 
 # --------------------------------------------------------------------------------------------------
-# espeak-ng through ctypes
+# espeak-ng (the binding and its pristine-state server are in speech/espeak.py)
 
-
-class _EventId(ctypes.Union):
-    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
-
-
-class _Event(ctypes.Structure):
-    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint),
-                ("text_position", ctypes.c_int), ("length", ctypes.c_int),
-                ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
-                ("user_data", ctypes.c_void_p), ("id", _EventId)]
-
-
-_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
-                             ctypes.POINTER(_Event))
-_EV_LIST_TERMINATED, _EV_WORD, _EV_PHONEME = 0, 1, 7
-_AUDIO_OUTPUT_SYNCHRONOUS, _INIT_PHONEME_EVENTS = 2, 1
-_PARAM_RATE, _PARAM_VOLUME, _PARAM_PITCH, _PARAM_RANGE = 1, 2, 3, 4
-_CHARS_UTF8 = 1
 _PAUSES = {"_", "_:", "_!", "_|", ""}
 
 
-class _EspeakLib:
-    """The process-wide libespeak-ng handle (the library has global state, so one lock guards it)."""
-
-    _instance: _EspeakLib | None = None
-    _guard = threading.Lock()
-
-    def __init__(self) -> None:
-        try:
-            import espeakng_loader
-        except ImportError as e:
-            raise BackendUnavailable("espeak", "pip install espeakng-loader", str(e)) from e
-        self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        data = str(espeakng_loader.get_data_path()).encode()
-        self.sample_rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 200, data,
-                                                      _INIT_PHONEME_EVENTS)
-        if self.sample_rate <= 0:
-            raise BackendUnavailable("espeak", "pip install espeakng-loader",
-                                     "espeak_Initialize failed")
-        self.lock = threading.Lock()
-        self._pcm: list[np.ndarray] = []
-        self._events: list[tuple[int, int, int, str]] = []
-        self._cb = _CALLBACK(self._on_audio)  # keep a reference: ctypes must not free it
-        self.lib.espeak_SetSynthCallback(self._cb)
-
-    @classmethod
-    def get(cls) -> _EspeakLib:
-        with cls._guard:
-            if cls._instance is None:
-                cls._instance = cls()
-            return cls._instance
-
-    def _on_audio(self, wav, n, events) -> int:
-        if n > 0:
-            self._pcm.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
-        i = 0
-        while events[i].type != _EV_LIST_TERMINATED:
-            e = events[i]
-            name = e.id.string.decode(errors="replace") if e.type == _EV_PHONEME else ""
-            self._events.append((e.type, e.text_position, e.sample, name))
-            i += 1
-        return 0
-
-    def synth(self, text: str, voice: str, params: dict[int, int]
-              ) -> tuple[np.ndarray, list[tuple[int, int, int, str]]]:
-        """PCM int16 [S] at `self.sample_rate` and events (type, text_position, sample, phoneme)."""
-        with self.lock:
-            if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                raise ConfigError(f"tts.voice: espeak-ng has no voice {voice!r} "
-                                  "(try en-us, en-gb-x-rp, en-us+f3, en-us+m3, en-us+klatt4)")
-            for key, value in params.items():
-                self.lib.espeak_SetParameter(key, int(value), 0)
-            self._pcm, self._events = [], []
-            buf = text.encode("utf-8") + b"\0"
-            self.lib.espeak_Synth(buf, len(buf), 0, 0, 0, _CHARS_UTF8, None, None)
-            self.lib.espeak_Synchronize()
-            pcm = np.concatenate(self._pcm) if self._pcm else np.zeros(0, np.int16)
-            return pcm, list(self._events)
-
-
-def _espeak_words(text: str, events: list[tuple[int, int, int, str]], sr: int,
+def _espeak_words(text: str, events: Events, sr: int,
                   n_samples: int) -> list[Word]:
     """Word timings from espeak events.
 
@@ -156,14 +89,14 @@ def _espeak_words(text: str, events: list[tuple[int, int, int, str]], sr: int,
     spans: dict[int, list[int]] = {}  # token -> [start, end] in samples
     current: int | None = None
     for etype, pos, sample, name in events:
-        if etype == _EV_WORD:
+        if etype == EV_WORD:
             nxt = owner(pos)
             if current is not None and nxt is not None and nxt < current:
                 nxt = current  # positions never move backwards
             if current is not None and current in spans and nxt != current:
                 spans[current][1] = min(spans[current][1], sample)
             current = nxt
-        elif etype == _EV_PHONEME and current is not None:
+        elif etype == EV_PHONEME and current is not None:
             if name in _PAUSES:
                 if current in spans:
                     spans[current][1] = min(spans[current][1], sample)
@@ -199,20 +132,33 @@ class EspeakTTS:
         pitch_range: pitch range 0..99 (0 is monotone).
         volume: amplitude 0..200 (100 is the library default).
         name: label of this voice (defaults to the voice string).
+        reproducible: synthesise every utterance from a freshly initialised library (one forked
+            process per utterance, see speech/espeak.py), so the same text gives the same samples
+            in any process and any order. False synthesises in this process, a few ms faster per
+            utterance, but the output then depends on what this process spoke before.
     """
 
     def __init__(self, voice: str = "en-us", rate: int = 160, pitch: int = 50,
-                 pitch_range: int = 50, volume: int = 100, name: str | None = None):
+                 pitch_range: int = 50, volume: int = 100, name: str | None = None,
+                 reproducible: bool = True):
         self.voice = voice
-        self.params = {_PARAM_RATE: rate, _PARAM_PITCH: pitch, _PARAM_RANGE: pitch_range,
-                       _PARAM_VOLUME: volume}
+        self.params = {PARAM_RATE: rate, PARAM_PITCH: pitch, PARAM_RANGE: pitch_range,
+                       PARAM_VOLUME: volume}
         self.name = name or f"espeak:{voice}:r{rate}:p{pitch}"
-        self._lib = _EspeakLib.get()
+        self.reproducible = reproducible
+        if not reproducible:
+            self._lib = EspeakLib.get()
+        elif importlib.util.find_spec("espeakng_loader") is None:
+            raise BackendUnavailable("espeak", "pip install espeakng-loader",
+                                     "espeakng_loader is not installed")
 
     def synthesize(self, text: str) -> Speech:
         """Speak `text`; returns mono float32 [S] at 24 kHz and one Word per spoken token."""
-        pcm, events = self._lib.synth(text, self.voice, self.params)
-        sr = self._lib.sample_rate
+        if self.reproducible:
+            pcm, events, sr = PristineEspeak.get().synth(text, self.voice, self.params)
+        else:
+            pcm, events = self._lib.synth(text, self.voice, self.params)
+            sr = self._lib.sample_rate
         words = _espeak_words(text, events, sr, len(pcm))
         wav = resample(pcm.astype(np.float32) / 32768.0, sr, SAMPLE_RATE)
         return Speech(wav=wav, sample_rate=SAMPLE_RATE, words=words)

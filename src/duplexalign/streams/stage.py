@@ -76,11 +76,12 @@ def run(cfg: StreamsConfig, run_dir: str | Path) -> StageStats:
     Returns:
         The stage statistics (also in RUN/stats.json under "streams").
     """
-    rd = RunDir(run_dir)
+    rd = RunDir(run_dir, create=False)
     pairs_path, conv_path = rd.path("pairs.jsonl.gz"), rd.path("conversations.jsonl.gz")
     for p in (pairs_path, conv_path):
         if not p.exists():
             raise BadInput("missing_input", f"{p} not found (run ingest, annotate and pairs)")
+    rd.require_done(STAGE, "pairs", "it did not finish")
     if cfg.tokenizer is None:
         raise ConfigError("streams.tokenizer: path of a SentencePiece .model is required "
                           "(`duplexalign tokenizer fit` makes a small one)")

@@ -365,7 +365,8 @@ def _claim(train_dir: Path, digest: str, cfg: TrainConfig) -> None:
 
 def run_stage(cfg: TrainConfig, run_dir: str | Path, validators: list[Validator] = ()) -> StageStats:
     """Run the stage inside a run directory: reads `RUN/streams`, writes `RUN/train`."""
-    rd = RunDir(run_dir)
+    rd = RunDir(run_dir, create=False)
+    rd.require_done("train", "streams", "no finished RUN/streams")
     index = rd.path("streams") / INDEX_NAME
     if not index.is_file():
         raise ConfigError(f"{index} does not exist: run `duplexalign streams {run_dir}` first")
