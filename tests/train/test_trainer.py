@@ -69,8 +69,12 @@ def test_accumulation_1x8_equals_8x1(streams, tmp_path):
     run(TrainConfig(**base, micro_batch_size=1), streams, tmp_path / "b")
     a, b = _final(tmp_path / "a"), _final(tmp_path / "b")
     assert a.keys() == b.keys()
+    # Adam divides each gradient by its own running scale, so float32 summation-order noise in
+    # near-zero gradients (1x8 and 8x1 add the same terms in another order) can move a weight by
+    # a few 1e-6 (4.4e-6 seen on a loaded machine); a dropped or double-counted micro-batch changes
+    # the direction of the update and moves weights by about lr = 1e-3.
     for k in a:
-        assert torch.allclose(a[k], b[k], atol=1e-6), k
+        assert torch.allclose(a[k], b[k], atol=2e-5), k
 
 
 def test_shared_context_and_frame_weights(streams):
@@ -138,8 +142,12 @@ def test_ddp_two_processes_matches_one(streams, tmp_path):
     two = _script(streams, tmp_path / "two", opts, nproc=2)
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = _final(tmp_path / "one"), _final(tmp_path / "two")
+    # Adam divides each gradient by its own running scale, so float32 summation-order noise in
+    # near-zero gradients (1x8 and 8x1 add the same terms in another order) can move a weight by
+    # a few 1e-6 (4.4e-6 seen on a loaded machine); a dropped or double-counted micro-batch changes
+    # the direction of the update and moves weights by about lr = 1e-3.
     for k in a:
-        assert torch.allclose(a[k], b[k], atol=1e-6), k
+        assert torch.allclose(a[k], b[k], atol=2e-5), k
     ma, mb = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
     assert ma[2]["loss"] == pytest.approx(mb[2]["loss"], abs=1e-6)
 
