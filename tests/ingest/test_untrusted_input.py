@@ -254,12 +254,12 @@ def test_confine_never_lets_a_path_out(tree, parts, absolute):
     try:
         real = confine(path, input_root(root), IngestConfig())
     except BadInput as e:
-        assert e.reason in ("path_outside_input", "bad_schema")
+        assert e.reason in ("path_outside_input", "bad_path")
         resolved = None
         try:
             resolved = path.resolve()
         except RuntimeError:  # a symlink loop
-            assert e.reason == "bad_schema"
+            assert e.reason == "bad_path"
         if resolved is not None:
             assert e.reason == "path_outside_input" and not resolved.is_relative_to(root)
     else:

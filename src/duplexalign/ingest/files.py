@@ -53,7 +53,7 @@ def confine(path: Path, root: Path, cfg: IngestConfig, what: str = "file") -> Pa
         real = Path(path).resolve()
         st = os.stat(real) if os.path.lexists(real) else None
     except (OSError, RuntimeError, ValueError, UnicodeError) as e:
-        raise BadInput("bad_schema", f"{what} path {str(path)!r:.120} cannot be used: "
+        raise BadInput("bad_path", f"{what} path {str(path)!r:.120} cannot be used: "
                                      f"{type(e).__name__}") from None
     for special in SPECIAL_ROOTS:
         if real.is_relative_to(special):
