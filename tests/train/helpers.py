@@ -48,3 +48,12 @@ def make_streams(out: Path, n_pairs: int = 16, ctx: int = 16, win: int = 4, seed
                    torch.zeros(win, dtype=torch.bool) if floor else None)
     w.close()
     return out
+
+
+def make_run_streams(run: Path, **kwargs) -> Path:
+    """`make_streams` into `run/streams`, with the streams stage's DONE marker (train checks it)."""
+    from duplexalign.runs import RunDir
+
+    out = make_streams(run / "streams", **kwargs)
+    RunDir(run).mark_done("streams")
+    return out

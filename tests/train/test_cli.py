@@ -7,11 +7,11 @@ import json
 from duplexalign.cli.main import main
 from duplexalign.runs import RunDir
 
-from .helpers import make_streams
+from .helpers import make_run_streams
 
 
 def test_cli_train_dpo_ln(tmp_path, capsys):
-    make_streams(tmp_path / "run" / "streams", n_pairs=8)
+    make_run_streams(tmp_path / "run", n_pairs=8)
     RunDir(tmp_path / "run").mark_done("streams")
     rc = main(["train", str(tmp_path / "run"), "--set", "train.max_steps=3",
                "--set", "train.batch_size=4", "--set", "train.loss={dpo_ln: 1.0, sft: 0.5}"])
@@ -23,7 +23,7 @@ def test_cli_train_dpo_ln(tmp_path, capsys):
 
 
 def test_cli_rerun_is_noop(tmp_path, capsys):
-    make_streams(tmp_path / "run" / "streams", n_pairs=4)
+    make_run_streams(tmp_path / "run", n_pairs=4)
     RunDir(tmp_path / "run").mark_done("streams")
     args = ["train", str(tmp_path / "run"), "--set", "train.max_steps=1",
             "--set", "train.batch_size=4"]
@@ -38,14 +38,14 @@ def test_cli_retrains_when_streams_change(tmp_path, capsys):
     """The done-check is keyed on the streams index: new data after `streams` means a new run,
     and the checkpoints of the old data are moved aside instead of being resumed."""
     run = tmp_path / "run"
-    make_streams(run / "streams", n_pairs=4, seed=0)
+    make_run_streams(run, n_pairs=4, seed=0)
     args = ["train", str(run), "--set", "train.max_steps=1", "--set", "train.batch_size=4"]
     assert main(args) == 0
     first = (run / "train" / "final" / "model.safetensors").read_bytes()
     import shutil
 
     shutil.rmtree(run / "streams")
-    make_streams(run / "streams", n_pairs=4, seed=1)  # same config, different pairs
+    make_run_streams(run, n_pairs=4, seed=1)  # same config, different pairs
     capsys.readouterr()
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
@@ -55,6 +55,7 @@ def test_cli_retrains_when_streams_change(tmp_path, capsys):
 
 
 def test_cli_train_without_streams_is_one_line(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
     assert main(["train", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") <= 3 and "duplexalign streams" in err and "Traceback" not in err
@@ -64,7 +65,7 @@ def test_cli_cuda_without_gpu_is_one_line(tmp_path, capsys, monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    make_streams(tmp_path / "run" / "streams", n_pairs=4)
+    make_run_streams(tmp_path / "run", n_pairs=4)
     assert main(["train", str(tmp_path / "run"), "--set", "train.device=cuda"]) == 2
     err = capsys.readouterr().err
     assert "train.device: 'cuda' requested but" in err and "Traceback" not in err

@@ -13,7 +13,7 @@ from duplexalign.cli.main import main
 from duplexalign.models.forward import text_logits
 from duplexalign.models.presets import load_model
 
-from .helpers import make_streams
+from .helpers import make_run_streams
 
 
 def _codes() -> torch.Tensor:
@@ -36,7 +36,7 @@ def test_export_lora_run_from_released_folder(tmp_path, capsys):
     rel = tmp_path / "released"
     base = write_released(rel, "tiny")
     run = tmp_path / "run"
-    make_streams(run / "streams", n_pairs=8)
+    make_run_streams(run, n_pairs=8)
     assert main(["train", str(run), "--set", "train.model.preset=tiny",
                  "--set", f"train.model.weights={rel}", "--set", "train.model.lora.enabled=true",
                  "--set", "train.model.lora.rank=4", "--set", "train.model.lora.targets=[temporal]",
@@ -67,7 +67,7 @@ def test_export_lora_run_from_released_folder(tmp_path, capsys):
 
 def test_export_full_finetune_and_latest_checkpoint(tmp_path, capsys):
     run = tmp_path / "run"
-    make_streams(run / "streams", n_pairs=8)
+    make_run_streams(run, n_pairs=8)
     assert main(["train", str(run), "--set", "train.max_steps=2", "--set", "train.batch_size=4",
                  "--set", "train.checkpoint_every=2"]) == 0
     capsys.readouterr()

@@ -20,7 +20,7 @@ from duplexalign.models.presets import build_model, get_preset
 from duplexalign.train.logprobs import ScoreConfig, score_pairs
 from duplexalign.train.plan import StepShape, plan_memory
 
-from .helpers import make_streams
+from .helpers import make_run_streams
 from .memtrack import PeakTensorMemory
 
 
@@ -102,6 +102,6 @@ def test_moshi_7b_config_loads_and_plans(tmp_path, capsys):
     assert main(["train", str(tmp_path / "run"), "--config", str(path), "--dry-run"]) == 0
     assert "7,964,979,200 total" in capsys.readouterr().out
     # training without the released folder is one clear line
-    make_streams(tmp_path / "run" / "streams", n_pairs=2)
+    make_run_streams(tmp_path / "run", n_pairs=2)
     assert main(["train", str(tmp_path / "run"), "--config", str(path)]) == 2
     assert "'moshi_7b' needs local weights: set model.weights" in capsys.readouterr().err
