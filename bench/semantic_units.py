@@ -27,7 +27,7 @@ from duplexalign.sandbox.build import ASSETS_DIR, CODEC_NAME, conversation_specs
 from duplexalign.sandbox.policy import render
 from duplexalign.sandbox.scenarios import BENIGN_VERBS, HARMFUL_VERBS, build_bank
 from duplexalign.sandbox.users import HELDOUT_VOICES, MODEL_VOICE, TRAIN_VOICES, default_synth
-from duplexalign.speech.melrvq import MelRVQ
+from duplexalign.speech.codec import load_codec_file
 from duplexalign.speech.semantic import SemanticCodec, WhisperTeacher
 from duplexalign.speech.semantic_fit import fit_semantic, nearest_unit
 from duplexalign.timebase import FRAME_SECONDS
@@ -143,6 +143,8 @@ def main() -> None:
     ap.add_argument("--units", type=int, default=256)
     ap.add_argument("--codec", default=None, help="an existing semantic codec (skips the fit)")
     ap.add_argument("--out", default=None, help="save the fitted codec here")
+    ap.add_argument("--baseline", default=str(ASSETS_DIR / CODEC_NAME),
+                    help="codec to compare against (default: the committed sandbox codec)")
     args = ap.parse_args()
     torch.manual_seed(0)
 
@@ -161,7 +163,7 @@ def main() -> None:
             codec.save(args.out)
     tr = rendered("train", TRAIN_VOICES, args.probe_train, seed=200)
     te = rendered("test", HELDOUT_VOICES, args.probe_test, seed=300)
-    old = MelRVQ.load(ASSETS_DIR / CODEC_NAME)
+    old = load_codec_file(args.baseline)
 
     def user(convs):
         return [r.user_wav for r in convs]
@@ -173,9 +175,13 @@ def main() -> None:
     mel = {s: [old.encode(w) for w in user(c)] for s, c in (("tr", tr), ("te", te))}
     t_mel = time.time() - t
     audio_s = sum(len(w) for w in user(tr) + user(te)) / 24000
-    print(f"encode speed: semantic units {audio_s / t_sem:.0f}x real time, committed MelRVQ "
+    print(f"encode speed: semantic units {audio_s / t_sem:.0f}x real time, baseline codec "
           f"{audio_s / t_mel:.0f}x real time (same {audio_s:.0f} s of audio)")
-    rows = {"committed MelRVQ (all codebooks)": mel, "causal student units": sem}
+    rows = {"baseline codec (all codebooks)": mel}
+    if isinstance(old, SemanticCodec):
+        rows["baseline codec, units only (codebook 0)"] = {k: [c[0] for c in v]
+                                                           for k, v in mel.items()}
+    rows["causal student units"] = sem
     if centroids is not None:
         feats = {s: teacher.features(user(c)) for s, c in (("tr", tr), ("te", te))}
         rows["Whisper teacher units (non-causal)"] = {

@@ -11,11 +11,12 @@ from duplexalign.sandbox.build import CODEC_NAME, INSTRUCT_NAME, TOKENIZER_NAME,
 from duplexalign.speech.codec import codec_kind
 
 
-@pytest.mark.parametrize("codec", ["semantic", "melrvq"])
-def test_tiny_build_writes_assets_and_is_idempotent(tmp_path, codec):
+@pytest.mark.parametrize(("codec", "teacher"), [("semantic", "phones"), ("semantic", "whisper"),
+                                               ("melrvq", "phones")])
+def test_tiny_build_writes_assets_and_is_idempotent(tmp_path, codec, teacher):
     cfg = BuildConfig(conversations=8, codec_fit_conversations=4, sft_steps=4, sft_batch=4,
                       duration=6.0, codec=codec, semantic_units=16, semantic_fit_conversations=6,
-                      semantic_steps=4)
+                      semantic_teacher=teacher, semantic_fit_clips=6, semantic_steps=4)
     record = build(cfg, tmp_path, progress=False)
     assert codec_kind(tmp_path / CODEC_NAME) == codec
     for name in (CODEC_NAME, TOKENIZER_NAME, INSTRUCT_NAME):

@@ -3,7 +3,8 @@
 Owns the asset recipe: render a training corpus of simulated-user conversations with the scripted
 flawed policy (`policy.py`), fit a small SentencePiece tokenizer on its text (`streams.tokenizer`)
 and a small codec on its audio (by default `speech.semantic`: codebook 0 holds causal speech units
-the model can hear the request through, the rest are MelRVQ), encode every conversation into
+the model can hear the request through, learnt from the TTS's phone events by
+`speech.phonetic_fit`; the rest are MelRVQ), encode every conversation into
 `codes [R, T]` (text stream from the model's TTS word timings, then model and user codebooks), and
 train the `sandbox` moshi preset on them by SFT (text + audio cross-entropy). The result is the
 "instruct" model with the designed flaws. Assets land in one folder (`tokenizer.model`,
@@ -66,8 +67,16 @@ class BuildConfig(StageConfig):
     vocab_size: int = 128
     """SentencePiece vocabulary (= the model's text_card)."""
     codec: Literal["semantic", "melrvq"] = "semantic"
-    """`semantic`: codebook 0 holds causal speech units (Whisper-distilled), the others MelRVQ;
-    `melrvq`: every codebook acoustic (the model could not hear which request was made)."""
+    """`semantic`: codebook 0 holds causal speech units, the others MelRVQ; `melrvq`: every
+    codebook acoustic (the model could not hear which request was made)."""
+    semantic_teacher: Literal["phones", "whisper"] = "phones"
+    """What the causal unit student learns from: `phones`, the TTS's phone events (the units then
+    name the phones a frame spans; 0.97 phone accuracy on held-out clips), or `whisper`, k-means
+    units of Whisper tiny.en features (it matched them on only 21 % of held-out frames;
+    docs/sandbox.md section 7)."""
+    semantic_fit_clips: int = 600
+    """`phones` teacher: 12 s clips of training-split sentences spoken by the training voices and
+    the model voice, labelled with their phones."""
     codebooks: int = 4
     """Codebooks per speaker (= the model's K), the semantic one included."""
     card: int = 64
@@ -75,7 +84,7 @@ class BuildConfig(StageConfig):
     semantic_units: int = 256
     """Units of the semantic codebook (64 units leave request verbs 0.62 separable, 256: 0.99)."""
     semantic_fit_conversations: int = 240
-    """Conversations whose two channels the semantic units are fitted on (teacher + student)."""
+    """`whisper` teacher: conversations whose two channels the units are fitted on."""
     semantic_steps: int = 800
     """Training steps of the causal unit student."""
     codec_fit_conversations: int = 60
@@ -164,7 +173,8 @@ def with_decode_iters(codec, iters: int):
 def codec_fit_config(cfg: BuildConfig) -> dict[str, Any]:
     """The build options a fitted codec depends on (recorded in the codec file)."""
     keys = ("seed", "duration", "turns", "flaws", "codec", "codebooks", "card", "semantic_units",
-            "semantic_fit_conversations", "semantic_steps", "codec_fit_conversations",
+            "semantic_teacher", "semantic_fit_clips", "semantic_fit_conversations",
+            "semantic_steps", "codec_fit_conversations",
             "codec_pca_dim", "codec_griffin_lim_iters")
     return {k: v for k, v in cfg.model_dump(mode="json").items() if k in keys}
 
@@ -182,14 +192,25 @@ def _fitted_codec(path: Path, cfg: BuildConfig):
 
 def fit_count(cfg: BuildConfig) -> int:
     """Conversations rendered to fit the codec."""
-    if cfg.codec == "semantic":
+    if cfg.codec == "semantic" and cfg.semantic_teacher == "whisper":
         return max(cfg.codec_fit_conversations, cfg.semantic_fit_conversations)
     return cfg.codec_fit_conversations
 
 
-def fit_codec(cfg: BuildConfig, convs: list, progress: bool):
+def fitting_texts(bank: ScenarioBank) -> list[str]:
+    """Sentences the phonetic student is fitted on: the training split's requests and replies, the
+    rude lines, backchannels and the hesitation word (never the test or validation split's)."""
+    texts = []
+    for it in bank.of("train"):
+        texts += [it.text, it.good_reply, it.wrong_reply, it.comply_reply]
+    return [t for t in texts + list(RUDE) + list(BACKCHANNELS) + ["um"] * 20 if t]
+
+
+def fit_codec(cfg: BuildConfig, convs: list, progress: bool, synth: Synth | None = None,
+              bank: ScenarioBank | None = None):
     """Fit the build's codec on both channels of rendered conversations `convs`; the acoustic
-    codebooks always see the first `codec_fit_conversations` of them."""
+    codebooks always see the first `codec_fit_conversations` of them. The `phones` teacher also
+    speaks `fitting_texts(bank)` through `synth`."""
     from duplexalign.speech.melrvq import MelRVQ
 
     wavs = [w for r in convs for w in (r.model_wav, r.user_wav)]
@@ -197,6 +218,17 @@ def fit_codec(cfg: BuildConfig, convs: list, progress: bool):
     if cfg.codec == "melrvq":
         return MelRVQ.fit(wavs[:acoustic], num_codebooks=cfg.codebooks, codebook_size=cfg.card,
                           pca_dim=cfg.codec_pca_dim, seed=cfg.seed, progress=progress)
+    if cfg.semantic_teacher == "phones":
+        from duplexalign.speech.phonetic_fit import fit_phonetic, phone_clips
+
+        clips = phone_clips(fitting_texts(bank or build_bank(cfg.seed)),
+                            TRAIN_VOICES + (MODEL_VOICE,), synth or default_synth(),
+                            cfg.semantic_fit_clips, cfg.duration, cfg.seed)
+        codec, _ = fit_phonetic(clips, wavs[:acoustic], units=cfg.semantic_units,
+                                acoustic_codebooks=cfg.codebooks - 1, acoustic_card=cfg.card,
+                                pca_dim=cfg.codec_pca_dim, steps=cfg.semantic_steps,
+                                seed=cfg.seed, progress=progress)
+        return codec
     from duplexalign.speech.semantic_fit import fit_semantic
 
     codec, _ = fit_semantic(wavs, units=cfg.semantic_units, acoustic_codebooks=cfg.codebooks - 1,
@@ -275,7 +307,8 @@ def build(cfg: BuildConfig, out_dir: Path, synth: Synth | None = None,
     codec = _fitted_codec(out_dir / CODEC_NAME, cfg)
     if codec is None:
         codec = with_decode_iters(fit_codec(cfg, [rend(s) for s in tqdm(
-            specs[: fit_count(cfg)], desc="codec audio", disable=not progress)], progress),
+            specs[: fit_count(cfg)], desc="codec audio", disable=not progress)], progress,
+            synth, bank),
             cfg.codec_griffin_lim_iters)
         codec.stats["fit_config"] = codec_fit_config(cfg)
     codec.save(out_dir / CODEC_NAME)

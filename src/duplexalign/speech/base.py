@@ -7,7 +7,7 @@ arrays at 24 kHz (`timebase.SAMPLE_RATE`) unless a `sample_rate` says otherwise;
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -19,11 +19,14 @@ from duplexalign.registry import Registry
 @dataclass(frozen=True)
 class Speech:
     """Synthesised speech: waveform `wav` [S] float32 at `sample_rate` and its word timings
-    (seconds from the start of `wav`)."""
+    (seconds from the start of `wav`). Backends that know them also give phone timings
+    (`phones`: (phone name, start, end) in seconds, pauses included), which fit the semantic
+    codec's phonetic student."""
 
     wav: np.ndarray
     sample_rate: int
     words: list[Word]
+    phones: list[tuple[str, float, float]] = field(default_factory=list)
 
     @property
     def duration(self) -> float:

@@ -1,14 +1,16 @@
 """A codec whose first codebook is semantic, as in Mimi: causal speech units plus MelRVQ acoustics.
 
-Owns the `semantic` codec. Codebook 0 holds speech units: k-means clusters of Whisper tiny.en
-*encoder* features (the teacher, pooled to 12.5 Hz), predicted by a small causal network over
+Owns the `semantic` codec. Codebook 0 holds speech units predicted by a small causal network over
 log-mel frames (the student), so that a frame's unit depends only on audio up to the end of that
 frame (plus the 21 ms half-window of the STFT: less than one frame of lookahead) and never on the
-user's next words. Whisper's features carry what was said and largely ignore who said it, which
-the MelRVQ codebooks do not (docs/sandbox.md). Codebooks 1..K-1 are an ordinary MelRVQ
-(`speech/melrvq.py`); decoding uses only them. The teacher runs only while fitting. Saved as one
-safetensors file (student weights + MelRVQ tensors, JSON config in the metadata).
-"""
+user's next words. The student learns from one of two teachers, fitted elsewhere: the TTS's phone
+events (`phonetic_fit.py`: the student predicts phones, its unit is the nearest k-means centroid
+of its phone posteriors), or k-means clusters of Whisper tiny.en *encoder* features pooled to
+12.5 Hz (`semantic_fit.py`: the student predicts the cluster; `WhisperTeacher` lives here). Both
+carry what was said and largely ignore who said it, which the MelRVQ codebooks do not
+(docs/sandbox.md). Codebooks 1..K-1 are an ordinary MelRVQ (`speech/melrvq.py`); decoding uses
+only them. Saved as one safetensors file (student weights and centroids + MelRVQ tensors, JSON
+config in the metadata)."""
 
 from __future__ import annotations
 
@@ -43,6 +45,16 @@ class StudentConfig:
     hidden: int = 256
     kernel: int = 3
     dilations: tuple[int, ...] = (1, 2, 4, 8, 1)
+    phones: int = 0
+    """0: the net predicts teacher units directly. > 0: a phonetic student that predicts the phone
+    at `subframes` evenly spaced points of each frame; its unit is the nearest of `units` k-means
+    centroids of those phone posteriors."""
+    subframes: int = 4
+
+    @property
+    def outputs(self) -> int:
+        """Logits per frame: units, or subframes x phones for a phonetic student."""
+        return self.subframes * self.phones if self.phones else self.units
 
 
 class CausalUnitNet(nn.Module):
@@ -61,15 +73,34 @@ class CausalUnitNet(nn.Module):
         self.convs = nn.ModuleList(nn.Conv1d(cfg.hidden, cfg.hidden, cfg.kernel, dilation=d)
                                    for d in cfg.dilations)
         self.norms = nn.ModuleList(nn.LayerNorm(cfg.hidden) for _ in cfg.dilations)
-        self.out = nn.Linear(cfg.hidden, cfg.units)
+        self.out = nn.Linear(cfg.hidden, cfg.outputs)
+        if cfg.phones:
+            self.register_buffer("centroids", torch.zeros(cfg.units, cfg.outputs))
 
     @property
     def receptive_field(self) -> int:
         """Past frames (including the current one) a unit can depend on."""
         return 1 + sum((self.cfg.kernel - 1) * d for d in self.cfg.dilations)
 
+    def posteriors(self, feats: torch.Tensor) -> torch.Tensor:
+        """Phone posteriors [B, T, subframes * phones] of `feats` [B, T, input_dim] (phonetic
+        students only): a softmax over phones at each subframe, concatenated."""
+        logits = self(feats)
+        b, t, _ = logits.shape
+        return logits.reshape(b, t, self.cfg.subframes, self.cfg.phones).softmax(-1).reshape(b, t, -1)
+
+    def units_of(self, feats: torch.Tensor) -> torch.Tensor:
+        """Units [B, T] int64 of `feats` [B, T, input_dim]: the argmax unit, or for a phonetic
+        student the nearest centroid of its phone posteriors."""
+        if not self.cfg.phones:
+            return self(feats).argmax(-1)
+        post = self.posteriors(feats)
+        d = (post.pow(2).sum(-1, keepdim=True) - 2 * post @ self.centroids.T
+             + self.centroids.pow(2).sum(-1))  # [B, T, units]
+        return d.argmin(-1)
+
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        """Unit logits [B, T, units] of stacked log-mel `feats` [B, T, input_dim]; frame t sees
+        """Logits [B, T, cfg.outputs] of stacked log-mel `feats` [B, T, input_dim]; frame t sees
         frames <= t only."""
         h = self.inp((feats - self.feat_mean) / self.feat_std)  # [B, T, H]
         for conv, norm in zip(self.convs, self.norms, strict=True):
@@ -200,8 +231,8 @@ class SemanticCodec:
         if len(feats) == 0:
             return np.zeros(0, dtype=np.int64)
         with torch.no_grad():
-            logits = self.student(torch.from_numpy(feats).float()[None])[0]
-        return logits.argmax(-1).numpy().astype(np.int64)
+            units = self.student.units_of(torch.from_numpy(feats).float()[None])[0]
+        return units.numpy().astype(np.int64)
 
     def encode(self, wav: np.ndarray) -> np.ndarray:
         """Codes [K, T] int64 of mono 24 kHz `wav` [S], T = timebase.samples_to_frames(S)."""
@@ -218,7 +249,7 @@ class SemanticCodec:
         for i, f in enumerate(feats):
             x[i, : len(f)] = torch.from_numpy(f)
         with torch.no_grad():
-            units = self.student(x).argmax(-1).numpy().astype(np.int64)  # right padding: causal
+            units = self.student.units_of(x).numpy().astype(np.int64)  # right padding: causal
         acoustic = np.split(self.acoustic.encode_frames(np.concatenate(feats)), np.cumsum(lens)[:-1],
                             axis=1)
         return [np.concatenate([u[None, :n], a], axis=0)

@@ -60,10 +60,11 @@ def nearest_unit(features: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 def train_student(feats: list[np.ndarray], targets: list[np.ndarray], cfg: StudentConfig,
                   steps: int, seed: int, crop: int = 96, batch: int = 32, lr: float = 2e-3,
                   progress: bool = True) -> CausalUnitNet:
-    """Train a causal student on (`feats` [T_i, D], `targets` [T_i]) clips by cross-entropy.
+    """Train a causal student on (`feats` [T_i, D], `targets`) clips by cross-entropy.
 
-    Crops of `crop` frames start at random frames; clips shorter than a crop are zero-padded on the
-    right and the padding is ignored by the loss (target -100).
+    `targets` are teacher units [T_i], or for a phonetic student (`cfg.phones` > 0) phone ids
+    [T_i, cfg.subframes]. Crops of `crop` frames start at random frames; clips shorter than a crop
+    are zero-padded on the right and the padding is ignored by the loss (target -100).
     """
     from tqdm.auto import tqdm
 
@@ -76,6 +77,7 @@ def train_student(feats: list[np.ndarray], targets: list[np.ndarray], cfg: Stude
     del allf
     x_clips = [torch.from_numpy(f).float() for f in feats]
     y_clips = [torch.from_numpy(t) for t in targets]
+    classes = cfg.phones or cfg.units
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * s / steps)))
@@ -83,7 +85,7 @@ def train_student(feats: list[np.ndarray], targets: list[np.ndarray], cfg: Stude
     bar = tqdm(range(steps), desc="semantic student", disable=not progress)
     for _ in bar:
         xs = torch.zeros(batch, crop, cfg.input_dim)
-        ys = torch.full((batch, crop), -100, dtype=torch.int64)
+        ys = torch.full((batch, crop, *y_clips[0].shape[1:]), -100, dtype=torch.int64)
         for b in range(batch):
             i = int(torch.randint(len(x_clips), (1,), generator=g))
             n = len(x_clips[i])
@@ -91,7 +93,7 @@ def train_student(feats: list[np.ndarray], targets: list[np.ndarray], cfg: Stude
             piece = x_clips[i][s: s + crop]
             xs[b, : len(piece)] = piece
             ys[b, : len(piece)] = y_clips[i][s: s + crop]
-        loss = F.cross_entropy(net(xs).reshape(-1, cfg.units), ys.reshape(-1))
+        loss = F.cross_entropy(net(xs).reshape(-1, classes), ys.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

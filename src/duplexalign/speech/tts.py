@@ -120,6 +120,19 @@ def _espeak_words(text: str, events: Events, sr: int,
     return words
 
 
+def _espeak_phones(events: Events, sr: int, n_samples: int) -> list[tuple[str, float, float]]:
+    """(phone, start, end) in seconds from espeak's PHONEME events: each phone lasts until the next
+    one starts (the last one until the end of the audio); pause phones keep their names ("_",
+    "_:")."""
+    marks = [(name, sample) for etype, _, sample, name in events if etype == EV_PHONEME]
+    out = []
+    for k, (name, a) in enumerate(marks):
+        b = marks[k + 1][1] if k + 1 < len(marks) else n_samples
+        if b > a:
+            out.append((name or "_", a / sr, b / sr))
+    return out
+
+
 @TTS_BACKENDS.register("espeak")
 class EspeakTTS:
     """espeak-ng (formant synthesis) with exact word timings from the library's events.
@@ -161,7 +174,8 @@ class EspeakTTS:
             sr = self._lib.sample_rate
         words = _espeak_words(text, events, sr, len(pcm))
         wav = resample(pcm.astype(np.float32) / 32768.0, sr, SAMPLE_RATE)
-        return Speech(wav=wav, sample_rate=SAMPLE_RATE, words=words)
+        return Speech(wav=wav, sample_rate=SAMPLE_RATE, words=words,
+                      phones=_espeak_phones(events, sr, len(pcm)))
 
 
 # --------------------------------------------------------------------------------------------------
