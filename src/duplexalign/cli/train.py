@@ -16,7 +16,7 @@ from duplexalign.cli.common import add_config_args
 
 def _main(args: argparse.Namespace) -> int:
     from duplexalign.config import load_section
-    from duplexalign.train.stage import TrainConfig, run_stage
+    from duplexalign.train.stage import TrainConfig, run
 
     cfg = load_section(TrainConfig, "train", args.config, args.overrides)
     if args.dry_run:
@@ -28,7 +28,7 @@ def _main(args: argparse.Namespace) -> int:
               f"LoRA {'rank ' + str(cfg.preset().lora.rank) if cfg.preset().lora.enabled else 'off'}")
         print(plan.table())
         return 0
-    stats = run_stage(cfg, args.run)
+    stats = run(cfg, args.run)
     print(json.dumps(stats.to_dict(), indent=2, default=str))
     return 0
 
