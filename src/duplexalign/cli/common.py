@@ -13,7 +13,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     """Add `--config PRESET.yaml` and repeatable `--set key.path=value` overrides."""
     p.add_argument("--config", default=None, help="YAML preset (one section per stage)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override, e.g. --set annotate.judge.concurrency=8 (repeatable)")
+                   help="dotted override, e.g. --set annotate.llm.concurrency=8 (repeatable)")
 
 
 def print_stats(stats: StageStats, where: str) -> None:

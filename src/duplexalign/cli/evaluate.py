@@ -39,6 +39,7 @@ def _main(args: argparse.Namespace) -> int:
     if args.limit:
         overrides.append(f"limit={args.limit}")
     cfg = load_section(EvaluateConfig, "evaluate", args.config, overrides)
-    stats = run(cfg, args.checkpoint, args.out)
+    cfg.checkpoint = args.checkpoint
+    stats = run(cfg, args.out)
     print(f"evaluate: {dict(stats.counts)} -> {args.out}/results.json")
     return 0

@@ -102,7 +102,8 @@ def run(cfg: PairsConfig, run_dir: str | Path, rewriter: Rewriter | None = None,
         drop_w.write({"id": item, "conversation_id": conv_id, "reason": reason, "detail": detail})
 
     try:
-        for conv in tqdm(read_manifest(conv_path, Conversation), desc="pairs", unit="conv"):
+        for conv in tqdm(read_manifest(conv_path, Conversation), desc="pairs", unit="conv",
+                         disable=None):
             issues = by_conv.get(conv.id)
             if not issues:
                 continue

@@ -99,7 +99,8 @@ def run(cfg: StreamsConfig, run_dir: str | Path) -> StageStats:
             by_conv[p.conversation_id].append(p)
     text_stats: Counter = Counter()
     try:
-        for conv in tqdm(read_manifest(conv_path, Conversation), desc="streams", unit="conv"):
+        for conv in tqdm(read_manifest(conv_path, Conversation), desc="streams", unit="conv",
+                         disable=None):
             pairs = by_conv.pop(conv.id, [])
             if not pairs:
                 continue

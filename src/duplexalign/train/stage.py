@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 from pydantic import Field, field_validator, model_validator
 from torch import nn
+from tqdm import tqdm
 
 from duplexalign.config import StageConfig
 from duplexalign.errors import ConfigError
@@ -275,6 +276,8 @@ def fit(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
         vals.insert(0, HeldOutPreferences(
             streams_dir, held, lambda _, b: score_batch(b), ref_table, cfg.micro_batch_size))
     mlog = MetricsLog(out, enabled=rank == 0)
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="train", unit="step",
+               disable=None if rank == 0 else True)
     stop = False
     while step < cfg.max_steps and not stop:
         items = data.next()
@@ -302,6 +305,7 @@ def fit(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
         sched.step()
         opt.zero_grad(set_to_none=True)
         step += 1
+        bar.update(1)
         metrics = step_metrics(per_example, world)
         metrics.update({"grad_norm": float(gnorm), "lr": sched.get_last_lr()[0]})
         mlog.write(step, metrics)
@@ -331,6 +335,7 @@ def fit(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
                              "since_best": since_best}, cfg.keep_checkpoints)
         if world > 1:
             dist.barrier()
+    bar.close()
     with _full_params(sharded):
         if rank == 0:
             save_model(model, out / "final")
