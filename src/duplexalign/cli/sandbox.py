@@ -25,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from duplexalign.sandbox.build import ASSETS_DIR, build
     from duplexalign.config import split_overrides
+    from duplexalign.sandbox.build import ASSETS_DIR, build
     from duplexalign.sandbox.demo import demo_config
 
     split_overrides(args.overrides, ["sandbox"])  # only sandbox.* is read here
