@@ -13,6 +13,7 @@ so a rerun after an upstream change reruns exactly the stages whose inputs chang
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import json
 import logging
@@ -38,6 +39,18 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def content_digest(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of what a file holds: the decompressed bytes of a `.gz` file (a manifest
+    rewritten on resume holds the same records in other gzip members), else its bytes."""
+    if not str(path).endswith(".gz"):
+        return sha256_file(path, chunk)
+    h = hashlib.sha256()
+    with gzip.open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
@@ -194,7 +207,7 @@ class StageRun:
         stage: the stage's name (its stats/provenance section and DONE marker).
         cfg: the stage's config (a pydantic model).
         run_dir: the run directory.
-        inputs: run-directory files the stage reads; their sha256 enter the digest.
+        inputs: run-directory files the stage reads; their `content_digest` enters the digest.
         needs: the stage that must have finished first (None for the first stage).
         why: said when `needs` has not finished.
         create: create the run directory (the first stage); otherwise it must exist.
@@ -216,7 +229,7 @@ class StageRun:
                 raise ConfigError(f"{self.rd.path(name)} does not exist{first}")
         if needs is not None:
             self.rd.require_done(stage, needs, why)
-        self.inputs = {name: sha256_file(self.rd.path(name)) for name in inputs}
+        self.inputs = {name: content_digest(self.rd.path(name)) for name in inputs}
         self.inputs.update((extra_inputs() if callable(extra_inputs) else extra_inputs) or {})
         config = digested if digested is not None else cfg.model_dump(mode="json")
         self.digest = digest_json({"config": config, "inputs": self.inputs})
