@@ -198,7 +198,7 @@ class StageRun:
     """One run of one stage in a run directory: what every stage shares, so its module holds only
     its own logic.
 
-    Opening it checks that every input file exists and that the upstream stage `needs` finished,
+    Opening it checks that the upstream stage `needs` finished and that every input file exists,
     then digests the inputs and the config. `previous()` gives the counts of a finished run with
     the same digest (the stage returns them and does nothing); `finish()` writes stats, provenance
     and the DONE marker.
@@ -223,12 +223,12 @@ class StageRun:
                  extra_inputs: dict[str, str] | Callable[[], dict[str, str]] | None = None):
         self.stage, self.cfg = stage, cfg
         self.rd = RunDir(run_dir, create=create)
+        if needs is not None:
+            self.rd.require_done(stage, needs, why)
         for name in inputs:
             if not self.rd.path(name).is_file():
                 first = f": run `duplexalign {needs}` first" if needs else ""
                 raise ConfigError(f"{self.rd.path(name)} does not exist{first}")
-        if needs is not None:
-            self.rd.require_done(stage, needs, why)
         self.inputs = {name: content_digest(self.rd.path(name)) for name in inputs}
         self.inputs.update((extra_inputs() if callable(extra_inputs) else extra_inputs) or {})
         config = digested if digested is not None else cfg.model_dump(mode="json")

@@ -53,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 def setup_logging(verbose: bool) -> None:
     """duplexalign's own INFO lines on the terminal; libraries' (httpx logs every request,
     faster-whisper every file) only from WARNING up, unless `-v` shows everything at DEBUG."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.DEBUG if verbose else logging.WARNING)
     logging.getLogger("duplexalign").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 

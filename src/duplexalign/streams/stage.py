@@ -78,11 +78,11 @@ def run(cfg: StreamsConfig, run_dir: str | Path) -> StageStats:
     Returns:
         The stage statistics (also in RUN/stats.json under "streams").
     """
+    st = StageRun(STAGE, cfg, run_dir, inputs=(PAIRS, CONVERSATIONS), needs="pairs",
+                  why="it did not finish")
     if cfg.tokenizer is None:
         raise ConfigError("streams.tokenizer: path of a SentencePiece .model is required "
                           "(`duplexalign tokenizer fit` makes a small one)")
-    st = StageRun(STAGE, cfg, run_dir, inputs=(PAIRS, CONVERSATIONS), needs="pairs",
-                  why="it did not finish")
     if (prev := st.previous()) is not None:
         return prev
     rd, stats = st.rd, st.stats
