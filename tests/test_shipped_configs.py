@@ -4,13 +4,16 @@ trains with (it used to read defaults while the values sat under `sandbox.stages
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
 
 from duplexalign import pipeline
+from duplexalign.cli.common import load_stage_config
 from duplexalign.config import load_section, load_yaml
 from duplexalign.errors import ConfigError
+from duplexalign.sandbox.build import ASSETS_DIR
 from duplexalign.sandbox.demo import ablate, demo_config, load_demo, pairs_kind, preference_loss
 from duplexalign.train.stage import TrainConfig
 
@@ -40,6 +43,10 @@ def test_the_train_command_reads_the_sandbox_train_section():
     path = next(p for p in CONFIGS if p.name == "sandbox.yaml")
     cfg = load_section(TrainConfig, "train", path)
     assert cfg.lr == 5.0e-5 and cfg.max_steps == 40 and cfg.val.every == 2
+    # `duplexalign train RUN --config configs/sandbox.yaml` also starts from the sandbox's model
+    args = argparse.Namespace(config=str(path), overrides=["train.loss_params.beta=0.3"])
+    cfg = load_stage_config(TrainConfig, "train", args)
+    assert cfg.init == ASSETS_DIR / "instruct" and cfg.loss_params.beta == 0.3 and cfg.lr == 5e-5
 
 
 def test_demo_overrides_reach_the_stages_and_flags_are_shortcuts():

@@ -163,16 +163,17 @@ def split_overrides(overrides: Iterable[str], reads: Iterable[str], fields: Iter
 
 
 def load_section(model: type[C], section: str, path: str | Path | None = None,
-                 overrides: Iterable[str] = ()) -> C:
+                 overrides: Iterable[str] = (), defaults: dict[str, Any] | None = None) -> C:
     """Load the `section` of a preset (or defaults if `path` is None) with overrides applied.
 
     Overrides may be written with or without the section prefix (`annotate.x=1` or `x=1`); one
     addressed to another section (`train.lr=1e-5` while loading `annotate`) is an error, since
     nothing would read it. Other sections of the preset are left to the commands that read them.
+    `defaults` sit under the preset's section (the sandbox's asset paths).
     """
     data = load_yaml(path) if path else {}
     sec = data.get(section, {}) or {}
     if not isinstance(sec, dict):
         raise ConfigError(f"{section}: must be a mapping")
     local = split_overrides(overrides, [section], model.model_fields)[section]
-    return build(model, apply_overrides(sec, local), prefix=section)
+    return build(model, apply_overrides(merge(defaults or {}, sec), local), prefix=section)

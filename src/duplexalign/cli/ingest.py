@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from duplexalign.cli.common import add_config_args, print_stats
+from duplexalign.cli.common import add_config_args, load_stage_config, print_stats
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Load the config, run the ingest stage and print its counts."""
-    from duplexalign.config import load_section
     from duplexalign.ingest.base import IngestConfig
     from duplexalign.ingest.stage import run
 
@@ -37,7 +36,7 @@ def main(args: argparse.Namespace) -> int:
         overrides.append(f"format={args.format}")
     if args.keep_user_audio:
         overrides.append("keep_user_audio=true")
-    cfg = load_section(IngestConfig, "ingest", args.config, overrides)
+    cfg = load_stage_config(IngestConfig, "ingest", args, overrides)
     if args.input is not None:
         cfg.input = args.input  # validated on assignment
     stats = run(cfg, args.out)

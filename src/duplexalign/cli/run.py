@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from duplexalign.cli.common import add_config_args
+from duplexalign.cli.common import add_config_args, preset_defaults
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,15 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     """Load every stage's config, run the stages and print their counts."""
     from duplexalign import pipeline
-    from duplexalign.config import load_yaml
 
     stages = pipeline.parse_stages(args.stages)
-    defaults, also = {}, ()
-    if args.config and "sandbox" in load_yaml(args.config):
-        from duplexalign.sandbox.demo import sandbox_defaults
-
-        defaults, also = sandbox_defaults(args.config, args.overrides), ("sandbox",)
-    configs = pipeline.load_configs(args.config, args.overrides, stages, defaults, also)
+    configs = pipeline.load_configs(args.config, args.overrides, stages,
+                                    preset_defaults(args.config))
     if args.input is not None and "ingest" in configs:
         configs["ingest"].input = args.input
     stats = pipeline.run(configs, args.out, stages)
