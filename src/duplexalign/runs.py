@@ -31,6 +31,13 @@ from typing import Any
 from duplexalign.errors import ConfigError, StageNotDone
 from duplexalign.manifest import iter_dicts
 
+CONVERSATIONS = "conversations.jsonl.gz"
+"""ingest's output: one `Conversation` per line."""
+ANNOTATIONS = "annotations.jsonl.gz"
+"""annotate's output: one `Issue` per line."""
+PAIRS = "pairs.jsonl.gz"
+"""pairs' output: one `PreferencePair` per line (the mix)."""
+
 _PACKAGES = ("duplexalign", "torch", "moshi", "numpy", "pydantic", "sentencepiece", "soundfile",
              "faster-whisper", "silero-vad", "espeakng-loader", "faiss-cpu")
 

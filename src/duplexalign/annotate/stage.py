@@ -29,13 +29,18 @@ from duplexalign.judges.llm import LLMClient
 from duplexalign.judges.rules import TimingRulesConfig
 from duplexalign.manifest import ManifestWriter, iter_dicts
 from duplexalign.records import Conversation, Issue
-from duplexalign.runs import RunDir, StageRun, StageStats, atomic_write_text
+from duplexalign.runs import (
+    ANNOTATIONS,
+    CONVERSATIONS,
+    RunDir,
+    StageRun,
+    StageStats,
+    atomic_write_text,
+)
 
 log = logging.getLogger(__name__)
 
 STAGE = "annotate"
-CONVERSATIONS = "conversations.jsonl.gz"
-ANNOTATIONS = "annotations.jsonl.gz"
 PROGRESS = "annotate_progress.jsonl.gz"
 FAILURES = "annotate_failures.jsonl"
 QUARANTINE = "annotate_quarantine.jsonl.gz"

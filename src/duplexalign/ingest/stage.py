@@ -31,11 +31,10 @@ from duplexalign.ingest.validate import check_conversation
 from duplexalign.ingest.wav import load_channels, safe_name, write_mono
 from duplexalign.manifest import ManifestWriter, iter_dicts
 from duplexalign.records import CHANNELS, Channel, ChannelAudio, Conversation
-from duplexalign.runs import RunDir, StageRun, StageStats, digest_json, sha256_file
+from duplexalign.runs import CONVERSATIONS, RunDir, StageRun, StageStats, digest_json, sha256_file
 from duplexalign.timebase import SAMPLE_RATE
 
 STAGE = "ingest"
-CONVERSATIONS = "conversations.jsonl.gz"
 QUARANTINE = "quarantine.jsonl.gz"
 logger = logging.getLogger(__name__)
 

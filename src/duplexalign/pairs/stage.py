@@ -25,16 +25,13 @@ from duplexalign.pairs.config import PairsConfig
 from duplexalign.pairs.filters import PairFilter, mix
 from duplexalign.pairs.policy import candidates, check_invariant, iter_by_conversation
 from duplexalign.records import Conversation, Issue, PreferencePair
-from duplexalign.runs import RunDir, StageRun, StageStats
+from duplexalign.runs import ANNOTATIONS, CONVERSATIONS, PAIRS, RunDir, StageRun, StageStats
 
 log = logging.getLogger(__name__)
 
 STAGE = "pairs"
 CANDIDATES = "pairs/candidates.jsonl.gz"
 DROPPED = "pairs/dropped.jsonl.gz"
-PAIRS = "pairs.jsonl.gz"
-CONVERSATIONS = "conversations.jsonl.gz"
-ANNOTATIONS = "annotations.jsonl.gz"
 
 
 def make_rewriter(cfg: PairsConfig) -> Rewriter | None:

@@ -26,7 +26,7 @@ from duplexalign.errors import BadInput, ConfigError
 from duplexalign.manifest import ManifestWriter, iter_dicts, read_manifest
 from duplexalign.pairs.base import safe_id
 from duplexalign.records import Conversation, PreferencePair
-from duplexalign.runs import RunDir, StageRun, StageStats, atomic_write_text
+from duplexalign.runs import CONVERSATIONS, PAIRS, RunDir, StageRun, StageStats, atomic_write_text
 from duplexalign.streams.audio import encode, encode_window, load_codec, rebuild_user_audio
 from duplexalign.streams.build import (
     DEFAULT_FLOOR_GAP,
@@ -44,8 +44,6 @@ log = logging.getLogger(__name__)
 
 STAGE = "streams"
 OUT = "streams"
-PAIRS = "pairs.jsonl.gz"
-CONVERSATIONS = "conversations.jsonl.gz"
 
 
 class StreamsConfig(StageConfig):
