@@ -3,14 +3,15 @@
 Owns the demo's orchestration and nothing inside the stages: assets (committed, or built when
 missing) -> a flaw check of the instruct model on held-out users at temperature 1 and at deployment
 settings -> deployment to simulated users, logged in the moshi-finetune layout with the user channel
-transcribed by the real ASR -> the ordinary stages `ingest`, `annotate` (LLM judge or `oracle`, plus
+transcribed by the real ASR -> the ordinary pipeline (`pipeline.run`, the runner of `duplexalign
+run`, on the preset's top-level stage sections): `ingest`, `annotate` (LLM judge or `oracle`, plus
 the timing rules), `pairs`, `streams`, `train` (DPO-LN by default; the checkpoint is chosen by rollout
 validation on the validation split) -> rollouts of the baseline and the aligned model on held-out
 scenarios with held-out voices -> the before/after table with bootstrap intervals, the judge's
 agreement with the ground truth, and the ordinary `report`. With `rounds` > 1 the deployment-to-train
 part repeats on-policy (`loop.py`: each round deploys the previous round's checkpoint on fresh
 training scenarios) and the held-out table is computed after every round. Ablation flags only change
-stage configs (pair categories, loss name).
+stage configs (`ablate`: pair categories, loss name).
 """
 
 from __future__ import annotations
@@ -213,8 +214,8 @@ def run(cfg: DemoConfig, stages: dict[str, Any], out_dir: str | Path, progress: 
     table, goals, checkpoint and judge agreement are those of the last round; `rounds` lists every
     round's.
     """
+    from duplexalign import pipeline
     from duplexalign.models.presets import load_model
-    from duplexalign.report.stage import run as report
     from duplexalign.sandbox.loop import RoundResult, on_policy_rounds
 
     t0 = time.time()
@@ -264,7 +265,7 @@ def run(cfg: DemoConfig, stages: dict[str, Any], out_dir: str | Path, progress: 
         after = deploy(load_model(res.checkpoint), cfg.test, assets, items=test_items,
                        decode_audio=False, progress=progress)
         table = before_after([d.outcomes for d in base_t1], [d.outcomes for d in after])
-        report(stages["report"], res.run_dir)
+        pipeline.run(stages, res.run_dir, ("report",))
         rounds.append({"round": res.round, "table": table, "goals": goals(table),
                        "start": str(res.start), "checkpoint": str(res.checkpoint),
                        "validation_history": res.validation_history,
