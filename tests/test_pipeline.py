@@ -112,12 +112,12 @@ def test_new_logs_rerun_every_stage_downstream(finished, logs, tmp_path):
     (new / "log.jsonl").write_text(json.dumps(line) + "\n")
     cfgs = _configs(logs)
     cfgs["ingest"].input = new / "log.jsonl"
-    # ingest resumes by id: the changed conversation keeps its record, so nothing downstream of
-    # ingest changes unless the run is started over; the input digest still reruns ingest
+    # ingest reruns (its input changed) but keeps the conversation already written under this id
+    # (it resumes by id), so its output and everything downstream stay as they were
     stats = pipeline.run(cfgs, run, RUN)
     assert not stats["ingest"].skipped
     assert [s for s in RUN if not stats[s].skipped] == ["ingest"]
-    shutil.rmtree(run)
+    shutil.rmtree(run)  # started over: the new words reach every stage
     stats = pipeline.run(cfgs, run, RUN)
     assert not any(stats[s].skipped for s in RUN)
 
