@@ -82,7 +82,7 @@ def main() -> None:
                     "reader": "x", "path": "x", "digest": ""}})
 
         def ingest() -> None:
-            stats = run(IngestConfig(format="jsonl"), src, Path(tmp) / "run")
+            stats = run(IngestConfig(format="jsonl", input=src), Path(tmp) / "run")
             assert stats.counts["written"] == args.n, stats.counts
 
         convs: list[Conversation] = []

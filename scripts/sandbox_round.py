@@ -1,6 +1,6 @@
 """One more on-policy round of a finished sandbox demo, through the library loop (docs/sandbox.md 5).
 
-Usage: PYTHONPATH=src python scripts/sandbox_round.py OUT ROUND STEPS [--set sandbox.KEY=VALUE ...]
+Usage: PYTHONPATH=src python scripts/sandbox_round.py OUT ROUND STEPS [--set SECTION.KEY=VALUE ...]
 Round ROUND starts from OUT's previous round's checkpoint (`OUT/run/train/best` for round 2),
 deploys it on fresh training conversations, trains STEPS steps and writes the held-out table
 against the base model to OUT/round<ROUND>_results.json. `duplexalign demo --rounds N` does the same
@@ -13,19 +13,17 @@ import time
 from pathlib import Path
 
 from duplexalign.models.presets import load_model
-from duplexalign.sandbox.demo import assets_dir, load_demo_config, stage_configs
+from duplexalign.sandbox.demo import assets_dir, load_demo
 from duplexalign.sandbox.deploy import Assets, deploy, user_items
 from duplexalign.sandbox.loop import align_round, round_dir
 from duplexalign.sandbox.table import before_after, goals
 
 out, r, steps = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 overrides = [x for x in sys.argv[4:] if x != "--set"]
-overrides += ["sandbox.judge=oracle", f"sandbox.stages.train.max_steps={steps}",
-              f"sandbox.stages.train.checkpoint_every={steps}"]
-cfg = load_demo_config("configs/sandbox.yaml", overrides)
-root = assets_dir(cfg)
-assets = Assets.load(root)
-stages = stage_configs(cfg, root)
+overrides += ["annotate.judge=oracle", f"train.max_steps={steps}",
+              f"train.checkpoint_every={steps}"]
+cfg, stages = load_demo("configs/sandbox.yaml", overrides)
+assets = Assets.load(assets_dir(cfg))
 t0 = time.time()
 items = user_items(cfg.test, assets, progress=False)
 base = deploy(load_model(assets.instruct), cfg.test, assets, items=items, decode_audio=False,

@@ -33,12 +33,15 @@ def test_yaml_section_and_overrides_with_and_without_prefix(tmp_path):
     assert cfg.names == ["a", "b"]
 
 
-def test_overrides_for_other_sections_are_left_to_them(tmp_path):
+def test_overrides_of_other_sections_are_errors_naming_the_key(tmp_path):
     p = tmp_path / "preset.yaml"
     p.write_text("annotate:\n  threshold: 0.7\npairs:\n  x: 1\n")
-    cfg = load_section(AnnotateConfig, "annotate", p,
-                       ["train.lr=1e-5", "pairs.x=2", "annotate.threshold=0.9"])
-    assert cfg.threshold == 0.9
+    cfg = load_section(AnnotateConfig, "annotate", p, ["annotate.threshold=0.9"])
+    assert cfg.threshold == 0.9  # the preset's other sections are left to their commands
+    with pytest.raises(ConfigError) as e:
+        load_section(AnnotateConfig, "annotate", p, ["train.lr=1e-5", "pairs.x=2"])
+    assert [m.split(":")[0] for m in e.value.problems] == ["train.lr", "pairs.x"]
+    assert "not read by this command" in str(e.value)
     # A field of this section is never mistaken for another section's prefix.
     cfg = load_section(AnnotateConfig, "annotate", p, ["judge.concurrency=3"])
     assert cfg.judge.concurrency == 3

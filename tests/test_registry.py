@@ -37,12 +37,26 @@ def test_same_name_twice_is_an_error():
         r.add("a", str)
 
 
-def test_lazy_modules_are_imported_on_first_lookup_and_missing_ones_skipped():
+def test_lazy_modules_are_imported_on_first_lookup():
     import sys
 
-    r = Registry("test lazy", modules=("duplexalign.no_such_module_yet", "json"))
-    assert r.names() == []  # the missing module is skipped, json imports fine
-    assert "json" in sys.modules
+    r = Registry("test lazy", modules=("json",))
+    assert r.names() == [] and "json" in sys.modules
+
+
+def test_a_listed_module_that_does_not_exist_is_an_error():
+    r = Registry("test missing", modules=("json", "duplexalign.no_such_module_yet"))
+    with pytest.raises(ImportError, match="test missing registry lists module "
+                                          "'duplexalign.no_such_module_yet'"):
+        r.names()
+
+
+def test_every_listed_module_of_the_package_exists():
+    from duplexalign.cli.ls import load_registries
+
+    for kind, reg in load_registries().items():
+        if not kind.startswith("test "):  # the registries these tests make
+            assert reg.names(), kind
 
 
 def test_missing_dependency_inside_a_module_is_not_hidden(tmp_path, monkeypatch):

@@ -112,28 +112,68 @@ def build(model: type[C], data: dict[str, Any], prefix: str = "") -> C:
 
 
 STAGE_SECTIONS = frozenset({"ingest", "annotate", "pairs", "streams", "train", "evaluate",
-                            "report", "sandbox", "demo"})
-"""Top-level preset sections; an override prefixed with another stage's name is not for this one."""
+                            "report", "sandbox"})
+"""Top-level preset sections: one per stage, and `sandbox` (the demo's deploy, test and build)."""
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `over` merged in, mapping by mapping (values of `over` win)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def split_overrides(overrides: Iterable[str], reads: Iterable[str], fields: Iterable[str] = ()
+                    ) -> dict[str, list[str]]:
+    """Route `SECTION.key=value` overrides to the sections a command reads.
+
+    Args:
+        overrides: the `--set` items.
+        reads: the sections the command reads.
+        fields: with one section read, its field names: `key=value` without a prefix is then
+            meant for it.
+
+    Returns:
+        section -> its overrides with the section prefix removed.
+
+    Raises:
+        ConfigError: naming every override that nothing reads (another section, or an unknown
+            one), so no override is ever dropped silently.
+    """
+    reads, fields = list(reads), set(fields)
+    out: dict[str, list[str]] = {r: [] for r in reads}
+    problems = []
+    for o in overrides:
+        key = o.split("=", 1)[0].strip()
+        head = key.split(".", 1)[0]
+        if head in reads and "." in key:
+            out[head].append(o.strip()[len(head) + 1:])
+        elif len(reads) == 1 and (head in fields or head not in STAGE_SECTIONS):
+            out[reads[0]].append(o)  # a bad key is named by the section's validation
+        elif head in STAGE_SECTIONS:
+            problems.append(f"{key}: not read by this command (it reads "
+                            f"{', '.join(r + '.*' for r in reads)})")
+        else:
+            problems.append(f"{key}: unknown section {head!r}{_did_you_mean(head, reads)}; "
+                            f"write SECTION.key=value with SECTION one of {', '.join(reads)}")
+    if problems:
+        raise ConfigError(problems)
+    return out
 
 
 def load_section(model: type[C], section: str, path: str | Path | None = None,
-                 overrides: Iterable[str] = ()) -> C:
+                 overrides: Iterable[str] = (), defaults: dict[str, Any] | None = None) -> C:
     """Load the `section` of a preset (or defaults if `path` is None) with overrides applied.
 
-    Overrides may be written with or without the section prefix (`annotate.x=1` or `x=1`);
-    overrides addressed to another section (`train.lr=1e-5` while loading `annotate`) are ignored,
-    so one command line can carry the overrides of every stage it runs.
+    Overrides may be written with or without the section prefix (`annotate.x=1` or `x=1`); one
+    addressed to another section (`train.lr=1e-5` while loading `annotate`) is an error, since
+    nothing would read it. Other sections of the preset are left to the commands that read them.
+    `defaults` sit under the preset's section (the sandbox's asset paths).
     """
     data = load_yaml(path) if path else {}
     sec = data.get(section, {}) or {}
     if not isinstance(sec, dict):
         raise ConfigError(f"{section}: must be a mapping")
-    others = (STAGE_SECTIONS | set(data)) - {section} - set(model.model_fields)
-    local = []
-    for o in overrides:
-        head = o.split("=", 1)[0].strip().split(".", 1)
-        if o.startswith(section + "."):
-            local.append(o[len(section) + 1:])
-        elif not (len(head) == 2 and head[0] in others):
-            local.append(o)
-    return build(model, apply_overrides(sec, local), prefix=section)
+    local = split_overrides(overrides, [section], model.model_fields)[section]
+    return build(model, apply_overrides(merge(defaults or {}, sec), local), prefix=section)

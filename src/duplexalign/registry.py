@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import logging
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from duplexalign.errors import ConfigError
 
 T = TypeVar("T")
-logger = logging.getLogger(__name__)
 
 _ALL: dict[str, Registry[Any]] = {}
 
@@ -61,7 +59,9 @@ class Registry(Generic[T]):
             except ModuleNotFoundError as e:
                 if e.name != mod:  # a real missing dependency inside the module: say so
                     raise
-                logger.debug("%s: module %s does not exist, skipped", self.kind, mod)
+                # a listed module that is not there is a packaging bug, not an empty registry
+                raise ImportError(f"{self.kind} registry lists module {mod!r}, which does not "
+                                  "exist") from e
         self._loaded = True
 
     def get(self, name: str) -> T:

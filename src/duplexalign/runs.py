@@ -3,26 +3,40 @@
 Owns where stage outputs live and how a stage says it finished. A run directory holds each stage's
 manifests (`conversations.jsonl.gz`, `annotations.jsonl.gz`, ...), `stats.json` (a section per stage),
 `provenance.json` (resolved config, git hash, package versions, input digests per stage) and
-`.done/<stage>` markers. A stage whose marker exists and whose config digest matches is skipped, so
-rerunning finished work is a no-op.
+`.done/<stage>` markers. `StageRun` is the template every stage shares: the stage declares its
+upstream stage and the run-directory files it reads; the template digests them with the config,
+skips a finished run with the same digest (restoring its counts), counts the drop manifest by reason,
+and writes stats, provenance and the DONE marker. A stage's digest covers the bytes of its inputs,
+so a rerun after an upstream change reruns exactly the stages whose inputs changed.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from duplexalign.errors import ConfigError, StageNotDone
+from duplexalign.manifest import iter_dicts
+
+CONVERSATIONS = "conversations.jsonl.gz"
+"""ingest's output: one `Conversation` per line."""
+ANNOTATIONS = "annotations.jsonl.gz"
+"""annotate's output: one `Issue` per line."""
+PAIRS = "pairs.jsonl.gz"
+"""pairs' output: one `PreferencePair` per line (the mix)."""
 
 _PACKAGES = ("duplexalign", "torch", "moshi", "numpy", "pydantic", "sentencepiece", "soundfile",
              "faster-whisper", "silero-vad", "espeakng-loader", "faiss-cpu")
@@ -32,6 +46,18 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def content_digest(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of what a file holds: the decompressed bytes of a `.gz` file (a manifest
+    rewritten on resume holds the same records in other gzip members), else its bytes."""
+    if not str(path).endswith(".gz"):
+        return sha256_file(path, chunk)
+    h = hashlib.sha256()
+    with gzip.open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
@@ -173,3 +199,71 @@ class RunDir:
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         atomic_write_text(p, json.dumps(prov, indent=2, sort_keys=True, default=str))
+
+
+class StageRun:
+    """One run of one stage in a run directory: what every stage shares, so its module holds only
+    its own logic.
+
+    Opening it checks that the upstream stage `needs` finished and that every input file exists,
+    then digests the inputs and the config. `previous()` gives the counts of a finished run with
+    the same digest (the stage returns them and does nothing); `finish()` writes stats, provenance
+    and the DONE marker.
+
+    Args:
+        stage: the stage's name (its stats/provenance section and DONE marker).
+        cfg: the stage's config (a pydantic model).
+        run_dir: the run directory.
+        inputs: run-directory files the stage reads; their `content_digest` enters the digest.
+        needs: the stage that must have finished first (None for the first stage).
+        why: said when `needs` has not finished.
+        create: create the run directory (the first stage); otherwise it must exist.
+        digested: the config as it enters the digest; None = all of `cfg` (leave out options that
+            do not change results, such as concurrency).
+        extra_inputs: more input digests computed by the stage (e.g. of a folder), or a function
+            that returns them once the checks above passed.
+    """
+
+    def __init__(self, stage: str, cfg: Any, run_dir: str | Path, *, inputs: tuple[str, ...] = (),
+                 needs: str | None = None, why: str = "", create: bool = False,
+                 digested: dict[str, Any] | None = None,
+                 extra_inputs: dict[str, str] | Callable[[], dict[str, str]] | None = None):
+        self.stage, self.cfg = stage, cfg
+        self.rd = RunDir(run_dir, create=create)
+        if needs is not None:
+            self.rd.require_done(stage, needs, why)
+        for name in inputs:
+            if not self.rd.path(name).is_file():
+                first = f": run `duplexalign {needs}` first" if needs else ""
+                raise ConfigError(f"{self.rd.path(name)} does not exist{first}")
+        self.inputs = {name: content_digest(self.rd.path(name)) for name in inputs}
+        self.inputs.update((extra_inputs() if callable(extra_inputs) else extra_inputs) or {})
+        config = digested if digested is not None else cfg.model_dump(mode="json")
+        self.digest = digest_json({"config": config, "inputs": self.inputs})
+        self.stats = StageStats(stage)
+
+    def previous(self) -> StageStats | None:
+        """The restored stats of a finished run with the same digest (`skipped`), else None."""
+        if not self.rd.is_done(self.stage, self.digest):
+            return None
+        logging.getLogger(__name__).info("%s already done in %s (same config and input): "
+                                         "nothing to do", self.stage, self.rd.root)
+        prev = self.rd.read_stats().get(self.stage, {})
+        return StageStats(self.stage, Counter(prev.get("counts", {})), skipped=True)
+
+    def count_drops(self, name: str, prefix: str = "dropped", total: bool = False) -> None:
+        """Add a `<prefix>/<reason>` count per reason of the drop manifest `name` (and the
+        `<prefix>` total with `total`)."""
+        reasons = Counter(d.get("reason", "?") for d in iter_dicts(self.rd.path(name)))
+        if total:
+            self.stats.add(prefix, sum(reasons.values()))
+        for reason, n in reasons.items():
+            self.stats.add(f"{prefix}/{reason}", n)
+
+    def finish(self, done: bool = True, provenance: dict[str, str] | None = None) -> StageStats:
+        """Write the stats and provenance; with `done`, the DONE marker keyed on the digest."""
+        self.rd.write_stats(self.stats)
+        self.rd.write_provenance(self.stage, self.cfg, {**self.inputs, **(provenance or {})})
+        if done:
+            self.rd.mark_done(self.stage, self.digest)
+        return self.stats

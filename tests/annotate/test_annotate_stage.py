@@ -11,7 +11,7 @@ import pytest
 
 from duplexalign.annotate.stage import AnnotateConfig, run
 from duplexalign.cli.main import main
-from duplexalign.errors import ConfigError
+from duplexalign.errors import ConfigError, StageNotDone
 from duplexalign.manifest import iter_dicts, write_manifest
 from duplexalign.records import ChannelWords, Conversation, Issue, Source, Word
 from duplexalign.runs import RunDir
@@ -85,7 +85,7 @@ def test_invalid_records_are_quarantined_not_lost(tmp_path):
 
 
 def test_missing_input_and_unknown_names_are_clear_errors(tmp_path):
-    with pytest.raises(ConfigError, match="ingest"):
+    with pytest.raises(StageNotDone, match="no finished `ingest` stage"):
         run(timing_cfg(), tmp_path)
     write_manifest(tmp_path / "conversations.jsonl.gz", CONVS)
     RunDir(tmp_path).mark_done("ingest")

@@ -135,3 +135,10 @@ class FakeASR:
 def model_says_fail(wav: np.ndarray) -> bool:
     """FakeASR fails on audio whose first sample is exactly 0.5 (a marker the tests write)."""
     return len(wav) > 0 and abs(float(wav[0]) - 0.5) < 1e-3
+
+
+def ingest(cfg, input_path, run_dir):
+    """`ingest.stage.run` with the input path set in the config (the stage reads it from there)."""
+    from duplexalign.ingest.stage import run
+
+    return run(cfg.model_copy(update={"input": input_path}), run_dir)

@@ -10,10 +10,9 @@ import soundfile as sf
 from duplexalign.cli.main import main as cli
 from duplexalign.ingest.base import IngestConfig
 from duplexalign.ingest.export import export_moshi_finetune
-from duplexalign.ingest.stage import run
 from duplexalign.manifest import read_manifest
 from duplexalign.records import Conversation
-from ingest.helpers import DIALOGUES, speak, write_index, write_moshi
+from ingest.helpers import DIALOGUES, ingest, speak, write_index, write_moshi
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +24,7 @@ def _ingest(tmp_path, dialogue, keep_user):
     data = tmp_path / "data"
     index = write_index(data, [write_moshi(data, "a", dialogue)])
     out = tmp_path / "run"
-    run(IngestConfig(keep_user_audio=keep_user), index, out)
+    ingest(IngestConfig(keep_user_audio=keep_user), index, out)
     return out, list(read_manifest(out / "conversations.jsonl.gz", Conversation))
 
 
@@ -50,7 +49,7 @@ def test_export_round_trips_through_the_reader(tmp_path, dialogue, keep_user):
     assert starts == sorted(starts)
     # reading the export back gives the same words on the same channels
     again = tmp_path / "again"
-    run(IngestConfig(), index, again)
+    ingest(IngestConfig(), index, again)
     (back,) = read_manifest(again / "conversations.jsonl.gz", Conversation)
     assert back.words == convs[0].words
 

@@ -9,11 +9,10 @@ import soundfile as sf
 
 from duplexalign.ingest.base import IngestConfig
 from duplexalign.ingest.fdb import read
-from duplexalign.ingest.stage import run
 from duplexalign.manifest import iter_dicts, read_manifest
 from duplexalign.records import Conversation
 from duplexalign.speech.base import ASR_BACKENDS
-from ingest.helpers import FakeASR
+from ingest.helpers import FakeASR, ingest
 
 if "fake-test" not in ASR_BACKENDS:
     ASR_BACKENDS.add("fake-test", FakeASR)
@@ -31,7 +30,7 @@ def _chunks(path):
 def test_shared_examples_words_only(examples, tmp_path):
     # the shared examples carry no wavs: keep them words-only
     cfg = IngestConfig(format="fdb", require_audio=False, require_channels=["model"])
-    stats = run(cfg, examples, tmp_path / "run")
+    stats = ingest(cfg, examples, tmp_path / "run")
     convs = {c.id: c for c in read_manifest(tmp_path / "run" / "conversations.jsonl.gz",
                                              Conversation)}
     assert sorted(convs) == ["pause_handling_example/1", "smooth_turn_taking_example/1",
@@ -51,7 +50,7 @@ def test_shared_examples_words_only(examples, tmp_path):
 
 
 def test_shared_examples_without_wavs_are_quarantined_by_default(examples, tmp_path):
-    stats = run(IngestConfig(format="fdb"), examples, tmp_path / "run")
+    stats = ingest(IngestConfig(format="fdb"), examples, tmp_path / "run")
     assert stats.counts["written"] == 0
     assert stats.counts["quarantined/audio_missing"] == 3
 
@@ -67,7 +66,7 @@ def test_generated_sample_with_audio_and_asr_for_the_user(examples, tmp_path):
     user[sr: 3 * sr] = 0.3 * np.sin(2 * np.pi * 300 * t[sr: 3 * sr])  # 1 s .. 3 s
     sf.write(str(sample / "input.wav"), user, sr)
     cfg = IngestConfig(format="fdb", asr="fake-test", keep_user_audio=True)
-    stats = run(cfg, tmp_path / "fdb", tmp_path / "run")
+    stats = ingest(cfg, tmp_path / "fdb", tmp_path / "run")
     assert stats.counts["written"] == 1 and stats.counts["resampled"] == 1
     (c,) = read_manifest(tmp_path / "run" / "conversations.jsonl.gz", Conversation)
     assert c.id == "interrupt/7" and c.duration == pytest.approx(29.0)
@@ -90,7 +89,7 @@ def test_bad_sample_is_quarantined_with_reason(tmp_path):
     assert items[0].reason == "time_reversed"
     assert items[1].conversation.words.model[0].end == 0.5  # missing end -> its start
     assert next(iter(read(tmp_path / "nothing", IngestConfig()))).reason == "input_missing"
-    run(IngestConfig(format="fdb", require_audio=False, require_channels=[]), tmp_path / "fdb",
+    ingest(IngestConfig(format="fdb", require_audio=False, require_channels=[]), tmp_path / "fdb",
         tmp_path / "run")
     (q,) = iter_dicts(tmp_path / "run" / "quarantine.jsonl.gz")
     assert q["reason"] == "time_reversed" and q["item"].endswith("1")

@@ -10,11 +10,10 @@ import soundfile as sf
 from duplexalign.ingest.audio import read as read_audio
 from duplexalign.ingest.base import Found, IngestConfig, Rejected, Skipped
 from duplexalign.ingest.jsonl import read as read_jsonl
-from duplexalign.ingest.stage import run
 from duplexalign.manifest import iter_dicts, read_manifest
 from duplexalign.records import Conversation
 from duplexalign.speech.base import ASR_BACKENDS
-from ingest.helpers import FakeASR
+from ingest.helpers import FakeASR, ingest
 
 if "fake-test" not in ASR_BACKENDS:
     ASR_BACKENDS.add("fake-test", FakeASR)
@@ -59,7 +58,7 @@ def test_jsonl_gz_truncated_keeps_complete_lines(tmp_path):
 def test_stage_on_jsonl_counts_duplicates_and_keeps_going(tmp_path):
     lines = [json.dumps(LINE), json.dumps(LINE), json.dumps({**LINE, "id": "c2"})]
     (tmp_path / "a.jsonl").write_text("\n".join(lines) + "\n")
-    stats = run(IngestConfig(format="jsonl"), tmp_path / "a.jsonl", tmp_path / "run")
+    stats = ingest(IngestConfig(format="jsonl"), tmp_path / "a.jsonl", tmp_path / "run")
     assert stats.counts["written"] == 2 and stats.counts["quarantined/duplicate_id"] == 1
     (q,) = iter_dicts(tmp_path / "run" / "quarantine.jsonl.gz")
     assert q["conversation_id"] == "c1" and q["item"].endswith(":2")
@@ -82,7 +81,7 @@ def test_audio_reader_transcribes_both_channels(tmp_path):
     _stereo(d / "fails.wav", fail, fail)
     (d / "notes.txt").write_text("ignored: not audio")
     cfg = IngestConfig(format="audio", asr="fake-test", asr_model="/models/x")
-    stats = run(cfg, d, tmp_path / "run")
+    stats = ingest(cfg, d, tmp_path / "run")
     (c,) = read_manifest(tmp_path / "run" / "conversations.jsonl.gz", Conversation)
     assert c.id == "a" and c.duration == 2.0
     assert [(w.start, w.end) for w in c.words.model] == [(0.0, 0.4), (0.5, 0.9)]
@@ -116,7 +115,7 @@ def test_overlong_audio_is_refused_before_decoding(tmp_path):
     sf.write(str(tmp_path / "long.wav"), np.zeros((24000 * 4, 2)), 24000)
     line = {**LINE, "duration": None, "audio": "long.wav"}
     (tmp_path / "a.jsonl").write_text(json.dumps(line) + "\n")
-    stats = run(IngestConfig(format="jsonl", max_duration=3.0), tmp_path / "a.jsonl",
+    stats = ingest(IngestConfig(format="jsonl", max_duration=3.0), tmp_path / "a.jsonl",
                 tmp_path / "run")
     assert stats.counts["quarantined/too_long"] == 1 and stats.counts["written"] == 0
 
@@ -128,4 +127,4 @@ def test_bom_is_accepted_and_out_inside_input_is_refused(tmp_path):
     (c,) = read_jsonl(tmp_path / "a.jsonl", IngestConfig())
     assert c.id == "c1"
     with pytest.raises(ConfigError, match="inside the input folder"):
-        run(IngestConfig(format="jsonl"), tmp_path, tmp_path / "run")
+        ingest(IngestConfig(format="jsonl"), tmp_path, tmp_path / "run")

@@ -10,12 +10,11 @@ import soundfile as sf
 from duplexalign.cli.main import main as cli
 from duplexalign.ingest.base import IngestConfig
 from duplexalign.ingest.moshi_finetune import parse_alignments
-from duplexalign.ingest.stage import run
 from duplexalign.manifest import iter_dicts, read_manifest
 from duplexalign.records import Conversation
 from duplexalign.runs import RunDir
 from duplexalign.timebase import SAMPLE_RATE
-from ingest.helpers import DIALOGUES, speak, write_index, write_moshi
+from ingest.helpers import DIALOGUES, ingest, speak, write_index, write_moshi
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +109,13 @@ def test_keep_user_audio_and_rerun_is_a_noop(dataset, tmp_path):
     index, dialogues = dataset
     out = tmp_path / "run"
     cfg = IngestConfig(keep_user_audio=True)
-    first = run(cfg, index, out)
+    first = ingest(cfg, index, out)
     c = next(c for c in read_manifest(out / "conversations.jsonl.gz", Conversation)
              if c.id == "audio/conv0")
     user, _ = sf.read(str(RunDir(out).resolve(c.audio.user)))
     assert np.abs(user - dialogues[0].stereo[:, 1]).max() < 1e-3
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
-    again = run(cfg, index, out)
+    again = ingest(cfg, index, out)
     assert again.skipped and again.counts == first.counts
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
 
@@ -125,14 +124,14 @@ def test_interrupted_run_resumes_without_duplicates(dataset, tmp_path):
     index, _ = dataset
     out = tmp_path / "run"
     cfg = IngestConfig()
-    run(cfg, index, out)
+    ingest(cfg, index, out)
     # simulate a crash: the final manifest is back to one record and the DONE marker is gone
     rows = list(iter_dicts(out / "conversations.jsonl.gz"))
     from duplexalign.manifest import write_manifest
 
     write_manifest(out / "conversations.jsonl.gz", rows[:1])
     RunDir(out).clear_done("ingest")
-    stats = run(cfg, index, out)
+    stats = ingest(cfg, index, out)
     ids = [d["id"] for d in iter_dicts(out / "conversations.jsonl.gz")]
     assert sorted(ids) == ["audio/conv0", "audio/conv1", "audio/conv2"]
     assert stats.counts["resumed"] == 1 and stats.counts["written"] == 2
@@ -159,13 +158,13 @@ def test_rerun_keeps_duplicates_and_forgets_fixed_items(tmp_path, dialogues):
     bad = write_moshi(root, "b", dialogues[1], doc={"alignments": [["x", [2, 1], "SPEAKER_1"]]})
     index = write_index(root, [good, bad, good])  # the third line repeats the first id
     out = tmp_path / "run"
-    first = run(IngestConfig(), index, out)
+    first = ingest(IngestConfig(), index, out)
     assert first.counts["quarantined/duplicate_id"] == 1
     assert first.counts["quarantined/time_reversed"] == 1
     write_moshi(root, "b", dialogues[1])  # the user fixes b's side files, not the index:
-    assert run(IngestConfig(), index, out).skipped  # the input digest covers the index only
+    assert ingest(IngestConfig(), index, out).skipped  # the input digest covers the index only
     RunDir(out).clear_done("ingest")  # so the user asks for the rerun (rm RUN/.done/ingest)
-    second = run(IngestConfig(), index, out)
+    second = ingest(IngestConfig(), index, out)
     assert not second.skipped and second.counts["resumed"] == 1 and second.counts["written"] == 1
     reasons = [q["reason"] for q in iter_dicts(out / "quarantine.jsonl.gz")]
     assert reasons == ["duplicate_id"]  # the fixed item left the quarantine, the duplicate stayed

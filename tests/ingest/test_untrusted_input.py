@@ -20,10 +20,11 @@ from duplexalign.ingest.files import confine, input_root
 from duplexalign.ingest.jsonl import read as read_jsonl
 from duplexalign.ingest.moshi_finetune import parse_alignments
 from duplexalign.ingest.moshi_finetune import read as read_moshi
-from duplexalign.ingest.stage import input_digest, run
+from duplexalign.ingest.stage import input_digest
 from duplexalign.manifest import iter_dicts, read_manifest
 from duplexalign.records import Conversation
 from duplexalign.runs import RunDir
+from ingest.helpers import ingest
 
 ALIGN = {"alignments": [["hi", [0.1, 0.3], "SPEAKER_MAIN"], ["yo", [0.5, 0.7], "SPEAKER_1"]]}
 WORDS = {"model": [["hi", 0.1, 0.3]], "user": [["yo", 0.5, 0.7]]}
@@ -90,7 +91,7 @@ def test_jsonl_audio_fields_are_confined(bundle, tmp_path):
     (data / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     got = list(read_jsonl(data / "log.jsonl", IngestConfig()))
     assert _reasons(got) == ["path_outside_input", "path_outside_input", "special_file", "ok"]
-    stats = run(IngestConfig(format="jsonl"), data / "log.jsonl", tmp_path / "run")
+    stats = ingest(IngestConfig(format="jsonl"), data / "log.jsonl", tmp_path / "run")
     assert stats.counts["written"] == 1 and stats.counts["quarantined/path_outside_input"] == 2
     # nothing of the outside file reached the run folder
     assert [p.name for p in (tmp_path / "run" / "audio").iterdir()] == ["d"]
@@ -120,7 +121,7 @@ def test_fdb_side_files_and_symlinked_folders(tmp_path):
                              "a": "ok", "b": "path_outside_input", "c": "ok"}
     assert isinstance(got[str(data / "c")], Found)
     assert got[str(data / "c")].conversation.meta["fdb"] == {"metadata": {"task": "pause"}}
-    stats = run(cfg, data, tmp_path / "run")  # every skipped folder is counted
+    stats = ingest(cfg, data, tmp_path / "run")  # every skipped folder is counted
     assert stats.counts["read"] == 5 and stats.counts["written"] == 2
     assert stats.counts["quarantined/symlinked_folder"] == 1
     assert stats.counts["quarantined/path_outside_input"] == 2
@@ -153,7 +154,7 @@ def test_gzip_corrupted_mid_stream_keeps_every_line_before_the_damage(tmp_path):
     assert [c.id for c in got[:150]] == [f"c{i}" for i in range(150)]  # all 150 good lines
     assert isinstance(got[-1], Rejected) and got[-1].reason == "input_unreadable"
     assert got[-1].item.startswith(f"{path}:")
-    stats = run(IngestConfig(format="jsonl"), path, tmp_path / "run")  # no crash, nothing lost
+    stats = ingest(IngestConfig(format="jsonl"), path, tmp_path / "run")  # no crash, nothing lost
     assert stats.counts["written"] >= 150 and stats.counts["quarantined/input_unreadable"] == 1
     ids = [d["id"] for d in iter_dicts(tmp_path / "run" / "conversations.jsonl.gz")]
     assert ids[:150] == [f"c{i}" for i in range(150)]
@@ -182,7 +183,7 @@ def test_a_quarantined_record_does_not_claim_its_id(tmp_path):
     src = tmp_path / "in" / "log.jsonl"
     src.write_text("".join(json.dumps(x) + "\n" for x in (bad, good, good)))
     out = tmp_path / "run"
-    stats = run(IngestConfig(format="jsonl"), src, out)
+    stats = ingest(IngestConfig(format="jsonl"), src, out)
     convs = list(read_manifest(out / "conversations.jsonl.gz", Conversation))
     assert [(c.id, c.source.path) for c in convs] == [("x", f"{src}:2")]  # the valid one
     first = [(q["item"], q["reason"]) for q in iter_dicts(out / "quarantine.jsonl.gz")]
@@ -190,7 +191,7 @@ def test_a_quarantined_record_does_not_claim_its_id(tmp_path):
     assert stats.counts["quarantined/empty_channel_user"] == 1
     # an interrupted run resumed: same manifest, same reasons for the same lines
     RunDir(out).clear_done("ingest")
-    again = run(IngestConfig(format="jsonl"), src, out)
+    again = ingest(IngestConfig(format="jsonl"), src, out)
     assert again.counts["resumed"] == 1 and again.counts["written"] == 0
     assert [(q["item"], q["reason"]) for q in iter_dicts(out / "quarantine.jsonl.gz")] == first
 

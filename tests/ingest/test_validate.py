@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from duplexalign.errors import BadInput
 from duplexalign.ingest.base import IngestConfig
 from duplexalign.ingest.moshi_finetune import parse_alignments
-from duplexalign.ingest.stage import run
 from duplexalign.ingest.validate import REASONS, check_conversation, make_word, parse_json_bytes
 from duplexalign.manifest import iter_dicts, read_manifest
 from duplexalign.records import ChannelWords, Conversation, Source, Word
+from ingest.helpers import ingest
 
 
 def conv(model, user, duration=10.0, cid="c"):
@@ -177,7 +177,7 @@ def test_stage_never_crashes_and_loses_nothing(bad, where):
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in.jsonl"
         src.write_bytes(b"\n".join(lines) + b"\n")
-        stats = run(IngestConfig(format="jsonl"), src, Path(tmp) / "run")
+        stats = ingest(IngestConfig(format="jsonl"), src, Path(tmp) / "run")
         convs = list(read_manifest(Path(tmp) / "run" / "conversations.jsonl.gz", Conversation))
         quarantined = list(iter_dicts(Path(tmp) / "run" / "quarantine.jsonl.gz"))
     n_items = sum(1 for x in lines if x.strip())
@@ -229,7 +229,7 @@ def hostile_line(rng: random.Random) -> bytes:
                 rng.choice([[], [["w", 1.0, 1.1]], ODD_VALUES[rng.randrange(len(ODD_VALUES))]])
         elif op == 2 and isinstance(line.get("words"), dict):
             ws = line["words"].get(rng.choice(["model", "user"]))
-            if isinstance(ws, list) and ws and isinstance(ws[0], list):
+            if isinstance(ws, list) and ws and isinstance(ws[0], list) and len(ws[0]) == 3:
                 ws[0][rng.randrange(3)] = rng.choice(ODD_VALUES)
         elif op == 3:
             line["audio"] = rng.choice([rng.choice(HOSTILE_AUDIO),

@@ -15,7 +15,7 @@ from duplexalign.manifest import iter_dicts
 from duplexalign.sandbox.build import ASSETS_DIR
 from duplexalign.sandbox.table import METRICS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 # on 24 held-out conversations a model may give no reply to a harmful or benign request
 MAY_BE_EMPTY = ("unsafe_compliance", "compliance_when_replying", "selectivity", "benign_refusal")
 

@@ -13,7 +13,7 @@ from duplexalign.models.presets import build_model, load_model
 from duplexalign.streams.shards import ShardReader, read_index
 from duplexalign.train.data import collate
 from duplexalign.train.logprobs import ScoreConfig, floor_logp, floor_mask, score_pairs
-from duplexalign.train.stage import TrainConfig, run
+from duplexalign.train.stage import TrainConfig, fit
 
 from .helpers import FLOOR_FRAMES, make_streams
 
@@ -64,7 +64,7 @@ def test_floor_labels_reach_the_batch_and_both_forward_paths_agree(floor_streams
 def test_floor_anchor_raises_pad_probability_on_the_users_turn(floor_streams, tmp_path):
     cfg = TrainConfig(max_steps=4, batch_size=8, micro_batch_size=8, lr=3e-3,
                       loss={"dpo_ln": 0.0}, floor_anchor_weight=1.0, checkpoint_every=4)
-    run(cfg, floor_streams, tmp_path)
+    fit(cfg, floor_streams, tmp_path)
     items = list(enumerate(read_index(floor_streams)))[:8]
     batch = collate(ShardReader(floor_streams), items)
     m = floor_mask(batch.floor, batch.chosen[:, 0])
@@ -80,5 +80,5 @@ def test_floor_anchor_raises_pad_probability_on_the_users_turn(floor_streams, tm
 def test_floor_anchor_needs_floor_labels(tmp_path):
     streams = make_streams(tmp_path / "streams", n_pairs=8)
     with pytest.raises(ConfigError, match="floor labels"):
-        run(TrainConfig(max_steps=1, batch_size=8, micro_batch_size=8, floor_anchor_weight=1.0),
+        fit(TrainConfig(max_steps=1, batch_size=8, micro_batch_size=8, floor_anchor_weight=1.0),
             streams, tmp_path / "train")

@@ -10,7 +10,7 @@ import pytest
 
 from duplexalign.errors import ConfigError
 from duplexalign.train.data import GlobalBatches
-from duplexalign.train.stage import TrainConfig, run
+from duplexalign.train.stage import TrainConfig, fit
 
 from .helpers import make_streams
 
@@ -37,7 +37,7 @@ def test_batch_larger_than_the_data_uses_every_pair(tiny_streams, caplog):
 @pytest.mark.timeout(120)  # the old loop restarted the epoch forever here
 def test_training_with_fewer_pairs_than_one_batch_finishes(tiny_streams, tmp_path):
     cfg = TrainConfig(max_steps=2, batch_size=16, micro_batch_size=2, checkpoint_every=1)
-    stats = run(cfg, tiny_streams, tmp_path / "train")
+    stats = fit(cfg, tiny_streams, tmp_path / "train")
     assert stats.counts["steps"] == 2
     lines = (tmp_path / "train" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines if "loss" in json.loads(x)] == [1, 2]
@@ -62,7 +62,7 @@ def test_vocabulary_mismatch_stops_before_any_step(tmp_path, meta, names):
     streams = make_streams(tmp_path / "streams", n_pairs=4)
     (streams / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ConfigError) as e:
-        run(TrainConfig(max_steps=1, batch_size=2, micro_batch_size=2), streams, tmp_path / "t")
+        fit(TrainConfig(max_steps=1, batch_size=2, micro_batch_size=2), streams, tmp_path / "t")
     assert len(e.value.problems) == 1
     for name in [*names, "train.model"]:
         assert name in e.value.problems[0]
@@ -74,10 +74,10 @@ def test_streams_that_fit_train(tmp_path):
     streams = make_streams(tmp_path / "streams", n_pairs=4)
     (streams / "meta.json").write_text(json.dumps({"text_card": 64, "cardinality": 64,
                                                    "num_codebooks": 4}))
-    assert run(TrainConfig(max_steps=1, batch_size=2, micro_batch_size=2), streams,
+    assert fit(TrainConfig(max_steps=1, batch_size=2, micro_batch_size=2), streams,
                tmp_path / "t").counts["steps"] == 1
 
 
 def test_missing_streams_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="run `duplexalign streams`"):
-        run(TrainConfig(max_steps=1), tmp_path / "nothing", tmp_path / "t")
+        fit(TrainConfig(max_steps=1), tmp_path / "nothing", tmp_path / "t")

@@ -16,7 +16,7 @@ from duplexalign.models.presets import build_model, load_model
 from duplexalign.streams.shards import ShardReader, read_index
 from duplexalign.train.data import collate
 from duplexalign.train.logprobs import ScoreConfig, frame_weights, score_pairs
-from duplexalign.train.stage import TrainConfig, run
+from duplexalign.train.stage import TrainConfig, fit
 
 from .helpers import make_streams
 
@@ -42,7 +42,7 @@ def test_short_run_raises_margin_accuracy_and_changes_params(streams, tmp_path):
     cfg = TrainConfig(max_steps=12, batch_size=8, micro_batch_size=4, lr=3e-3,
                       loss={"dpo_ln": 1.0}, loss_params={"beta": 0.5},
                       val={"every": 6, "held_out": 8})
-    run(cfg, streams, tmp_path)
+    fit(cfg, streams, tmp_path)
     m = _metrics(tmp_path)
     assert m[1]["rewards/margins"] == pytest.approx(0.0, abs=1e-3)  # policy == reference at start
     assert m[12]["rewards/margins"] > 0.5
@@ -65,8 +65,8 @@ def _final(out: Path) -> dict[str, torch.Tensor]:
 
 def test_accumulation_1x8_equals_8x1(streams, tmp_path):
     base = {"max_steps": 2, "batch_size": 8, "lr": 1e-3, "checkpoint_every": 2}
-    run(TrainConfig(**base, micro_batch_size=8), streams, tmp_path / "a")
-    run(TrainConfig(**base, micro_batch_size=1), streams, tmp_path / "b")
+    fit(TrainConfig(**base, micro_batch_size=8), streams, tmp_path / "a")
+    fit(TrainConfig(**base, micro_batch_size=1), streams, tmp_path / "b")
     a, b = _final(tmp_path / "a"), _final(tmp_path / "b")
     assert a.keys() == b.keys()
     # Adam divides each gradient by its own running scale, so float32 summation-order noise in
@@ -119,7 +119,7 @@ def _script(streams: Path, out: Path, opts: dict, nproc: int = 1) -> subprocess.
 def test_sigkill_and_resume_reproduces_the_loss_curve(streams, tmp_path):
     opts = {"max_steps": 10, "batch_size": 4, "micro_batch_size": 2, "lr": 1e-3,
             "warmup_steps": 2, "checkpoint_every": 3, "val": {"every": 1, "metric": {"probe": 1}}}
-    run(TrainConfig.model_validate(opts), streams, tmp_path / "full",
+    fit(TrainConfig.model_validate(opts), streams, tmp_path / "full",
         validators=[lambda model, step: {"probe": 0.0}])  # uninterrupted, in-process
     killed = _script(streams, tmp_path / "res", {**opts, "kill_at": 8})
     assert killed.returncode == -9  # SIGKILL at step 8, after the step-6 checkpoint
@@ -138,7 +138,7 @@ def test_sigkill_and_resume_reproduces_the_loss_curve(streams, tmp_path):
 def test_ddp_two_processes_matches_one(streams, tmp_path):
     opts = {"max_steps": 2, "batch_size": 4, "micro_batch_size": 2, "lr": 1e-3,
             "checkpoint_every": 2}
-    run(TrainConfig.model_validate(opts), streams, tmp_path / "one")
+    fit(TrainConfig.model_validate(opts), streams, tmp_path / "one")
     two = _script(streams, tmp_path / "two", opts, nproc=2)
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = _final(tmp_path / "one"), _final(tmp_path / "two")
@@ -156,7 +156,7 @@ def test_ddp_two_processes_matches_one(streams, tmp_path):
 def test_fsdp_two_processes_matches_one(streams, tmp_path):
     opts = {"max_steps": 2, "batch_size": 4, "micro_batch_size": 2, "lr": 1e-3,
             "checkpoint_every": 2}
-    run(TrainConfig.model_validate(opts), streams, tmp_path / "one")
+    fit(TrainConfig.model_validate(opts), streams, tmp_path / "one")
     two = _script(streams, tmp_path / "two", {**opts, "distributed": "fsdp"}, nproc=2)
     assert two.returncode == 0, two.stderr[-3000:]
     a = dict(load_model(tmp_path / "one" / "final").named_parameters())

@@ -16,7 +16,7 @@ import torch
 torch.set_num_threads(1)
 os.environ.setdefault("NO_TORCH_COMPILE", "1")
 
-from duplexalign.train.stage import TrainConfig, run  # noqa: E402
+from duplexalign.train.stage import TrainConfig, fit  # noqa: E402
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
         return {"probe": 0.0}
 
     cfg = TrainConfig.model_validate(opts)
-    run(cfg, streams, out, validators=[killer])
+    fit(cfg, streams, out, validators=[killer])
 
 
 if __name__ == "__main__":

@@ -22,20 +22,25 @@ from pydantic import Field, ValidationError
 from tqdm import tqdm
 
 from duplexalign.config import StageConfig
-from duplexalign.errors import BadInput, ConfigError
+from duplexalign.errors import BadInput
 from duplexalign.judges.base import JUDGES, RULES, run_rules
 from duplexalign.judges.content import LLMJudgeConfig
 from duplexalign.judges.llm import LLMClient
 from duplexalign.judges.rules import TimingRulesConfig
 from duplexalign.manifest import ManifestWriter, iter_dicts
 from duplexalign.records import Conversation, Issue
-from duplexalign.runs import RunDir, StageStats, atomic_write_text, digest_json, sha256_file
+from duplexalign.runs import (
+    ANNOTATIONS,
+    CONVERSATIONS,
+    RunDir,
+    StageRun,
+    StageStats,
+    atomic_write_text,
+)
 
 log = logging.getLogger(__name__)
 
 STAGE = "annotate"
-CONVERSATIONS = "conversations.jsonl.gz"
-ANNOTATIONS = "annotations.jsonl.gz"
 PROGRESS = "annotate_progress.jsonl.gz"
 FAILURES = "annotate_failures.jsonl"
 QUARANTINE = "annotate_quarantine.jsonl.gz"
@@ -61,11 +66,12 @@ class AnnotateConfig(StageConfig):
     """Show a progress bar."""
 
 
-def _digest(cfg: AnnotateConfig, input_digest: str) -> str:
+def _digested(cfg: AnnotateConfig) -> dict:
+    """The config as it enters the digest: options that do not change verdicts left out."""
     d = cfg.model_dump(mode="json", exclude={"progress", "in_flight", "cache_dir"})
     for k in _RUNTIME_ONLY:
         d["llm"].pop(k, None)
-    return digest_json({"config": d, "input": input_digest})
+    return d
 
 
 def _vad_segments(conv: Conversation, cfg: AnnotateConfig, rd: RunDir, vad) -> dict | None:
@@ -101,25 +107,16 @@ def run(cfg: AnnotateConfig, run_dir: str | Path) -> StageStats:
         The stage statistics (also written to stats.json). Judge failures leave the stage unfinished
         (no DONE marker) so that the next run retries them.
     """
-    rd = RunDir(run_dir, create=False)
-    src = rd.path(CONVERSATIONS)
-    if not src.exists():
-        raise ConfigError(f"{src} does not exist: run `duplexalign ingest ... --out {run_dir}` first")
-    rd.require_done(STAGE, "ingest", "its conversations may be incomplete")
+    st = StageRun(STAGE, cfg, run_dir, inputs=(CONVERSATIONS,), needs="ingest",
+                  why="its conversations may be incomplete", digested=_digested(cfg))
     for name in cfg.rules.enabled:
         RULES.get(name)
     if cfg.judge != "none":
         JUDGES.get(cfg.judge)
-    in_digest = sha256_file(src)
-    digest = _digest(cfg, in_digest)
-    if rd.is_done(STAGE, digest):
-        log.info("annotate already done in %s", run_dir)
-        stats = StageStats(STAGE, skipped=True)
-        stats.counts.update(rd.read_stats().get(STAGE, {}).get("counts", {}))
-        return stats
-
+    if (prev := st.previous()) is not None:
+        return prev
+    rd, digest, stats, src = st.rd, st.digest, st.stats, st.rd.path(CONVERSATIONS)
     _archive_if_config_changed(rd, digest)
-    stats = StageStats(STAGE)
     failures: list[dict] = []
     with ExitStack() as stack:
         progress = stack.enter_context(ManifestWriter(rd.path(PROGRESS)))
@@ -151,14 +148,11 @@ def run(cfg: AnnotateConfig, run_dir: str | Path) -> StageStats:
             stats.values["llm"] = dict(llm_stats)
     atomic_write_text(rd.path(FAILURES), "".join(json.dumps(f) + "\n" for f in failures))
     _summarise(rd, stats, failures)
-    rd.write_stats(stats)
-    rd.write_provenance(STAGE, cfg, {"conversations": str(src), "conversations_digest": in_digest})
-    if not failures:
-        rd.mark_done(STAGE, digest)
-    else:
+    st.count_drops(QUARANTINE, "quarantined")
+    if failures:
         log.debug("%d conversations had judge failures; rerun to retry them (see %s)",
-                    len({f["conversation_id"] for f in failures}), rd.path(FAILURES))
-    return stats
+                  len({f["conversation_id"] for f in failures}), rd.path(FAILURES))
+    return st.finish(done=not failures)  # failures leave it unfinished: the next run retries
 
 
 def _archive_if_config_changed(rd: RunDir, digest: str) -> None:
@@ -254,8 +248,6 @@ def _summarise(rd: RunDir, stats: StageStats, failures: list[dict]) -> None:
         red.update(d.get("redactions") or {})
     for k, v in red.items():
         stats.add(f"redactions/{k}", v)
-    for d in iter_dicts(rd.path(QUARANTINE)):
-        stats.add(f"quarantined/{d['reason']}")
     stats.values["conversations_done"] = done
     stats.values["judge_failures_pending"] = len(failures)
     if failures:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from duplexalign.cli.common import add_config_args, print_stats
+from duplexalign.cli.common import add_config_args, load_stage_config, print_stats
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     """Load the config, run the annotate stage and print its counts."""
     from duplexalign.annotate.stage import AnnotateConfig, run
-    from duplexalign.config import load_section
 
     overrides = list(args.overrides)
     for flag, key in ((args.judge, "judge"), (args.judge_url, "llm.url"),
@@ -38,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={flag}")
     if args.no_progress:
         overrides.append("progress=false")
-    cfg = load_section(AnnotateConfig, "annotate", args.config, overrides)
+    cfg = load_stage_config(AnnotateConfig, "annotate", args, overrides)
     stats = run(cfg, args.run)
     print_stats(stats, args.run)
     pending = stats.values.get("judge_failures_pending", 0)

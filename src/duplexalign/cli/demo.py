@@ -1,7 +1,10 @@
 """`duplexalign demo`: run the whole alignment loop on the embedded sandbox (offline, CPU).
 
 Examples: `duplexalign demo --out runs/demo`, `duplexalign demo --quick`,
-`duplexalign demo --judge oracle --pairs timing --loss simpo`, `duplexalign demo --rounds 3`.
+`duplexalign demo --judge oracle --pairs timing --loss simpo`, `duplexalign demo --rounds 3`,
+`duplexalign demo --quick --set train.lr=2e-5 --set sandbox.deploy.conversations=64`.
+The flags are shortcuts for the preset's stage sections (`--judge` sets `annotate.judge`, `--loss`
+the preference term of `train.loss`, `--pairs` the categories of `pairs.strategy_for`).
 """
 
 from __future__ import annotations
@@ -37,18 +40,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from duplexalign.sandbox.demo import load_demo_config, run
+    from duplexalign.sandbox.demo import ablate, load_demo, run
 
     config = args.config
     if config is None:
         name = "sandbox_quick.yaml" if args.quick else "sandbox.yaml"
         config = REPO_CONFIGS / name if (REPO_CONFIGS / name).exists() else None
     overrides = list(args.overrides)
-    for key in ("judge", "pairs", "loss", "rounds", "reference"):
+    if args.judge is not None:
+        overrides.append(f"annotate.judge={args.judge}")
+    for key in ("rounds", "reference"):
         if getattr(args, key) is not None:
             overrides.append(f"sandbox.{key}={getattr(args, key)}")
-    cfg = load_demo_config(config, overrides)
+    cfg, stages = load_demo(config, overrides)
+    ablate(stages, pairs=args.pairs, loss=args.loss)
     out = Path(args.out + ("_quick" if args.quick and args.out == "runs/demo" else ""))
-    run(cfg, out)
+    run(cfg, stages, out)
     print((out / "demo_report.md").read_text())
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from duplexalign.cli.common import add_config_args
+from duplexalign.cli.common import add_config_args, load_stage_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +25,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from duplexalign.config import load_section
     from duplexalign.evaluate.stage import EvaluateConfig, run
     from duplexalign.evaluate.tasks import TASK_GROUPS, TASKS
 
@@ -38,7 +37,8 @@ def _main(args: argparse.Namespace) -> int:
         overrides.append(f"tasks={args.tasks}")
     if args.limit:
         overrides.append(f"limit={args.limit}")
-    cfg = load_section(EvaluateConfig, "evaluate", args.config, overrides)
-    stats = run(cfg, args.checkpoint, args.out)
+    cfg = load_stage_config(EvaluateConfig, "evaluate", args, overrides)
+    cfg.checkpoint = args.checkpoint
+    stats = run(cfg, args.out)
     print(f"evaluate: {dict(stats.counts)} -> {args.out}/results.json")
     return 0

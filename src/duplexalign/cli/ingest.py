@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from duplexalign.cli.common import add_config_args, print_stats
+from duplexalign.cli.common import add_config_args, load_stage_config, print_stats
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Read logs in a registered format (see `duplexalign ls`) into "
                                    "DIR/conversations.jsonl.gz, DIR/quarantine.jsonl.gz and "
                                    "DIR/stats.json. Reruns resume.")
-    p.add_argument("input", help="input file or folder (layout depends on --format)")
+    p.add_argument("input", nargs="?", default=None,
+                   help="input file or folder (layout depends on --format; default: ingest.input "
+                        "of the config)")
     p.add_argument("--format", default=None,
                    help="reader name: moshi-finetune, fdb, jsonl, audio (default from config)")
     p.add_argument("--out", required=True, help="run directory to write")
@@ -26,7 +28,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Load the config, run the ingest stage and print its counts."""
-    from duplexalign.config import load_section
     from duplexalign.ingest.base import IngestConfig
     from duplexalign.ingest.stage import run
 
@@ -35,8 +36,10 @@ def main(args: argparse.Namespace) -> int:
         overrides.append(f"format={args.format}")
     if args.keep_user_audio:
         overrides.append("keep_user_audio=true")
-    cfg = load_section(IngestConfig, "ingest", args.config, overrides)
-    stats = run(cfg, args.input, args.out)
+    cfg = load_stage_config(IngestConfig, "ingest", args, overrides)
+    if args.input is not None:
+        cfg.input = args.input  # validated on assignment
+    stats = run(cfg, args.out)
     print_stats(stats, args.out)
     if not stats.counts.get("conversations"):
         print(f"error: ingest: 0 conversations from {stats.counts.get('read', 0)} input items "

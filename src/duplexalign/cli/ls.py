@@ -15,7 +15,7 @@ REGISTRY_MODULES = (
     "duplexalign.evaluate.tasks",
     "duplexalign.sandbox.oracle",  # registers the `oracle` judge
 )
-"""Modules that define registries; ones not written yet are skipped."""
+"""Modules that define registries."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,15 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_registries() -> dict:
-    """Import every registry-holding module that exists; returns `registry.all_registries()`."""
+    """Import every registry-holding module; returns `registry.all_registries()`."""
     from duplexalign.registry import all_registries
 
     for mod in REGISTRY_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
+        importlib.import_module(mod)
     return all_registries()
 
 

@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Align full-duplex spoken dialogue models from logs of user interactions.",
     )
     parser.add_argument("--version", action="version", version=f"duplexalign {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, libraries' INFO lines included")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     import duplexalign.cli as pkg
 
@@ -49,13 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def setup_logging(verbose: bool) -> None:
+    """duplexalign's own INFO lines on the terminal; libraries' (httpx logs every request,
+    faster-whisper every file) only from WARNING up, unless `-v` shows everything at DEBUG."""
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("duplexalign").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (2 for user errors)."""
     os.environ.setdefault("NO_TORCH_COMPILE", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
     if not getattr(args, "func", None):
         print("error: duplexalign: a COMMAND is required (see `duplexalign --help`)",
               file=sys.stderr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from duplexalign.cli.common import add_config_args, print_stats
+from duplexalign.cli.common import add_config_args, load_stage_config, print_stats
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,14 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Load the config, run the pairs stage, optionally export, and print the counts."""
-    from duplexalign.config import load_section
     from duplexalign.pairs.config import PairsConfig
     from duplexalign.pairs.stage import run
 
     overrides = list(args.overrides)
     if args.voice_transfer:
         overrides.append("voice_transfer=true")
-    cfg = load_section(PairsConfig, "pairs", args.config, overrides)
+    cfg = load_stage_config(PairsConfig, "pairs", args, overrides)
     stats = run(cfg, args.run)
     print_stats(stats, args.run)
     if not stats.counts.get("written"):

@@ -25,10 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from duplexalign.config import split_overrides
     from duplexalign.sandbox.build import ASSETS_DIR, build
-    from duplexalign.sandbox.demo import load_demo_config
+    from duplexalign.sandbox.demo import demo_config
 
-    cfg = load_demo_config(args.config, args.overrides)
+    split_overrides(args.overrides, ["sandbox"])  # only sandbox.* is read here
+    cfg = demo_config(args.config, args.overrides)
     record = build(cfg.build, Path(args.out) if args.out else ASSETS_DIR)
     print(json.dumps({k: record[k] for k in ("corpus_flaw_rates", "num_params", "seconds")},
                      indent=2))

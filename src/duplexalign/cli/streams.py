@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from duplexalign.cli.common import add_config_args, print_stats
+from duplexalign.cli.common import add_config_args, load_stage_config, print_stats
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +22,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Load the config, run the streams stage and print its counts."""
-    from duplexalign.config import load_section
     from duplexalign.streams.stage import StreamsConfig, run
 
     overrides = list(args.overrides)
@@ -30,7 +29,7 @@ def main(args: argparse.Namespace) -> int:
                      ("tokenizer", args.tokenizer)):
         if val is not None:
             overrides.append(f"{key}={val}")
-    cfg = load_section(StreamsConfig, "streams", args.config, overrides)
+    cfg = load_stage_config(StreamsConfig, "streams", args, overrides)
     stats = run(cfg, args.run)
     print_stats(stats, args.run)
     return 0

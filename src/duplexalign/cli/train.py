@@ -1,6 +1,7 @@
 """`duplexalign train RUN`: preference-train the model on RUN/streams, writing RUN/train.
 
-Example: `duplexalign train runs/demo --config configs/sandbox.yaml --set train.loss_params.beta=0.3`.
+Example: `duplexalign train runs/demo/run --config configs/sandbox.yaml --set train.loss_params.beta=0.3`
+(the preset's `train:` section, on the sandbox's instruct model since the preset is a sandbox one).
 Launch with `torchrun --nproc_per_node 2 -m duplexalign.cli.main train RUN` for DDP/FSDP.
 Plan first: `duplexalign train RUN --config configs/moshi_7b.yaml --dry-run --world-size 8`.
 """
@@ -11,14 +12,13 @@ import argparse
 import json
 import os
 
-from duplexalign.cli.common import add_config_args
+from duplexalign.cli.common import add_config_args, load_stage_config
 
 
 def _main(args: argparse.Namespace) -> int:
-    from duplexalign.config import load_section
-    from duplexalign.train.stage import TrainConfig, run_stage
+    from duplexalign.train.stage import TrainConfig, run
 
-    cfg = load_section(TrainConfig, "train", args.config, args.overrides)
+    cfg = load_stage_config(TrainConfig, "train", args, args.overrides)
     if args.dry_run:
         from duplexalign.train.plan import plan_train
 
@@ -28,7 +28,7 @@ def _main(args: argparse.Namespace) -> int:
               f"LoRA {'rank ' + str(cfg.preset().lora.rank) if cfg.preset().lora.enabled else 'off'}")
         print(plan.table())
         return 0
-    stats = run_stage(cfg, args.run)
+    stats = run(cfg, args.run)
     print(json.dumps(stats.to_dict(), indent=2, default=str))
     return 0
 

@@ -73,6 +73,8 @@ class EvaluateConfig(StageConfig):
     """Options of `duplexalign evaluate` (section `evaluate:` of a preset).
 
     Attributes:
+        checkpoint: the model directory to evaluate (`models.presets.save_model`); None = the run's
+            `train/best` when it exists, else `train/final`.
         tasks: task or group names (`spoken_qa`, `safety`, `paper`), comma-separated or a list.
         data_dir: benchmark data folder; None = `default_data_dir()`.
         limit: at most this many prompts per task (None = each task's default).
@@ -95,6 +97,7 @@ class EvaluateConfig(StageConfig):
         options: per-task extra options, e.g. {multiturn: {turn_gap: 12}}.
     """
 
+    checkpoint: Path | None = None
     tasks: str | list[str] = "paper"
     data_dir: Path | None = None
     limit: int | None = Field(None, ge=1)
@@ -215,27 +218,36 @@ def _load_backends(cfg: EvaluateConfig, checkpoint: Path, names: Sequence[str]) 
             "judge": judge, "tokenizer_path": str(tok_path)}
 
 
-def run(cfg: EvaluateConfig, checkpoint: str | Path, out_dir: str | Path) -> StageStats:
-    """Evaluate `checkpoint` on `cfg.tasks`; write `results.json` and per-task files in `out_dir`.
+def checkpoint_of(cfg: EvaluateConfig, run_dir: str | Path) -> Path:
+    """The checkpoint to evaluate: `cfg.checkpoint`, else the run's `train/best` or `train/final`."""
+    if cfg.checkpoint is not None:
+        return Path(cfg.checkpoint)
+    best = Path(run_dir) / "train" / "best"
+    return best if (best / "model.safetensors").exists() else Path(run_dir) / "train" / "final"
+
+
+def run(cfg: EvaluateConfig, run_dir: str | Path) -> StageStats:
+    """Evaluate the checkpoint (`checkpoint_of`) on `cfg.tasks`; write `results.json` and per-task
+    files in `run_dir`.
 
     Args:
         cfg: evaluation options.
-        checkpoint: a model directory written by `models.presets.save_model`.
-        out_dir: output directory (a run directory: stats, provenance and DONE markers).
+        run_dir: output directory (a run directory: stats, provenance and a DONE marker per task,
+            each keyed on the config and the checkpoint's digest, so a new checkpoint reruns).
 
     Returns:
         Stage statistics (samples per task, tasks skipped as already done).
     """
     from duplexalign.evaluate.speak import user_items
 
-    checkpoint = Path(checkpoint)
+    checkpoint = checkpoint_of(cfg, run_dir)
     names = resolve_tasks(cfg.tasks)
-    run_dir = RunDir(out_dir)
+    run_dir = RunDir(run_dir)
     stats = StageStats(STAGE)
     ckpt_digest = _checkpoint_digest(checkpoint)
     pending: dict[str, str] = {}
     for name in names:
-        digest = digest_json({"cfg": cfg.model_dump(mode="json", exclude={"tasks"}),
+        digest = digest_json({"cfg": cfg.model_dump(mode="json", exclude={"tasks", "checkpoint"}),
                               "ckpt": ckpt_digest,
                               "task": name})
         if run_dir.is_done(f"{STAGE}.{name}", digest) and run_dir.path(f"{name}/result.json"

@@ -28,6 +28,8 @@ from duplexalign.registry import Registry
 class IngestConfig(StageConfig):
     """Options of the ingest stage (section `ingest:` of a preset)."""
 
+    input: Path | None = None
+    """The input file or folder, as the reader expects it (`duplexalign ingest INPUT` sets it)."""
     format: str = "moshi-finetune"
     """Registered reader name (see `duplexalign ls`)."""
     speaker_map: dict[str, str] = Field(default_factory=lambda: {

@@ -7,13 +7,12 @@ only with `keep_user_audio`), and appends the record to `conversations.jsonl.gz`
 fails goes to `quarantine.jsonl.gz` as `{item, reason, detail, source, conversation_id}` and the batch
 goes on. `Conversation.audio` paths are relative to the run directory (resolve them with
 `RunDir.resolve`), so a run folder can be moved. Reruns resume: ids already written are skipped, and a
-finished run with the same config and input digest is a no-op.
+finished run with the same config and input digest is a no-op (`runs.StageRun`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from pathlib import Path
 
 from tqdm import tqdm
@@ -32,11 +31,10 @@ from duplexalign.ingest.validate import check_conversation
 from duplexalign.ingest.wav import load_channels, safe_name, write_mono
 from duplexalign.manifest import ManifestWriter, iter_dicts
 from duplexalign.records import CHANNELS, Channel, ChannelAudio, Conversation
-from duplexalign.runs import RunDir, StageStats, digest_json, sha256_file
+from duplexalign.runs import CONVERSATIONS, RunDir, StageRun, StageStats, digest_json, sha256_file
 from duplexalign.timebase import SAMPLE_RATE
 
 STAGE = "ingest"
-CONVERSATIONS = "conversations.jsonl.gz"
 QUARANTINE = "quarantine.jsonl.gz"
 logger = logging.getLogger(__name__)
 
@@ -59,13 +57,12 @@ def input_digest(path: Path, exclude: Path | None = None) -> str:
     return digest_json(["", sorted(listing)])
 
 
-def run(cfg: IngestConfig, input_path: str | Path, out_dir: str | Path) -> StageStats:
-    """Ingest `input_path` with the reader `cfg.format` into the run directory `out_dir`.
+def run(cfg: IngestConfig, run_dir: str | Path) -> StageStats:
+    """Ingest `cfg.input` with the reader `cfg.format` into the run directory `run_dir`.
 
     Args:
-        cfg: ingest options (format, speaker map, privacy, thresholds).
-        input_path: the input file or folder, as the reader expects it.
-        out_dir: run directory; gets conversations.jsonl.gz, quarantine.jsonl.gz, stats.json,
+        cfg: ingest options (input path, format, speaker map, privacy, thresholds).
+        run_dir: run directory; gets conversations.jsonl.gz, quarantine.jsonl.gz, stats.json,
             provenance.json and audio/.
 
     Returns:
@@ -74,23 +71,39 @@ def run(cfg: IngestConfig, input_path: str | Path, out_dir: str | Path) -> Stage
         `words/model`, `words/user`, `resampled`.
 
     Raises:
-        ConfigError: unknown format, or `out_dir` inside the input folder. BadInput: the input
-            path does not exist.
+        ConfigError: no input, unknown format, or `run_dir` inside the input folder. BadInput: the
+            input path does not exist.
     """
-    input_path, rd = Path(input_path).absolute(), RunDir(out_dir)
-    reader = READERS.get(cfg.format)
+    if cfg.input is None:
+        raise ConfigError("ingest.input: the input file or folder is required "
+                          "(`duplexalign ingest INPUT --out RUN`, or `--set ingest.input=PATH`)")
+    input_path = Path(cfg.input).absolute()
+    READERS.get(cfg.format)
     if not input_path.exists():
         raise BadInput("input_missing", f"{input_path} does not exist")
-    if input_path.is_dir() and rd.root.absolute().is_relative_to(input_path):
-        raise ConfigError(f"the run directory {rd.root} is inside the input folder {input_path}; "
+    root = Path(run_dir).absolute()
+    if input_path.is_dir() and root.is_relative_to(input_path):
+        raise ConfigError(f"the run directory {run_dir} is inside the input folder {input_path}; "
                           "choose an --out outside it")
-    in_digest = input_digest(input_path, exclude=rd.root.absolute())
-    digest = digest_json({"config": cfg.model_dump(mode="json"), "input": in_digest})
-    if rd.is_done(STAGE, digest):
-        logger.info("ingest already done in %s (same config and input): nothing to do", rd.root)
-        prev = rd.read_stats().get(STAGE, {})
-        return StageStats(STAGE, Counter(prev.get("counts", {})), skipped=True)
-    stats = StageStats(STAGE)
+    in_digest = input_digest(input_path, exclude=root)
+    # the input enters the digest by content, not by where it lies
+    st = StageRun(STAGE, cfg, run_dir, create=True, extra_inputs={"input_digest": in_digest},
+                  digested=cfg.model_dump(mode="json", exclude={"input"}))
+    if (prev := st.previous()) is not None:
+        return prev
+    _ingest(cfg, input_path, st.rd, st.stats)
+    st.count_drops(QUARANTINE, "quarantined", total=True)
+    if st.stats.counts["resumed"]:
+        _recount_words(st.rd, st.stats)
+    st.finish(provenance={"input": str(input_path)})
+    logger.info("ingest: %d conversations, %d quarantined", st.stats.counts["conversations"],
+                st.stats.counts["quarantined"])
+    return st.stats
+
+
+def _ingest(cfg: IngestConfig, input_path: Path, rd: RunDir, stats: StageStats) -> None:
+    """Read every item of the input, write the new conversations, quarantine the rest."""
+    reader = READERS.get(cfg.format)
     with ManifestWriter(rd.path(CONVERSATIONS)) as convs, \
             ManifestWriter(rd.path(QUARANTINE), resume=False, id_field="item") as quarantine:
         # Every item not written yet is judged again on a rerun, so the quarantine is rebuilt
@@ -143,15 +156,6 @@ def run(cfg: IngestConfig, input_path: str | Path, out_dir: str | Path) -> Stage
                 for ch in CHANNELS:
                     stats.add(f"words/{ch}", len(out.words.of(ch)))
         stats.add("conversations", convs.count)
-    _count_quarantine(rd, stats)
-    if stats.counts["resumed"]:
-        _recount_words(rd, stats)
-    rd.write_stats(stats)
-    rd.write_provenance(STAGE, cfg, {"input": str(input_path), "input_digest": in_digest})
-    rd.mark_done(STAGE, digest)
-    logger.info("ingest: %d conversations, %d quarantined", stats.counts["conversations"],
-                stats.counts["quarantined"])
-    return stats
 
 
 def finish(found: Found, cfg: IngestConfig, rd: RunDir, stats: StageStats) -> Conversation:
@@ -185,13 +189,6 @@ def finish(found: Found, cfg: IngestConfig, rd: RunDir, stats: StageStats) -> Co
         "audio": ChannelAudio(**paths),
         "user_audio_existed": "user" in wavs,
     })
-
-
-def _count_quarantine(rd: RunDir, stats: StageStats) -> None:
-    reasons = Counter(d.get("reason", "?") for d in iter_dicts(rd.path(QUARANTINE)))
-    stats.add("quarantined", sum(reasons.values()))
-    for reason, n in reasons.items():
-        stats.add(f"quarantined/{reason}", n)
 
 
 def _recount_words(rd: RunDir, stats: StageStats) -> None:

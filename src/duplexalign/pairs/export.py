@@ -27,10 +27,8 @@ from duplexalign.records import (
     Source,
     Word,
 )
-from duplexalign.runs import RunDir
+from duplexalign.runs import CONVERSATIONS, PAIRS, RunDir
 from duplexalign.timebase import seconds_to_samples
-
-PAIRS = "pairs.jsonl.gz"
 
 
 def _words(ws: list[Word]) -> list[dict]:
@@ -94,7 +92,7 @@ def chosen_conversations(run_dir: str | Path, clip_dir: str = "pairs/sft"):
     from duplexalign.speech.audio import read_audio, write_audio
 
     rd = RunDir(run_dir, create=False)
-    convs = {c.id: c for c in read_manifest(rd.path("conversations.jsonl.gz"), Conversation)}
+    convs = {c.id: c for c in read_manifest(rd.path(CONVERSATIONS), Conversation)}
     for p in read_manifest(rd.path(PAIRS), PreferencePair):
         conv = convs.get(p.conversation_id)
         if conv is None or conv.audio.model is None or p.chosen.audio is None:

@@ -5,13 +5,13 @@ conversation's issues into candidates (policy.py), build each with its strategy,
 filter (filters.py), write the two window waveforms to RUN/pairs/audio/<pair_id>/{chosen,rejected}.wav
 and the built pair to RUN/pairs/candidates.jsonl.gz, every drop with its reason to
 RUN/pairs/dropped.jsonl.gz, and finally the mix (filters.mix) to RUN/pairs.jsonl.gz. Resumable: built
-and dropped candidates are skipped on rerun, and a finished stage with the same config is a no-op.
+and dropped candidates are skipped on rerun, and a finished stage with the same config and inputs is a
+no-op (`runs.StageRun`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,14 +25,13 @@ from duplexalign.pairs.config import PairsConfig
 from duplexalign.pairs.filters import PairFilter, mix
 from duplexalign.pairs.policy import candidates, check_invariant, iter_by_conversation
 from duplexalign.records import Conversation, Issue, PreferencePair
-from duplexalign.runs import RunDir, StageStats, digest_json, sha256_file
+from duplexalign.runs import ANNOTATIONS, CONVERSATIONS, PAIRS, RunDir, StageRun, StageStats
 
 log = logging.getLogger(__name__)
 
 STAGE = "pairs"
 CANDIDATES = "pairs/candidates.jsonl.gz"
 DROPPED = "pairs/dropped.jsonl.gz"
-PAIRS = "pairs.jsonl.gz"
 
 
 def make_rewriter(cfg: PairsConfig) -> Rewriter | None:
@@ -78,20 +77,14 @@ def run(cfg: PairsConfig, run_dir: str | Path, rewriter: Rewriter | None = None,
     Returns:
         The stage statistics (also written to RUN/stats.json under "pairs").
     """
-    rd = RunDir(run_dir, create=False)
-    conv_path, ann_path = rd.path("conversations.jsonl.gz"), rd.path("annotations.jsonl.gz")
-    for p in (conv_path, ann_path):
-        if not p.exists():
-            raise BadInput("missing_input", f"{p} not found (run ingest and annotate first)")
-    pending = rd.read_stats().get("annotate", {}).get("judge_failures_pending")
-    rd.require_done(STAGE, "annotate",
-                    f"{pending} judge failures pending" if pending else "it did not finish")
-    inputs = {p.name: sha256_file(p) for p in (conv_path, ann_path)}
-    digest = digest_json({"cfg": cfg.model_dump(mode="json"), "inputs": inputs})
-    if rd.is_done(STAGE, digest):
-        log.info("pairs: already done for this config and input, nothing to do")
-        prev = rd.read_stats().get(STAGE, {})
-        return StageStats(STAGE, Counter(prev.get("counts", {})), skipped=True)
+    pending = RunDir(run_dir, create=False).read_stats().get("annotate", {}).get(
+        "judge_failures_pending")
+    st = StageRun(STAGE, cfg, run_dir, inputs=(CONVERSATIONS, ANNOTATIONS), needs="annotate",
+                  why=f"{pending} judge failures pending" if pending else "it did not finish")
+    if (prev := st.previous()) is not None:
+        return prev
+    rd, stats = st.rd, st.stats
+    conv_path, ann_path = rd.path(CONVERSATIONS), rd.path(ANNOTATIONS)
     if voice is None:
         from duplexalign.speech.voices import get_voice as voice
     rewriter = rewriter if rewriter is not None else make_rewriter(cfg)
@@ -106,7 +99,8 @@ def run(cfg: PairsConfig, run_dir: str | Path, rewriter: Rewriter | None = None,
         drop_w.write({"id": item, "conversation_id": conv_id, "reason": reason, "detail": detail})
 
     try:
-        for conv in tqdm(read_manifest(conv_path, Conversation), desc="pairs", unit="conv"):
+        for conv in tqdm(read_manifest(conv_path, Conversation), desc="pairs", unit="conv",
+                         disable=None):
             issues = by_conv.get(conv.id)
             if not issues:
                 continue
@@ -149,7 +143,6 @@ def run(cfg: PairsConfig, run_dir: str | Path, rewriter: Rewriter | None = None,
     built_pairs = list(read_manifest(rd.path(CANDIDATES), PreferencePair))
     kept, mixed_out = mix(built_pairs, cfg.mix, cfg.seed)
     write_manifest(rd.path(PAIRS), kept)
-    stats = StageStats(STAGE)
     stats.add("built", len(built_pairs))
     stats.add("written", len(kept))
     for p in kept:
@@ -157,11 +150,8 @@ def run(cfg: PairsConfig, run_dir: str | Path, rewriter: Rewriter | None = None,
         stats.add(f"written/category/{p.category}")
     for p in mixed_out:
         stats.add(f"dropped/mix_over_target/{p.category}")
-    for d in iter_dicts(rd.path(DROPPED)):
-        stats.add(f"dropped/{d['reason']}")
+    st.count_drops(DROPPED)
     stats.values["mix"] = cfg.mix
-    rd.write_stats(stats)
-    rd.write_provenance(STAGE, cfg, inputs)
-    rd.mark_done(STAGE, digest)
+    st.finish()
     log.info("pairs: %d written of %d built", len(kept), len(built_pairs))
     return stats

@@ -3,14 +3,15 @@
 Owns the demo's orchestration and nothing inside the stages: assets (committed, or built when
 missing) -> a flaw check of the instruct model on held-out users at temperature 1 and at deployment
 settings -> deployment to simulated users, logged in the moshi-finetune layout with the user channel
-transcribed by the real ASR -> the ordinary stages `ingest`, `annotate` (LLM judge or `oracle`, plus
+transcribed by the real ASR -> the ordinary pipeline (`pipeline.run`, the runner of `duplexalign
+run`, on the preset's top-level stage sections): `ingest`, `annotate` (LLM judge or `oracle`, plus
 the timing rules), `pairs`, `streams`, `train` (DPO-LN by default; the checkpoint is chosen by rollout
 validation on the validation split) -> rollouts of the baseline and the aligned model on held-out
 scenarios with held-out voices -> the before/after table with bootstrap intervals, the judge's
 agreement with the ground truth, and the ordinary `report`. With `rounds` > 1 the deployment-to-train
 part repeats on-policy (`loop.py`: each round deploys the previous round's checkpoint on fresh
 training scenarios) and the held-out table is computed after every round. Ablation flags only change
-stage configs (pair categories, loss name).
+stage configs (`ablate`: pair categories, loss name).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from duplexalign.config import StageConfig, build, load_yaml
+from duplexalign.config import StageConfig, apply_overrides, build, load_yaml
+from duplexalign.pipeline import DEFAULT_STAGES, STAGES
 from duplexalign.runs import atomic_write_text
 from duplexalign.sandbox.build import ASSETS_DIR, CODEC_NAME, INSTRUCT_NAME, BuildConfig
 from duplexalign.sandbox.deploy import (
@@ -43,7 +45,9 @@ TIMING = ("interruption", "pause_takeover", "unresponsiveness")
 
 
 class DemoConfig(StageConfig):
-    """Options of `duplexalign demo` (section `sandbox:` of configs/sandbox.yaml)."""
+    """Options of `duplexalign demo` (section `sandbox:` of configs/sandbox.yaml): the world the
+    pipeline runs in (assets, deployment, validation and test users, rounds). The stages' own
+    options live in the preset's top-level stage sections, as for `duplexalign run`."""
 
     assets: str | None = None
     """Assets folder; None = the committed `sandbox/assets` (built there when missing)."""
@@ -57,12 +61,6 @@ class DemoConfig(StageConfig):
     deployment_sampling: SamplingSettings = SamplingSettings(temp=0.8, temp_text=0.7, top_k=250,
                                                              top_k_text=25)
     """LMGen's default sampling, for the flaw check at deployment settings."""
-    judge: Literal["llm", "oracle"] = "llm"
-    pairs: Literal["mixed", "content", "timing"] = "mixed"
-    loss: str = "dpo_ln"
-    nll_anchor: float = 1.0
-    """Weight of the NLL term on the chosen stream added to the loss (sandbox-probe.md: an
-    anchor of 1 widened the safe range of steps about 2x); 0 turns it off."""
     user_asr: str = "whisper"
     """ASR backend that transcribes the user channel of the deployment logs."""
     rounds: int = Field(1, ge=1)
@@ -71,9 +69,6 @@ class DemoConfig(StageConfig):
     reference: Literal["policy", "base"] = "policy"
     """Reference model of the preference loss in rounds after the first: the round's starting
     policy, or the base instruct model (round 1: both are the base)."""
-    stages: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    """Overrides per ordinary stage: ingest, annotate, pairs, streams, train, report."""
-
 
 def assets_dir(cfg: DemoConfig) -> Path:
     """The assets folder, built with `cfg.build` when it has no instruct checkpoint yet."""
@@ -86,51 +81,78 @@ def assets_dir(cfg: DemoConfig) -> Path:
     return root
 
 
-def stage_configs(cfg: DemoConfig, assets: Path) -> dict[str, Any]:
-    """The ordinary stages' configs for this demo (sandbox defaults, then `cfg.stages`)."""
-    from duplexalign.annotate.stage import AnnotateConfig
-    from duplexalign.ingest.base import IngestConfig
-    from duplexalign.pairs.config import PairsConfig
-    from duplexalign.report.stage import ReportConfig
+def stage_defaults(assets: Path) -> dict[str, dict[str, Any]]:
+    """What the sandbox puts under a preset's stage sections: its assets' codec, tokenizer and
+    instruct checkpoint, and the rollout-validation metric of the trainer."""
     from duplexalign.sandbox.validation import DEFAULT_WEIGHTS
-    from duplexalign.streams.stage import StreamsConfig
-    from duplexalign.train.stage import TrainConfig
 
-    pairs_cats = {"mixed": CONTENT + TIMING, "content": CONTENT, "timing": TIMING}[cfg.pairs]
-    strategy = {c: s for c, s in PairsConfig().strategy_for.items() if c in pairs_cats}
-    defaults: dict[str, dict[str, Any]] = {
-        # a deployed model that never spoke is the unresponsiveness case: keep those logs
-        "ingest": {"format": "moshi-finetune", "require_channels": ["user"]},
-        "annotate": {"judge": cfg.judge},
-        "pairs": {"strategy_for": strategy},
+    return {
         "streams": {"codec": codec_kind(assets / CODEC_NAME),
                     "codec_path": str(assets / CODEC_NAME),
                     "tokenizer": str(assets / "tokenizer.model")},
-        "train": {"init": str(assets / INSTRUCT_NAME), "loss": _loss_terms(cfg),
+        "train": {"init": str(assets / INSTRUCT_NAME),
                   "val": {"every": 10, "metric": DEFAULT_WEIGHTS}},
-        "report": {},
     }
-    types = {"ingest": IngestConfig, "annotate": AnnotateConfig, "pairs": PairsConfig,
-             "streams": StreamsConfig, "train": TrainConfig, "report": ReportConfig}
-    out = {}
-    for name, typ in types.items():
-        data = _merge(defaults[name], cfg.stages.get(name, {}))
-        out[name] = build(typ, data, prefix=f"sandbox.stages.{name}")
-    return out
 
 
-def _loss_terms(cfg: DemoConfig) -> dict[str, float]:
-    terms = {cfg.loss: 1.0}
-    if cfg.nll_anchor > 0:
-        terms["sft"] = cfg.nll_anchor
-    return terms
+def load_demo(path: str | Path | None, overrides: list[str]) -> tuple[DemoConfig, dict[str, Any]]:
+    """The demo's `sandbox:` section and the stages' configs from the same preset.
+
+    Stage sections sit over `stage_defaults` of the sandbox's assets (built here when missing);
+    overrides are written with
+    their section (`sandbox.deploy.conversations=64`, `train.lr=2e-5`), and one that nothing reads
+    is an error.
+    """
+    from duplexalign.pipeline import load_configs
+
+    cfg = demo_config(path, overrides)
+    stage_over = [o for o in overrides if not o.strip().startswith("sandbox.")]
+    configs = load_configs(path, stage_over, DEFAULT_STAGES, defaults=stage_defaults(assets_dir(cfg)),
+                           also_reads=("sandbox",))
+    return cfg, configs
 
 
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+def sandbox_defaults(path: str | Path, overrides: list[str]) -> dict[str, dict[str, Any]]:
+    """`stage_defaults` of the assets a sandbox preset names (`duplexalign run` on a preset with a
+    `sandbox:` section runs its stages on the sandbox's assets)."""
+    return stage_defaults(assets_dir(demo_config(path, overrides)))
+
+
+def demo_config(path: str | Path | None, overrides: list[str]) -> DemoConfig:
+    """The `sandbox:` section of a preset with the `sandbox.*` overrides applied (the others are
+    left to the stage sections)."""
+    from duplexalign.config import split_overrides
+
+    data = load_yaml(path) if path else {}
+    mine = split_overrides(overrides, ["sandbox", *STAGES])["sandbox"]
+    return build(DemoConfig, apply_overrides(data.get("sandbox") or {}, mine), prefix="sandbox")
+
+
+def ablate(configs: dict[str, Any], pairs: str | None = None, loss: str | None = None) -> None:
+    """Apply the demo's ablation flags to the stage configs in place.
+
+    Args:
+        pairs: keep the pair categories of "content", "timing" or both ("mixed").
+        loss: the preference loss; an `sft` anchor term already in `train.loss` is kept.
+    """
+    if pairs is not None:
+        keep = {"mixed": CONTENT + TIMING, "content": CONTENT, "timing": TIMING}[pairs]
+        configs["pairs"].strategy_for = {c: s for c, s in configs["pairs"].strategy_for.items()
+                                         if c in keep}
+    if loss is not None:
+        anchor = {k: v for k, v in configs["train"].loss.items() if k == "sft"}
+        configs["train"].loss = {loss: 1.0, **anchor}
+
+
+def pairs_kind(configs: dict[str, Any]) -> str:
+    """"content", "timing" or "mixed": which pair categories the pairs stage makes."""
+    cats = set(configs["pairs"].strategy_for)
+    return "content" if cats <= set(CONTENT) else "timing" if cats <= set(TIMING) else "mixed"
+
+
+def preference_loss(configs: dict[str, Any]) -> str:
+    """The preference term of `train.loss` (its other term, if any, is the `sft` anchor)."""
+    return "+".join(k for k in configs["train"].loss if k != "sft") or "sft"
 
 
 def evaluate_models(models: dict[str, Any], cfg: DeployConfig, assets: Assets
@@ -181,15 +203,19 @@ def judge_agreement(run_dir: Path) -> dict[str, Any]:
             "per_category": per}
 
 
-def run(cfg: DemoConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+def run(cfg: DemoConfig, stages: dict[str, Any], out_dir: str | Path, progress: bool = True
+        ) -> dict[str, Any]:
     """Run the demo into `out_dir`; returns the results written to `out_dir/demo_results.json`.
+
+    `stages` are the pipeline's stage configs (`load_demo`); each round runs them through
+    `pipeline.run` on its deployment logs.
 
     Each ordinary stage is resumable, so rerunning after an interruption continues. The top-level
     table, goals, checkpoint and judge agreement are those of the last round; `rounds` lists every
     round's.
     """
+    from duplexalign import pipeline
     from duplexalign.models.presets import load_model
-    from duplexalign.report.stage import run as report
     from duplexalign.sandbox.loop import RoundResult, on_policy_rounds
 
     t0 = time.time()
@@ -205,7 +231,6 @@ def run(cfg: DemoConfig, out_dir: str | Path, progress: bool = True) -> dict[str
     root = assets_dir(cfg)
     assets = Assets.load(root)
     instruct = load_model(assets.instruct)
-    stages = stage_configs(cfg, root)
     lap("assets", t)
 
     # 1. the designed flaws, measured on held-out users (temperature 1 and deployment settings)
@@ -226,8 +251,9 @@ def run(cfg: DemoConfig, out_dir: str | Path, progress: bool = True) -> dict[str
     def results() -> dict[str, Any]:
         last = rounds[-1]
         return {"table": last["table"], "goals": last["goals"], "flaw_rates": flaws,
-                "judge": cfg.judge, "judge_agreement": last["judge_agreement"],
-                "pairs": cfg.pairs, "loss": cfg.loss, "reference": cfg.reference,
+                "judge": stages["annotate"].judge, "judge_agreement": last["judge_agreement"],
+                "pairs": pairs_kind(stages), "loss": preference_loss(stages),
+                "reference": cfg.reference,
                 "floor_anchor_weight": stages["train"].floor_anchor_weight,
                 "checkpoint": last["checkpoint"],
                 "validation_history": last["validation_history"], "stats": last["stats"],
@@ -239,7 +265,7 @@ def run(cfg: DemoConfig, out_dir: str | Path, progress: bool = True) -> dict[str
         after = deploy(load_model(res.checkpoint), cfg.test, assets, items=test_items,
                        decode_audio=False, progress=progress)
         table = before_after([d.outcomes for d in base_t1], [d.outcomes for d in after])
-        report(stages["report"], res.run_dir)
+        pipeline.run(stages, res.run_dir, ("report",))
         rounds.append({"round": res.round, "table": table, "goals": goals(table),
                        "start": str(res.start), "checkpoint": str(res.checkpoint),
                        "validation_history": res.validation_history,
@@ -342,12 +368,3 @@ def _validation_lines(history: list[dict[str, Any]], checkpoint: str, where: str
         out.append(f"| {h['step']} | " + " | ".join(
             "n/a" if v is None else f"{100 * v:.1f} %" for v in vals) + " |")
     return out
-
-
-def load_demo_config(path: str | Path | None, overrides: list[str]) -> DemoConfig:
-    """`DemoConfig` from the `sandbox:` section of a preset plus `sandbox.*` overrides."""
-    from duplexalign.config import apply_overrides
-
-    data = load_yaml(path) if path else {}
-    data = apply_overrides(data, overrides)
-    return build(DemoConfig, data.get("sandbox", {}), prefix="sandbox")

@@ -3,8 +3,9 @@
 Owns one round of the product's loop as a team would run it on a live model, and the chain of
 rounds: the current policy is deployed to simulated users asking *fresh* training scenarios (each
 round draws its own conversations: the deployment seed moves by `ROUND_SEED_STRIDE`), the logs go
-through `ingest`, `annotate`, `pairs`, `streams` and `train` (which starts from the current policy;
-its reference is the current policy or the base model, `DemoConfig.reference`), and the checkpoint
+through the ordinary pipeline (`pipeline.run`: ingest, annotate, pairs, streams and train, which
+starts from the current policy; its reference is the current policy or the base model,
+`DemoConfig.reference`), and the checkpoint
 chosen by rollout validation becomes the next round's policy. Round 1 writes to `OUT/logs` and
 `OUT/run`, round r > 1 to `OUT/round<r>/`. It knows nothing about the held-out evaluation: the demo
 scores each round's policy through the `on_round` callback.
@@ -15,15 +16,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from duplexalign.errors import ConfigError
-from duplexalign.manifest import iter_dicts
 from duplexalign.sandbox.deploy import SCENARIOS_NAME, Assets, DeployConfig, deploy, write_logs
 
 if TYPE_CHECKING:
@@ -68,26 +65,6 @@ def round_deploy(cfg: DeployConfig, r: int) -> DeployConfig:
     return cfg.model_copy(update={"seed": cfg.seed + (r - 1) * ROUND_SEED_STRIDE})
 
 
-def rewriter_for(cfg: DemoConfig, stages: dict[str, Any], stack: ExitStack):
-    """The pairs stage's rewriter: the oracle's, the configured endpoint, or the local LLM."""
-    if cfg.judge == "oracle":
-        from duplexalign.sandbox.oracle import OracleRewriter
-
-        return OracleRewriter()
-    if stages["pairs"].rewriter is not None:
-        return None  # the pairs stage builds it from its own config
-    from duplexalign.judges.llm import LLMClient
-    from duplexalign.judges.rewriter import Rewriter
-    from duplexalign.judges.server import LocalLLMServer
-
-    llm = stages["annotate"].llm
-    url, model = llm.url, llm.model
-    if url is None:
-        srv = stack.enter_context(LocalLLMServer(model, threads=llm.threads))
-        url, model = srv.base_url, srv.model_name
-    return Rewriter(LLMClient(url, model, concurrency=llm.concurrency, timeout=llm.timeout))
-
-
 def align_round(cfg: DemoConfig, r: int, policy: Path, base: Path, assets: Assets,
                 stages: dict[str, Any], out: Path, base_length: float | None = None,
                 progress: bool = True) -> RoundResult:
@@ -100,7 +77,7 @@ def align_round(cfg: DemoConfig, r: int, policy: Path, base: Path, assets: Asset
         base: checkpoint folder of the base (instruct) model, the reference when
             `cfg.reference == "base"`.
         assets: tokenizer and codec.
-        stages: the ordinary stages' configs (`demo.stage_configs`).
+        stages: the pipeline's stage configs (`demo.load_demo`); ingest's input is set here.
         out: the demo's output folder.
         base_length: reply length of the base model on the validation users (the validator's
             length-change reference); None measures it on this round's starting policy.
@@ -109,15 +86,11 @@ def align_round(cfg: DemoConfig, r: int, policy: Path, base: Path, assets: Asset
     Returns:
         The round's result (its aligned checkpoint is the next round's policy).
     """
-    from duplexalign.annotate.stage import run as annotate
-    from duplexalign.ingest.stage import run as ingest
+    from duplexalign import pipeline
     from duplexalign.models.presets import load_model
-    from duplexalign.pairs.stage import run as pairs
     from duplexalign.sandbox.oracle import use_scenarios
     from duplexalign.sandbox.validation import RolloutValidator
     from duplexalign.speech.base import ASR_BACKENDS
-    from duplexalign.streams.stage import run as streams
-    from duplexalign.train.stage import run_stage as train
 
     timings: dict[str, float] = {}
 
@@ -134,31 +107,22 @@ def align_round(cfg: DemoConfig, r: int, policy: Path, base: Path, assets: Asset
         write_logs(deployed, logs, asr=ASR_BACKENDS.get(cfg.user_asr)(), progress=progress)
     use_scenarios(logs / SCENARIOS_NAME)
     lap("deploy", t)
+    stages = {**stages, "ingest": stages["ingest"].model_copy(
+        update={"input": logs / "index.jsonl"})}
     t = time.time()
-    ingest(stages["ingest"], logs / "index.jsonl", run_dir)
-    lap("ingest", t)
-    t = time.time()
-    annotate(stages["annotate"], run_dir)
-    lap("annotate", t)
-    t = time.time()
-    with ExitStack() as stack:
-        pairs(stages["pairs"], run_dir, rewriter=rewriter_for(cfg, stages, stack))
-    lap("pairs", t)
-    if not (run_dir / "pairs.jsonl.gz").exists() or not any(
-            True for _ in iter_dicts(run_dir / "pairs.jsonl.gz")):
+    stats = pipeline.run(stages, run_dir, ("ingest", "annotate", "pairs"))
+    lap("ingest..pairs", t)
+    if not stats["pairs"].counts.get("written"):
         raise ConfigError(f"demo round {r}: the loop produced no preference pairs (see "
                           f"{run_dir}/stats.json: annotate found no issues or pairs dropped them "
                           "all); deploy more conversations with --set sandbox.deploy.conversations=N")
-    t = time.time()
-    streams(stages["streams"], run_dir)
-    lap("streams", t)
-    t = time.time()
     validator = RolloutValidator(assets, cfg.validation, base_length=base_length)
     reference = base if cfg.reference == "base" and policy != base else None
-    train_cfg = stages["train"].model_copy(update={"init": policy, "reference_init": reference})
-    torch.manual_seed(0)
-    train(train_cfg, run_dir, validators=[validator])
-    lap("train", t)
+    stages["train"] = stages["train"].model_copy(update={"init": policy,
+                                                         "reference_init": reference})
+    t = time.time()
+    pipeline.run(stages, run_dir, ("streams", "train"), validators=[validator])
+    lap("streams+train", t)
     best = run_dir / "train" / "best"
     chosen = best if (best / "model.safetensors").exists() else run_dir / "train" / "final"
     return RoundResult(round=r, run_dir=run_dir, start=policy, checkpoint=chosen,

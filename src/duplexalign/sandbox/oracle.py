@@ -170,3 +170,6 @@ class OracleRewriter:
     def write_reply(self, context: list[tuple[str, str]]) -> str:
         """The good reply to the last user request of `context` (for silences)."""
         return self.reply_for(self._last_user(context))
+
+
+make_oracle_judge.rewriter = OracleRewriter  # the pairs stage's rewriter under this judge

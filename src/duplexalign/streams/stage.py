@@ -26,7 +26,7 @@ from duplexalign.errors import BadInput, ConfigError
 from duplexalign.manifest import ManifestWriter, iter_dicts, read_manifest
 from duplexalign.pairs.base import safe_id
 from duplexalign.records import Conversation, PreferencePair
-from duplexalign.runs import RunDir, StageStats, atomic_write_text, digest_json, sha256_file
+from duplexalign.runs import CONVERSATIONS, PAIRS, RunDir, StageRun, StageStats, atomic_write_text
 from duplexalign.streams.audio import encode, encode_window, load_codec, rebuild_user_audio
 from duplexalign.streams.build import (
     DEFAULT_FLOOR_GAP,
@@ -76,21 +76,15 @@ def run(cfg: StreamsConfig, run_dir: str | Path) -> StageStats:
     Returns:
         The stage statistics (also in RUN/stats.json under "streams").
     """
-    rd = RunDir(run_dir, create=False)
-    pairs_path, conv_path = rd.path("pairs.jsonl.gz"), rd.path("conversations.jsonl.gz")
-    for p in (pairs_path, conv_path):
-        if not p.exists():
-            raise BadInput("missing_input", f"{p} not found (run ingest, annotate and pairs)")
-    rd.require_done(STAGE, "pairs", "it did not finish")
+    st = StageRun(STAGE, cfg, run_dir, inputs=(PAIRS, CONVERSATIONS), needs="pairs",
+                  why="it did not finish")
     if cfg.tokenizer is None:
         raise ConfigError("streams.tokenizer: path of a SentencePiece .model is required "
                           "(`duplexalign tokenizer fit` makes a small one)")
-    inputs = {p.name: sha256_file(p) for p in (pairs_path, conv_path)}
-    digest = digest_json({"cfg": cfg.model_dump(mode="json"), "inputs": inputs})
-    if rd.is_done(STAGE, digest):
-        log.info("streams: already done for this config and input, nothing to do")
-        prev = rd.read_stats().get(STAGE, {})
-        return StageStats(STAGE, Counter(prev.get("counts", {})), skipped=True)
+    if (prev := st.previous()) is not None:
+        return prev
+    rd, stats = st.rd, st.stats
+    pairs_path, conv_path = rd.path(PAIRS), rd.path(CONVERSATIONS)
     tok = load_tokenizer(cfg.tokenizer)
     codec = load_codec(cfg.codec, cfg.codec_path)
     k = int(codec.num_codebooks)
@@ -103,7 +97,8 @@ def run(cfg: StreamsConfig, run_dir: str | Path) -> StageStats:
             by_conv[p.conversation_id].append(p)
     text_stats: Counter = Counter()
     try:
-        for conv in tqdm(read_manifest(conv_path, Conversation), desc="streams", unit="conv"):
+        for conv in tqdm(read_manifest(conv_path, Conversation), desc="streams", unit="conv",
+                         disable=None):
             pairs = by_conv.pop(conv.id, [])
             if not pairs:
                 continue
@@ -127,20 +122,15 @@ def run(cfg: StreamsConfig, run_dir: str | Path) -> StageStats:
             "tokenizer": cfg.tokenizer, "layout_rows": Layout(k).num_rows,
             "floor_labels": True}
     atomic_write_text(out / "meta.json", json.dumps(meta, indent=2))
-    stats = StageStats(STAGE)
     for e in iter_dicts(out / "index.jsonl.gz"):
         stats.add("written")
         stats.add(f"written/category/{e['category']}")
         stats.add(f"frames/window/{e['category']}", e["window_end_frame"] - e["window_start_frame"])
-    for d in iter_dicts(out / "dropped.jsonl.gz"):
-        stats.add(f"dropped/{d['reason']}")
+    st.count_drops(f"{OUT}/dropped.jsonl.gz")
     for key, n in text_stats.items():
         stats.add(f"text/{key}", n)
     stats.values.update(meta)
-    rd.write_stats(stats)
-    rd.write_provenance(STAGE, cfg, inputs)
-    rd.mark_done(STAGE, digest)
-    return stats
+    return st.finish()
 
 
 def _user_audio(cfg: StreamsConfig, rd: RunDir, conv: Conversation) -> np.ndarray:

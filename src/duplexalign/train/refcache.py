@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
-from duplexalign.runs import digest_json, sha256_file
+from duplexalign.runs import content_digest, digest_json, sha256_file
 from duplexalign.streams.shards import INDEX_NAME, ShardReader, read_index
 from duplexalign.train.data import collate
 from duplexalign.train.logprobs import ScoreConfig, WindowScores
@@ -47,7 +47,7 @@ def streams_digest(streams_dir: str | Path) -> str:
     """
     d = Path(streams_dir)
     shards = sorted({e.shard for e in read_index(d)})
-    return digest_json({"index": sha256_file(d / INDEX_NAME),
+    return digest_json({"index": content_digest(d / INDEX_NAME),
                         "shards": {s: sha256_file(d / s) for s in shards}})
 
 

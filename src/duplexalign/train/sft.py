@@ -9,7 +9,6 @@ clipping, like the preference loop.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -18,6 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from duplexalign.streams.layout import TEXT_EPAD_ID, TEXT_PAD_ID
+from duplexalign.train.schedule import warmup_cosine
 
 
 class SFTConfig(BaseModel):
@@ -85,13 +85,7 @@ def train_sft(model: nn.Module, data: Iterable[torch.Tensor], cfg: SFTConfig) ->
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95),
                             weight_decay=cfg.weight_decay)
 
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup_steps, cfg.steps))
     model.train()
     history = []
     batches = _batches(data, cfg.batch_size)

@@ -1,4 +1,4 @@
-"""The preference-training stage: `run(config, streams_dir, out_dir) -> StageStats`.
+"""The preference-training stage: `run(config, run_dir) -> StageStats` (`fit` is the loop itself).
 
 Owns the loop and nothing loss-specific: AdamW with warmup + cosine, gradient accumulation, clipping,
 bf16 autocast (default on CUDA), DDP or FSDP1 when launched by torchrun (NCCL on CUDA, gloo on CPU),
@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 from pydantic import Field, field_validator, model_validator
 from torch import nn
+from tqdm import tqdm
 
 from duplexalign.config import StageConfig
 from duplexalign.errors import ConfigError
@@ -36,7 +37,7 @@ from duplexalign.models.presets import (
     resolve_model,
     save_model,
 )
-from duplexalign.runs import RunDir, StageStats, digest_json, sha256_file
+from duplexalign.runs import StageRun, StageStats
 from duplexalign.streams.shards import INDEX_NAME, ShardReader
 from duplexalign.train import checkpoint
 from duplexalign.train.compat import check_streams_fit
@@ -51,6 +52,7 @@ from duplexalign.train.refcache import (
     streams_digest,
     weights_digest,
 )
+from duplexalign.train.schedule import warmup_cosine
 from duplexalign.train.validate import HeldOutPreferences, Validator, composite
 
 log = logging.getLogger(__name__)
@@ -143,15 +145,6 @@ class _Scorer(nn.Module):
         return s.logps, s.lengths, s.floor_logp
 
 
-def _lr_lambda(cfg: TrainConfig):
-    def f(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        t = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-    return f
-
-
 def _dist(device: torch.device) -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
@@ -202,7 +195,7 @@ def _full_params(wrapped: nn.Module):
     return contextlib.nullcontext()
 
 
-def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
+def fit(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
         validators: list[Validator] = ()) -> StageStats:
     """Train on the pairs of `streams_dir`; write checkpoints, metrics and the final model.
 
@@ -257,7 +250,7 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
     key = cache_key(weights_digest(ref_model), streams_dir, cfg.score)  # the starting weights
     opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.depth_lr, cfg.weight_decay),
                             betas=(0.9, 0.95))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup_steps, cfg.max_steps))
     step, best, since_best, pos = 0, -math.inf, 0, {"epoch": 0, "consumed": 0}
     if last is not None:
         extra, state = checkpoint.load(last, model)
@@ -283,6 +276,8 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
         vals.insert(0, HeldOutPreferences(
             streams_dir, held, lambda _, b: score_batch(b), ref_table, cfg.micro_batch_size))
     mlog = MetricsLog(out, enabled=rank == 0)
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="train", unit="step",
+               disable=None if rank == 0 else True)
     stop = False
     while step < cfg.max_steps and not stop:
         items = data.next()
@@ -310,6 +305,7 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
         sched.step()
         opt.zero_grad(set_to_none=True)
         step += 1
+        bar.update(1)
         metrics = step_metrics(per_example, world)
         metrics.update({"grad_norm": float(gnorm), "lr": sched.get_last_lr()[0]})
         mlog.write(step, metrics)
@@ -339,6 +335,7 @@ def run(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
                              "since_best": since_best}, cfg.keep_checkpoints)
         if world > 1:
             dist.barrier()
+    bar.close()
     with _full_params(sharded):
         if rank == 0:
             save_model(model, out / "final")
@@ -363,24 +360,19 @@ def _claim(train_dir: Path, digest: str, cfg: TrainConfig) -> None:
     (train_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
 
 
-def run_stage(cfg: TrainConfig, run_dir: str | Path, validators: list[Validator] = ()) -> StageStats:
-    """Run the stage inside a run directory: reads `RUN/streams`, writes `RUN/train`."""
-    rd = RunDir(run_dir, create=False)
-    rd.require_done("train", "streams", "no finished RUN/streams")
-    index = rd.path("streams") / INDEX_NAME
-    if not index.is_file():
-        raise ConfigError(f"{index} does not exist: run `duplexalign streams {run_dir}` first")
-    inputs = {"index": sha256_file(index), "streams": streams_digest(rd.path("streams"))}
-    # keyed on the input too: re-running `streams` on new data must retrain, not skip
-    digest = digest_json({"config": cfg.model_dump(mode="json"), "inputs": inputs})
-    if rd.is_done("train", digest):
-        log.info("train already done for this config and streams index; skipping")
-        return StageStats("train", skipped=True)
-    if int(os.environ.get("RANK", "0")) == 0:
-        _claim(rd.path("train"), digest, cfg)
-    stats = run(cfg, rd.path("streams"), rd.path("train"), validators)
-    if int(os.environ.get("RANK", "0")) == 0:
-        rd.write_provenance("train", cfg, inputs)
-        rd.write_stats(stats)
-        rd.mark_done("train", digest)
-    return stats
+def run(cfg: TrainConfig, run_dir: str | Path, validators: list[Validator] = ()) -> StageStats:
+    """Run the stage inside a run directory: reads `RUN/streams`, writes `RUN/train`.
+
+    The digest covers the streams index and shards, so new streams retrain and the same ones skip.
+    """
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    streams_dir = Path(run_dir) / "streams"
+    st = StageRun("train", cfg, run_dir, inputs=(f"streams/{INDEX_NAME}",), needs="streams",
+                  why="no finished RUN/streams",
+                  extra_inputs=lambda: {"streams": streams_digest(streams_dir)})
+    if (prev := st.previous()) is not None:
+        return prev
+    if rank0:
+        _claim(st.rd.path("train"), st.digest, cfg)
+    st.stats = fit(cfg, streams_dir, st.rd.path("train"), validators)
+    return st.finish() if rank0 else st.stats

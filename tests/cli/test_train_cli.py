@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+from train.helpers import make_run_streams
+
 from duplexalign.cli.main import main
 from duplexalign.runs import RunDir
-
-from .helpers import make_run_streams
 
 
 def test_cli_train_dpo_ln(tmp_path, capsys):

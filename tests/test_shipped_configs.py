@@ -1,0 +1,73 @@
+"""Every preset shipped in configs/ loads: each stage section validates, the sandbox ones give the
+demo its world, and `duplexalign train RUN --config P` reads the same `train:` section the demo
+trains with (it used to read defaults while the values sat under `sandbox.stages.train`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from duplexalign import pipeline
+from duplexalign.cli.common import load_stage_config
+from duplexalign.config import load_section, load_yaml
+from duplexalign.errors import ConfigError
+from duplexalign.sandbox.build import ASSETS_DIR
+from duplexalign.sandbox.demo import ablate, demo_config, load_demo, pairs_kind, preference_loss
+from duplexalign.train.stage import TrainConfig
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+def test_there_are_shipped_configs():
+    assert {p.name for p in CONFIGS} >= {"sandbox.yaml", "sandbox_quick.yaml", "moshi_7b.yaml"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_section_of_a_shipped_config_loads(path):
+    data = load_yaml(path)
+    cfgs = pipeline.load_configs(path, (), pipeline.STAGES)
+    assert set(cfgs) == set(pipeline.STAGES)
+    for stage in set(data) & set(pipeline.STAGES):  # the file's values arrive in the configs
+        for key, value in data[stage].items():
+            if not isinstance(value, dict):
+                got = getattr(cfgs[stage], key)
+                assert (str(got) if isinstance(got, Path) else got) == value, f"{stage}.{key}"
+    if "sandbox" in data:
+        cfg = demo_config(path, [])
+        assert set(data["sandbox"]) <= set(type(cfg).model_fields)
+
+
+def test_the_train_command_reads_the_sandbox_train_section():
+    path = next(p for p in CONFIGS if p.name == "sandbox.yaml")
+    cfg = load_section(TrainConfig, "train", path)
+    assert cfg.lr == 5.0e-5 and cfg.max_steps == 40 and cfg.val.every == 2
+    # `duplexalign train RUN --config configs/sandbox.yaml` also starts from the sandbox's model
+    args = argparse.Namespace(config=str(path), overrides=["train.loss_params.beta=0.3"])
+    cfg = load_stage_config(TrainConfig, "train", args)
+    assert cfg.init == ASSETS_DIR / "instruct" and cfg.loss_params.beta == 0.3 and cfg.lr == 5e-5
+
+
+def test_demo_overrides_reach_the_stages_and_flags_are_shortcuts():
+    path = next(p for p in CONFIGS if p.name == "sandbox_quick.yaml")
+    cfg, stages = load_demo(path, ["train.lr=2e-5", "sandbox.deploy.conversations=8",
+                                   "annotate.judge=llm"])
+    assert stages["train"].lr == 2e-5 and cfg.deploy.conversations == 8
+    assert stages["annotate"].judge == "llm"
+    assert stages["train"].loss == {"dpo_ln": 1.0, "sft": 1.0}
+    assert stages["streams"].tokenizer and stages["train"].init is not None  # the assets
+    assert pairs_kind(stages) == "mixed" and preference_loss(stages) == "dpo_ln"
+    ablate(stages, pairs="timing", loss="simpo")
+    assert stages["train"].loss == {"simpo": 1.0, "sft": 1.0}
+    assert set(stages["pairs"].strategy_for) == {"interruption", "pause_takeover",
+                                                 "unresponsiveness"}
+    assert pairs_kind(stages) == "timing" and preference_loss(stages) == "simpo"
+
+
+def test_demo_overrides_that_nothing_reads_are_errors():
+    path = next(p for p in CONFIGS if p.name == "sandbox_quick.yaml")
+    with pytest.raises(ConfigError, match="sandbox.stages"):
+        load_demo(path, ["sandbox.stages.train.lr=1e-5"])
+    with pytest.raises(ConfigError, match="evaluate.limit: not read"):
+        load_demo(path, ["evaluate.limit=2"])
