@@ -1,8 +1,9 @@
 """The annotate stage: every conversation of a run -> timing and content `Issue` records.
 
 Owns the orchestration: read `conversations.jsonl.gz`, apply the enabled timing rules (pure, fast) and
-the configured content judge (LLM calls, concurrent, cached), and append the findings to
-`annotations.jsonl.gz`. Progress is kept per conversation in `annotate_progress.jsonl.gz`; a
+the configured content judge (LLM calls, concurrent, cached) to the conversation's replies (each given
+its `reply_id` here, once, under `rules.segment_gap`), and append the findings to `annotations.jsonl.gz`
+in conversation order (so later stages merge-join them with the conversations). Progress is kept per conversation in `annotate_progress.jsonl.gz`; a
 conversation whose judge call failed is recorded in `annotate_failures.jsonl` as a typed failure and is
 judged again on the next run, so nothing is lost and a rerun asks the LLM only what is missing (answers
 are cached by payload hash). With `llm.url` unset the offline local server is started and stopped here.
@@ -14,7 +15,7 @@ import asyncio
 import json
 import logging
 import os
-from collections import Counter
+from collections import Counter, deque
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from duplexalign.judges.rules import TimingRulesConfig
 from duplexalign.manifest import ManifestWriter, iter_dicts
 from duplexalign.records import Conversation, Issue
 from duplexalign.runs import RunDir, StageStats, atomic_write_text, digest_json, sha256_file
+from duplexalign.segments import replies
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,9 @@ PROGRESS = "annotate_progress.jsonl.gz"
 FAILURES = "annotate_failures.jsonl"
 QUARANTINE = "annotate_quarantine.jsonl.gz"
 _RUNTIME_ONLY = ("concurrency", "timeout", "max_retries", "threads", "api_key_env")
+ISSUE_FORMAT = 2
+"""Version of the issue records: 2 = with `reply_id`, in conversation order (a run annotated by an
+earlier version is annotated again)."""
 
 
 class AnnotateConfig(StageConfig):
@@ -65,7 +70,7 @@ def _digest(cfg: AnnotateConfig, input_digest: str) -> str:
     d = cfg.model_dump(mode="json", exclude={"progress", "in_flight", "cache_dir"})
     for k in _RUNTIME_ONLY:
         d["llm"].pop(k, None)
-    return digest_json({"config": d, "input": input_digest})
+    return digest_json({"config": d, "input": input_digest, "issue_format": ISSUE_FORMAT})
 
 
 def _vad_segments(conv: Conversation, cfg: AnnotateConfig, rd: RunDir, vad) -> dict | None:
@@ -201,42 +206,50 @@ async def _annotate(pending: list[Conversation], cfg: AnnotateConfig, rd: RunDir
             log.warning("%s: VAD skipped (%s)", conv.id, e)
             stats.add(f"vad_skipped/{e.reason}")
             vad_segs = None
-        timing = run_rules(conv, cfg.rules.enabled, cfg.rules, vad_segs)
-        outcome = await judge.judge(conv) if judge is not None else None
+        reps = replies(conv, cfg.rules.segment_gap)
+        timing = run_rules(conv, cfg.rules.enabled, cfg.rules, vad_segs, reps)
+        outcome = await judge.judge(conv, reps) if judge is not None else None
         # this conversation's own count: other conversations are judged meanwhile
         red = dict(getattr(outcome, "redactions", None) or {})
         return conv, timing, outcome, red
 
+    # Up to `in_flight` conversations are judged at once; results are written in conversation
+    # order (the window holds at most `in_flight` finished or running ones).
     it = iter(pending)
-    inflight: set[asyncio.Task] = set()
+    window: deque[asyncio.Task] = deque()
     while True:
-        while len(inflight) < cfg.in_flight and (conv := next(it, None)) is not None:
-            inflight.add(asyncio.ensure_future(one(conv)))
-        if not inflight:
+        while len(window) < cfg.in_flight and (conv := next(it, None)) is not None:
+            window.append(asyncio.ensure_future(one(conv)))
+        if not window:
             break
-        done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            conv, timing, outcome, red = task.result()
-            issues: list[Issue] = list(timing)
-            n_replies = 0
-            if outcome is not None:
-                issues += outcome.issues
-                n_replies = len(outcome.verdicts)
-                for f in outcome.failures:
-                    failures.append({"conversation_id": conv.id, **f.to_dict()})
-                    stats.add(f"judge_failures/{f.kind}")
-            for iss in issues:
-                out.write(iss)
-            stats.add("replies/judged", n_replies)
-            if outcome is None or not outcome.failures:
-                progress.write({"id": conv.id, "digest": digest, "issues": len(issues),
-                                "replies": n_replies, "redactions": red})
-                stats.add("conversations/annotated")
-            else:
-                stats.add("conversations/failed")
-            out.flush()
-            progress.flush()
-            bar.update(1)
+        head = window.popleft()
+        try:
+            await head
+        except BaseException:
+            for task in window:
+                task.cancel()
+            raise
+        conv, timing, outcome, red = head.result()
+        issues: list[Issue] = list(timing)
+        n_replies = 0
+        if outcome is not None:
+            issues += outcome.issues
+            n_replies = len(outcome.verdicts)
+            for f in outcome.failures:
+                failures.append({"conversation_id": conv.id, **f.to_dict()})
+                stats.add(f"judge_failures/{f.kind}")
+        for iss in issues:
+            out.write(iss)
+        stats.add("replies/judged", n_replies)
+        if outcome is None or not outcome.failures:
+            progress.write({"id": conv.id, "digest": digest, "issues": len(issues),
+                            "replies": n_replies, "redactions": red})
+            stats.add("conversations/annotated")
+        else:
+            stats.add("conversations/failed")
+        out.flush()
+        progress.flush()
+        bar.update(1)
     bar.close()
 
 

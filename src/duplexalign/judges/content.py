@@ -32,7 +32,7 @@ from duplexalign.judges.llm import (
 from duplexalign.judges.redact import redact, redact_tokens
 from duplexalign.judges.templates import load_judge_template
 from duplexalign.records import CONTENT_CATEGORIES, Conversation, Issue, JudgeInfo, Segment, Word
-from duplexalign.segments import DEFAULT_MAX_GAP, to_segments
+from duplexalign.segments import DEFAULT_MAX_GAP, replies, to_segments
 
 
 class LLMJudgeConfig(StageConfig):
@@ -178,8 +178,9 @@ class ContentJudge:
         return msgs
 
     def replies(self, conv: Conversation) -> list[Segment]:
-        """The model replies of `conv` in time order (what R1, R2, ... refer to)."""
-        return to_segments(conv.words.model, "model", DEFAULT_MAX_GAP)
+        """The model replies of `conv` in time order, with their ids, under the default reply gap
+        (the annotate stage passes its own, see `judge`)."""
+        return replies(conv)
 
     def _redacted(self, words: Sequence[Word], counts: Counter) -> list[Word]:
         """A channel's words with PII replaced, redacted as one text so that a number spoken
@@ -191,11 +192,19 @@ class ContentJudge:
         return [w if t == w.text else w.model_copy(update={"text": t})
                 for w, t in zip(words, texts, strict=True)]
 
-    def chunks(self, conv: Conversation, redactions: Counter | None = None) -> list[Chunk]:
+    def chunks(self, conv: Conversation, redactions: Counter | None = None,
+               reps: Sequence[Segment] | None = None) -> list[Chunk]:
         """The judge calls needed for `conv` (empty when the model never spoke); the PII redacted
-        from them is added to `redactions` (and to the running total `self.redactions`)."""
+        from them is added to `redactions` (and to the running total `self.redactions`).
+
+        Args:
+            reps: the replies to grade (R1, R2, ... in order; they partition the model's words);
+                None = `self.replies(conv)`.
+        """
         counts: Counter = Counter()
-        reps = to_segments(self._redacted(conv.words.model, counts), "model", DEFAULT_MAX_GAP)
+        reps = self.replies(conv) if reps is None else reps
+        model = iter(self._redacted(conv.words.model, counts))
+        reps = [r.model_copy(update={"words": [next(model) for _ in r.words]}) for r in reps]
         users = to_segments(self._redacted(conv.words.user, counts), "user", DEFAULT_MAX_GAP)
         self.redactions.update(counts)
         if redactions is not None:
@@ -247,9 +256,11 @@ class ContentJudge:
                                     flagged, r["reason"].strip(), improved))
         return out
 
-    def issues(self, conv: Conversation, verdicts: Sequence[ReplyVerdict], result: LLMResult
-               ) -> list[Issue]:
-        """One content Issue per flagged category of each verdict."""
+    def issues(self, conv: Conversation, verdicts: Sequence[ReplyVerdict], result: LLMResult,
+               reps: Sequence[Segment] | None = None) -> list[Issue]:
+        """One content Issue per flagged category of each verdict (`reps`: the graded replies,
+        whose ids the issues carry; None = `self.replies(conv)`)."""
+        reps = self.replies(conv) if reps is None else reps
         out = []
         for v in verdicts:
             for c in v.flagged:
@@ -257,6 +268,7 @@ class ContentJudge:
                          if c in v.problems else v.scores[c])
                 out.append(Issue(
                     id=f"{conv.id}:{c}:{v.span[0]:.3f}", conversation_id=conv.id,
+                    reply_id=reps[v.index - 1].id,
                     reply_span=(round(v.span[0], 3), round(v.span[1], 3)), kind="content",
                     category=c, score=score, reason=v.reason or f"{c} scored {score}",
                     evidence={"reply_index": v.index, "reply_text": v.text, "scores": v.scores,
@@ -267,11 +279,17 @@ class ContentJudge:
         return out
 
     # ---- running ----
-    async def judge(self, conv: Conversation) -> JudgeOutcome:
-        """Grade every reply of `conv`; failures are returned as typed records, never raised."""
-        reps = self.replies(conv)
+    async def judge(self, conv: Conversation, reps: Sequence[Segment] | None = None
+                    ) -> JudgeOutcome:
+        """Grade every reply of `conv`; failures are returned as typed records, never raised.
+
+        Args:
+            reps: the replies with their ids, as the annotate stage assigned them
+                (`segments.replies` under its reply gap); None = `self.replies(conv)`.
+        """
+        reps = self.replies(conv) if reps is None else list(reps)
         out = JudgeOutcome()
-        chunks = self.chunks(conv, out.redactions)
+        chunks = self.chunks(conv, out.redactions, reps)
         results = await self.client.chat_json_many([c.request for c in chunks])
         for chunk, res in zip(chunks, results, strict=True):
             if isinstance(res, LLMFailure):
@@ -283,7 +301,7 @@ class ContentJudge:
                 out.failures.append(LLMFailure(res.key, e.kind, str(e)))
                 continue
             out.verdicts.extend(vs)
-            out.issues.extend(self.issues(conv, vs, res))
+            out.issues.extend(self.issues(conv, vs, res, reps))
         return out
 
     async def judge_reply(self, context: Sequence[tuple[str, str]], reply: str) -> ReplyVerdict:

@@ -418,11 +418,3 @@ class LLMClient:
         """Synchronous `chat_json` (runs its own event loop); raises LLMCallFailed."""
         return asyncio.run(self.chat_json(messages, schema, **kw))
 
-
-def __getattr__(name: str) -> Any:
-    # `ContentJudge` lives in content.py (it builds on this module); re-exported lazily here.
-    if name == "ContentJudge":
-        from duplexalign.judges.content import ContentJudge
-
-        return ContentJudge
-    raise AttributeError(name)

@@ -11,7 +11,6 @@ make a pair raises `BadInput(reason)`; the stage counts the reason.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,6 +22,7 @@ from duplexalign.pairs.config import PairsConfig
 from duplexalign.records import Conversation, Issue, PreferencePair, Segment, Word
 from duplexalign.registry import Registry
 from duplexalign.segments import to_segments
+from duplexalign.text import safe_id
 from duplexalign.timebase import SAMPLE_RATE
 
 
@@ -59,14 +59,6 @@ class Candidate:
             if i.kind == "content" and i.improved_reply and i.improved_reply.strip():
                 return i.improved_reply.strip()
         return None
-
-
-def safe_id(text: str) -> str:
-    """`text` made safe as a file name; a short hash is appended when characters were replaced."""
-    clean = re.sub(r"[^A-Za-z0-9._-]", "_", text)
-    if clean != text:
-        clean += "_" + hashlib.sha256(text.encode()).hexdigest()[:6]
-    return clean
 
 
 @dataclass(frozen=True)

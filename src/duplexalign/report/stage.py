@@ -187,6 +187,7 @@ def problem_spans(user: list[Word], model: list[Word], meta: dict[str, Any], dur
                   ) -> list[tuple[float, float, str]]:
     """Spans to highlight in a timeline: silences after turn ends, interruptions, pause takeovers."""
     from duplexalign.evaluate.turns import TimingRules, ipus, is_turn, words_in
+    from duplexalign.segments import onset_interrupts
 
     rules = TimingRules()
     spans = []
@@ -198,9 +199,10 @@ def problem_spans(user: list[Word], model: list[Word], meta: dict[str, Any], dur
         if is_turn(words_in(model, ps, pe), rules):
             spans.append((ps, pe, "pause takeover"))
     users = ipus(user, rules.user_merge_gap)
-    for m in ipus(model, rules.model_merge_gap):
+    for m in ipus(model, rules.model_merge_gap, "model"):
         for u in users:
-            if u.start < m.start < u.end - rules.onset_tolerance and is_turn(m.words, rules):
+            if onset_interrupts(m.start, u.start, u.end, rules.onset_tolerance) and is_turn(
+                    m.words, rules):
                 spans.append((m.start, u.end, "interruption"))
     return spans
 

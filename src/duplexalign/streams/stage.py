@@ -24,7 +24,6 @@ from tqdm import tqdm
 from duplexalign.config import StageConfig
 from duplexalign.errors import BadInput, ConfigError
 from duplexalign.manifest import ManifestWriter, iter_dicts, read_manifest
-from duplexalign.pairs.base import safe_id
 from duplexalign.records import Conversation, PreferencePair
 from duplexalign.runs import RunDir, StageStats, atomic_write_text, digest_json, sha256_file
 from duplexalign.streams.audio import encode, encode_window, load_codec, rebuild_user_audio
@@ -38,6 +37,7 @@ from duplexalign.streams.build import (
 from duplexalign.streams.layout import Layout
 from duplexalign.streams.shards import PairIndex, ShardWriter
 from duplexalign.streams.tokenizer import load_tokenizer
+from duplexalign.text import safe_id
 from duplexalign.timebase import SAMPLES_PER_FRAME, num_frames, seconds_to_frame
 
 log = logging.getLogger(__name__)
