@@ -1,10 +1,10 @@
 """records: validation of times and categories, JSON round-trip, immutability."""
 
 import pytest
+from factories import conversation, word
 from pydantic import ValidationError
 
 from duplexalign.records import (
-    ChannelWords,
     Conversation,
     Issue,
     JudgeInfo,
@@ -17,8 +17,8 @@ from duplexalign.records import (
 
 def _conv(**kw):
     base = dict(id="c", duration=2.0, source=Source(reader="jsonl", path="x", digest="d"),
-                words=ChannelWords(model=[Word(text="hi", start=0.1, end=0.3)]))
-    return Conversation(**{**base, **kw})
+                model=[word("hi", 0.1, 0.3)])
+    return conversation(**{**base, **kw})
 
 
 @pytest.mark.parametrize("start,end", [(-0.1, 1.0), (1.0, 0.5), (float("nan"), 1.0),
@@ -58,13 +58,13 @@ def test_records_are_frozen_and_strict():
 
 def test_issue_category_must_match_kind():
     judge = JudgeInfo(name="rules")
-    Issue(id="i", conversation_id="c", reply_span=(0, 1), kind="timing",
+    Issue(id="i", conversation_id="c", reply_id="c#r0", reply_words=(0, 1), reply_span=(0, 1), kind="timing",
           category="interruption", reason="r", judge=judge)
     with pytest.raises(ValidationError):
-        Issue(id="i", conversation_id="c", reply_span=(0, 1), kind="content",
+        Issue(id="i", conversation_id="c", reply_id="c#r0", reply_words=(0, 1), reply_span=(0, 1), kind="content",
               category="interruption", reason="r", judge=judge)
     with pytest.raises(ValidationError):
-        Issue(id="i", conversation_id="c", reply_span=(0, 1), kind="content",
+        Issue(id="i", conversation_id="c", reply_id="c#r0", reply_words=(0, 1), reply_span=(0, 1), kind="content",
               category="tone", score=6, reason="r", judge=judge)
 
 

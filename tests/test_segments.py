@@ -7,8 +7,9 @@ Timeline used below (seconds):
 """
 
 import pytest
+from factories import word
 
-from duplexalign.records import ChannelWords, Conversation, Source, Word
+from duplexalign.records import ChannelWords, Conversation, Source
 from duplexalign.segments import (
     conversation_segments,
     floor_at,
@@ -21,9 +22,7 @@ from duplexalign.segments import (
     to_segments,
 )
 
-
-def w(text, s, e):
-    return Word(text=text, start=s, end=e)
+w = word
 
 
 MODEL = [w("hi", 0.0, 0.4), w("there", 0.5, 1.0), w("ok", 3.0, 3.5)]

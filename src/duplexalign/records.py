@@ -123,7 +123,8 @@ class Segment(Record):
     """A maximal run of one channel's words whose inner gaps are below a threshold.
 
     A model segment is a *reply*. Derived from words (see `segments.py`), never stored by readers.
-    `id` is the reply's `reply_id` for model segments made by `segments.replies`, else "".
+    `id` is the reply's `reply_id` for model segments made by `segments.replies`, else "";
+    `first_word` is the index of its first word in the word list it was made from.
     """
 
     channel: Channel
@@ -131,6 +132,12 @@ class Segment(Record):
     end: float
     words: list[Word]
     id: str = ""
+    first_word: int = 0
+
+    @property
+    def word_range(self) -> tuple[int, int]:
+        """[first, end) indices of the segment's words in the list it was made from."""
+        return (self.first_word, self.first_word + len(self.words))
 
     @property
     def text(self) -> str:
@@ -156,6 +163,8 @@ class Issue(Record):
         reply_id: the reply it concerns, assigned once by the annotate stage
             (`segments.reply_id`), or the missing reply of a silence (`segments.silence_id`);
             issues about one reply share it, and pairs group issues by it.
+        reply_words: [first, end) indices of the reply's words in the conversation's model
+            channel (`words.model`); first == end for a silence (where the missing reply goes).
         reply_span: (start, end) seconds of the reply, or of the silence for unresponsiveness
             (evidence for people; no stage finds a reply by it).
         kind: "content" (LLM judge) or "timing" (rules).
@@ -170,6 +179,7 @@ class Issue(Record):
     id: str
     conversation_id: str
     reply_id: str
+    reply_words: tuple[int, int]
     reply_span: tuple[float, float]
     kind: Literal["content", "timing"]
     category: str

@@ -30,19 +30,22 @@ def to_segments(words: Sequence[Word], channel: Channel, max_gap: float = DEFAUL
     out: list[Segment] = []
     cur: list[Word] = []
     end = 0.0
-    for w in words:
+    first = 0
+    for i, w in enumerate(words):
         if cur and w.start - end > max_gap:
-            out.append(_seg(channel, cur, end))
+            out.append(_seg(channel, cur, end, first))
             cur = []
+        if not cur:
+            first = i
         end = max(end, w.end) if cur else w.end
         cur.append(w)
     if cur:
-        out.append(_seg(channel, cur, end))
+        out.append(_seg(channel, cur, end, first))
     return out
 
 
-def _seg(channel: Channel, words: list[Word], end: float) -> Segment:
-    return Segment(channel=channel, start=words[0].start, end=end, words=words)
+def _seg(channel: Channel, words: list[Word], end: float, first: int) -> Segment:
+    return Segment(channel=channel, start=words[0].start, end=end, words=words, first_word=first)
 
 
 def conversation_segments(conv: Conversation, max_gap: float = DEFAULT_MAX_GAP
@@ -59,6 +62,11 @@ def reply_id(conversation_id: str, index: int) -> str:
 def silence_id(conversation_id: str, start: float) -> str:
     """The id of a missing reply: the silence that starts at `start` seconds (millisecond onset)."""
     return f"{conversation_id}#silence{round(start * 1000)}"
+
+
+def words_before(words: Sequence[Word], t: float) -> int:
+    """How many of the time-sorted `words` start before `t` (where a reply at `t` would go)."""
+    return sum(1 for w in words if w.start < t)
 
 
 def replies(conv: Conversation, max_gap: float = DEFAULT_MAX_GAP) -> list[Segment]:

@@ -13,23 +13,18 @@ from duplexalign.annotate.stage import AnnotateConfig, run
 from duplexalign.cli.main import main
 from duplexalign.errors import ConfigError
 from duplexalign.manifest import iter_dicts, write_manifest
-from duplexalign.records import ChannelWords, Conversation, Issue, Source, Word
+from duplexalign.records import Issue
 from duplexalign.runs import RunDir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "judges"))
+from factories import conversation, spread
 from judgefakes import FakeOpenAI  # noqa: E402
 
-
-def W(text, start, end):
-    toks = text.split()
-    step = (end - start) / len(toks)
-    return [Word(text=t, start=start + i * step, end=start + (i + 1) * step)
-            for i, t in enumerate(toks)]
+W = spread
 
 
 def conv(cid, user, model, duration=20.0):
-    return Conversation(id=cid, words=ChannelWords(model=model, user=user), duration=duration,
-                        source=Source(reader="t", path="-", digest="0"))
+    return conversation(model, user, duration, id=cid)
 
 
 CONVS = [

@@ -6,10 +6,11 @@ import asyncio
 
 import numpy as np
 import pytest
+from factories import timed
 
 from duplexalign.judges.base import JUDGES
 from duplexalign.judges.reference import is_refusal
-from duplexalign.records import ChannelWords, Conversation, Source, Word
+from duplexalign.records import ChannelWords, Conversation, Source
 from duplexalign.sandbox.oracle import OracleRewriter, make_oracle_judge
 from duplexalign.sandbox.outcomes import conversation_counts, turn_outcomes
 from duplexalign.sandbox.scenarios import build_bank
@@ -21,10 +22,7 @@ from duplexalign.sandbox.table import (
     to_markdown,
 )
 
-
-def W(text: str, start: float, step: float = 0.3) -> list[Word]:
-    return [Word(text=w, start=round(start + i * step, 3), end=round(start + i * step + 0.25, 3))
-            for i, w in enumerate(text.split())]
+W = timed
 
 
 def meta(*turns):

@@ -12,11 +12,13 @@ are cached by payload hash). With `llm.url` unset the offline local server is st
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import logging
 import os
 from collections import Counter, deque
 from contextlib import ExitStack
+from itertools import islice
 from pathlib import Path
 
 from pydantic import Field, ValidationError
@@ -26,9 +28,9 @@ from duplexalign.config import StageConfig
 from duplexalign.errors import BadInput, ConfigError
 from duplexalign.judges.base import JUDGES, RULES, run_rules
 from duplexalign.judges.content import LLMJudgeConfig
-from duplexalign.judges.llm import LLMClient
+from duplexalign.judges.endpoint import ENDPOINT_RUNTIME, open_client
 from duplexalign.judges.rules import TimingRulesConfig
-from duplexalign.manifest import ManifestWriter, iter_dicts
+from duplexalign.manifest import ManifestWriter, iter_dicts, write_manifest
 from duplexalign.records import Conversation, Issue
 from duplexalign.runs import RunDir, StageStats, atomic_write_text, digest_json, sha256_file
 from duplexalign.segments import replies
@@ -41,7 +43,6 @@ ANNOTATIONS = "annotations.jsonl.gz"
 PROGRESS = "annotate_progress.jsonl.gz"
 FAILURES = "annotate_failures.jsonl"
 QUARANTINE = "annotate_quarantine.jsonl.gz"
-_RUNTIME_ONLY = ("concurrency", "timeout", "max_retries", "threads", "api_key_env")
 ISSUE_FORMAT = 2
 """Version of the issue records: 2 = with `reply_id`, in conversation order (a run annotated by an
 earlier version is annotated again)."""
@@ -55,11 +56,10 @@ class AnnotateConfig(StageConfig):
     rules: TimingRulesConfig = Field(default_factory=TimingRulesConfig)
     """Timing rules to run and their thresholds."""
     llm: LLMJudgeConfig = Field(default_factory=LLMJudgeConfig)
-    """The LLM endpoint and judge options."""
+    """The LLM endpoint and judge options (answers cached in `llm.cache_dir`, default
+    RUN/judge_cache); the pairs stage's rewriter uses the same endpoint unless told otherwise."""
     vad: str | None = None
     """VAD backend (e.g. "silero") run on channels that have audio; None uses words only."""
-    cache_dir: str | None = None
-    """Judge answer cache; None = RUN/judge_cache."""
     in_flight: int = Field(16, ge=1)
     """Conversations judged at the same time (each may make several calls)."""
     progress: bool = True
@@ -67,8 +67,8 @@ class AnnotateConfig(StageConfig):
 
 
 def _digest(cfg: AnnotateConfig, input_digest: str) -> str:
-    d = cfg.model_dump(mode="json", exclude={"progress", "in_flight", "cache_dir"})
-    for k in _RUNTIME_ONLY:
+    d = cfg.model_dump(mode="json", exclude={"progress", "in_flight"})
+    for k in ENDPOINT_RUNTIME:
         d["llm"].pop(k, None)
     return digest_json({"config": d, "input": input_digest, "issue_format": ISSUE_FORMAT})
 
@@ -84,13 +84,6 @@ def _vad_segments(conv: Conversation, cfg: AnnotateConfig, rd: RunDir, vad) -> d
         if path:
             out[ch] = vad.segments(read_audio(rd.resolve(path), 16000), 16000)
     return out or None
-
-
-def _client(cfg: AnnotateConfig, rd: RunDir, url: str, model: str) -> LLMClient:
-    key = os.environ.get(cfg.llm.api_key_env) if cfg.llm.api_key_env else None
-    return LLMClient(url, model, cache_dir=cfg.cache_dir or rd.path("judge_cache"),
-                     concurrency=cfg.llm.concurrency, timeout=cfg.llm.timeout,
-                     max_retries=cfg.llm.max_retries, api_key=key)
 
 
 def run(cfg: AnnotateConfig, run_dir: str | Path) -> StageStats:
@@ -136,13 +129,7 @@ def run(cfg: AnnotateConfig, run_dir: str | Path) -> StageStats:
             factory = JUDGES.get(cfg.judge)
             client = None
             if getattr(factory, "needs_llm", False):
-                url, model = cfg.llm.url, cfg.llm.model
-                if url is None:
-                    from duplexalign.judges.server import LocalLLMServer
-
-                    srv = stack.enter_context(LocalLLMServer(model, threads=cfg.llm.threads))
-                    url, model = srv.base_url, srv.model_name
-                client = _client(cfg, rd, url, model)
+                client = open_client(cfg.llm, stack, rd.path("judge_cache"))
             judge = factory(cfg.llm, client)
         vad = None
         if cfg.vad:
@@ -159,11 +146,33 @@ def run(cfg: AnnotateConfig, run_dir: str | Path) -> StageStats:
     rd.write_stats(stats)
     rd.write_provenance(STAGE, cfg, {"conversations": str(src), "conversations_digest": in_digest})
     if not failures:
+        _sort_by_conversation(rd)
         rd.mark_done(STAGE, digest)
     else:
         log.debug("%d conversations had judge failures; rerun to retry them (see %s)",
                     len({f["conversation_id"] for f in failures}), rd.path(FAILURES))
     return stats
+
+
+def _sort_by_conversation(rd: RunDir) -> None:
+    """Put annotations.jsonl.gz in conversation order when resumed runs appended out of order.
+
+    Each run writes in conversation order, so the file is a few sorted runs (one more per resume
+    after judge failures); they are merged lazily. Memory: one integer per conversation id.
+    """
+    order = {str(d.get("id")): i for i, d in enumerate(iter_dicts(rd.path(CONVERSATIONS)))}
+    path = rd.path(ANNOTATIONS)
+    starts, last = [0], -1
+    for n, d in enumerate(iter_dicts(path)):
+        k = order.get(d["conversation_id"], -1)
+        if k < last:
+            starts.append(n)
+        last = k
+    if len(starts) == 1:
+        return
+    runs = [islice(iter_dicts(path), a, b) for a, b in zip(starts, [*starts[1:], None],
+                                                              strict=True)]
+    write_manifest(path, heapq.merge(*runs, key=lambda d: order.get(d["conversation_id"], -1)))
 
 
 def _archive_if_config_changed(rd: RunDir, digest: str) -> None:

@@ -17,17 +17,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from duplexalign.config import StageConfig
 from duplexalign.judges.base import JUDGES
+from duplexalign.judges.endpoint import LLMEndpoint
 from duplexalign.judges.llm import (
     LLMClient,
     LLMFailure,
     LLMRequest,
     LLMResult,
     ParseError,
-    check_base_url,
 )
 from duplexalign.judges.redact import redact, redact_tokens
 from duplexalign.judges.templates import load_judge_template
@@ -35,21 +34,9 @@ from duplexalign.records import CONTENT_CATEGORIES, Conversation, Issue, JudgeIn
 from duplexalign.segments import DEFAULT_MAX_GAP, replies, to_segments
 
 
-class LLMJudgeConfig(StageConfig):
-    """Options of the LLM judge/rewriter endpoint (section `annotate.llm` of a preset)."""
+class LLMJudgeConfig(LLMEndpoint):
+    """The judge's endpoint (`LLMEndpoint`) and its grading options (section `annotate.llm`)."""
 
-    url: str | None = None
-    """OpenAI-compatible base URL (".../v1"); None starts the offline local server."""
-    model: str = "qwen"
-    """Model name for `url`; for the local server "qwen", "smollm2" or a .gguf path."""
-    api_key_env: str | None = "DUPLEXALIGN_JUDGE_API_KEY"
-    """Environment variable holding a bearer token for hosted endpoints (unset = no token)."""
-    concurrency: int = Field(8, ge=1)
-    """Requests in flight (a local CPU server queues them; a GPU server batches them)."""
-    timeout: float = Field(300.0, gt=0)
-    """Seconds per HTTP attempt (a CPU model needs tens of seconds for a long transcript)."""
-    max_retries: int = Field(4, ge=0)
-    """Retries on 429/5xx, timeouts, connection errors and unparseable answers."""
     template: str = "judge_v1"
     """Judge prompt template id (judges/prompts/<id>.yaml) or a path to a YAML file."""
     threshold: int = Field(2, ge=1, le=5)
@@ -65,13 +52,6 @@ class LLMJudgeConfig(StageConfig):
     tokens_per_reply: int = Field(240, ge=32)
     """Generation budget per graded reply: the worst case the schema allows (labels, 5 scores,
     160-char reason, 300-char improved reply) is about 200 tokens, so answers are never cut off."""
-    threads: int | None = None
-    """CPU threads of the local server (None: env LLM_THREADS, else 1; see reference/llm.md)."""
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, url: str | None) -> str | None:
-        return None if url is None else check_base_url(url)
 
 
 @dataclass(frozen=True)
@@ -268,7 +248,7 @@ class ContentJudge:
                          if c in v.problems else v.scores[c])
                 out.append(Issue(
                     id=f"{conv.id}:{c}:{v.span[0]:.3f}", conversation_id=conv.id,
-                    reply_id=reps[v.index - 1].id,
+                    reply_id=reps[v.index - 1].id, reply_words=reps[v.index - 1].word_range,
                     reply_span=(round(v.span[0], 3), round(v.span[1], 3)), kind="content",
                     category=c, score=score, reason=v.reason or f"{c} scored {score}",
                     evidence={"reply_index": v.index, "reply_text": v.text, "scores": v.scores,

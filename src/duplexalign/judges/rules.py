@@ -20,7 +20,14 @@ from duplexalign.judges.base import RULES, VadSegments
 from duplexalign.records import Channel, Conversation, Issue, JudgeInfo, Segment
 from duplexalign.runs import digest_json
 from duplexalign.segments import is_backchannel as _is_backchannel
-from duplexalign.segments import overlap, replies, silence_id, to_segments, turns
+from duplexalign.segments import (
+    overlap,
+    replies,
+    silence_id,
+    to_segments,
+    turns,
+    words_before,
+)
 
 BACKCHANNELS = ("yeah", "yes", "yep", "mhm", "mm", "mmhmm", "mm-hmm", "hmm", "uh-huh", "uhhuh", "right",
                 "okay", "ok", "oh", "wow", "sure", "i", "see", "exactly", "ah", "huh", "cool", "nice",
@@ -86,18 +93,20 @@ def activity(conv: Conversation, channel: Channel, cfg: TimingRulesConfig,
         segs = to_segments(conv.words.of(channel), channel, cfg.segment_gap)
     if not vad or not vad.get(channel):
         return segs
-    items = [(s.start, s.end, list(s.words), s.id) for s in segs]
-    items += [(float(a), float(b), [], "") for a, b in vad[channel] if b > a]
+    items = [(s.start, s.end, list(s.words), s.id, s.first_word) for s in segs]
+    items += [(float(a), float(b), [], "", -1) for a, b in vad[channel] if b > a]
     items.sort(key=lambda x: x[0])
-    merged: list[tuple[float, float, list, str]] = []
-    for a, b, ws, sid in items:
+    merged: list[tuple[float, float, list, str, int]] = []
+    for a, b, ws, sid, first in items:
         if merged and a - merged[-1][1] <= cfg.segment_gap:
-            pa, pb, pw, pid = merged[-1]
-            merged[-1] = (pa, max(pb, b), pw + ws, pid or sid)
+            pa, pb, pw, pid, pfirst = merged[-1]
+            merged[-1] = (pa, max(pb, b), pw + ws, pid or sid, pfirst if pfirst >= 0 else first)
         else:
-            merged.append((a, b, ws, sid))
+            merged.append((a, b, ws, sid, first))
     return [Segment(channel=channel, start=a, end=b, words=sorted(ws, key=lambda w: w.start),
-                    id=sid) for a, b, ws, sid in merged]
+                    id=sid, first_word=first if first >= 0 else words_before(
+                        conv.words.of(channel), a))
+            for a, b, ws, sid, first in merged]
 
 
 def _model(conv: Conversation, cfg: TimingRulesConfig, vad: VadSegments | None,
@@ -116,11 +125,17 @@ def _covering(segs: Sequence[Segment], t: float) -> Segment | None:
     return None
 
 
-def _issue(conv: Conversation, category: str, reply: str, span: tuple[float, float], reason: str,
-           evidence: dict, cfg: TimingRulesConfig) -> Issue:
+def _issue(conv: Conversation, category: str, reply: Segment | None, span: tuple[float, float],
+           reason: str, evidence: dict, cfg: TimingRulesConfig) -> Issue:
+    """A timing issue about the model segment `reply` (None: the silence `span`)."""
     key = digest_json(cfg.model_dump(mode="json"))
+    if reply is None or not reply.id:
+        k = words_before(conv.words.model, span[0])
+        rid, rng = silence_id(conv.id, span[0]), (k, k)
+    else:
+        rid, rng = reply.id, reply.word_range
     return Issue(id=f"{conv.id}:{category}:{span[0]:.3f}", conversation_id=conv.id,
-                 reply_id=reply or silence_id(conv.id, span[0]), reply_span=(round(span[0], 3), round(span[1], 3)), kind="timing",
+                 reply_id=rid, reply_words=rng, reply_span=(round(span[0], 3), round(span[1], 3)), kind="timing",
                  category=category, reason=reason, evidence=evidence,
                  judge=JudgeInfo(name=f"rule:{category}", prompt_id="timing_rules_v1",
                                  cache_key=key))
@@ -135,9 +150,10 @@ def detect_interruptions(conv: Conversation, cfg: TimingRulesConfig | None = Non
     A user turn is the user's speech up to a silence of `turn_end_silence` s (`segments.turns`), so
     a model onset in a shorter mid-turn pause is inside the turn (paper.md section 7). A
     non-backchannel model segment is an interruption when its onset falls inside a
-    non-backchannel user turn, before the user's last word, the model overlaps the turn's speech
-    for at least `interruption_min_overlap` s and the user keeps talking at least
-    `interruption_min_user_continue` s after the onset.
+    non-backchannel user turn, the model overlaps the turn's speech for at least
+    `interruption_min_overlap` s and the user keeps talking at least
+    `interruption_min_user_continue` s after the onset (so the onset came before the user's last
+    word).
 
     Args:
         reps: the model's replies with their ids (`segments.replies`); None makes them with
@@ -158,14 +174,11 @@ def detect_interruptions(conv: Conversation, cfg: TimingRulesConfig | None = Non
         if _is_backchannel(words, u0, u1, cfg.backchannel_max_words,
                            cfg.backchannel_max_duration, cfg.backchannel_words):
             continue
-        last = words[-1].start if words else turn[-1].start
-        if m.start >= last:
-            continue
         ov = sum(overlap((m.start, m.end), (s.start, s.end)) for s in turn)
         cont = u1 - m.start
         if ov >= cfg.interruption_min_overlap and cont >= cfg.interruption_min_user_continue:
             out.append(_issue(
-                conv, "interruption", m.id, (m.start, m.end),
+                conv, "interruption", m, (m.start, m.end),
                 f"model started talking {m.start - u0:.1f}s into a user turn and overlapped it "
                 f"for {ov:.1f}s while the user kept talking {cont:.1f}s",
                 {"model_onset": m.start, "user_span": [u0, u1], "overlap": round(ov, 3),
@@ -209,7 +222,7 @@ def detect_unresponsiveness(conv: Conversation, cfg: TimingRulesConfig | None = 
                    else "the user spoke again first" if nxt_user <= nxt_model
                    else "then the model replied")
             out.append(_issue(
-                conv, "unresponsiveness", "", (e, stop),
+                conv, "unresponsiveness", None, (e, stop),
                 f"user finished a turn and the model stayed silent for {silence:.1f}s ({why})",
                 {"user_turn": [u.start, u.end], "user_text": u.text, "silence": round(silence, 3),
                  "next_model_onset": None if nxt_model >= conv.duration else nxt_model,
@@ -239,7 +252,7 @@ def detect_no_yield(conv: Conversation, cfg: TimingRulesConfig | None = None,
         if kept > cfg.no_yield_after:
             seen.add(m.start)
             out.append(_issue(
-                conv, "no_yield", m.id, (m.start, m.end),
+                conv, "no_yield", m, (m.start, m.end),
                 f"user barged in at {u.start:.1f}s but the model kept talking for {kept:.1f}s",
                 {"barge_in": [u.start, u.end], "user_text": u.text, "kept_talking": round(kept, 3),
                  "threshold": cfg.no_yield_after},
@@ -267,7 +280,7 @@ def detect_pause_takeover(conv: Conversation, cfg: TimingRulesConfig | None = No
         for m in model:
             if p0 <= m.start < p1 and not is_backchannel(m, cfg):
                 out.append(_issue(
-                    conv, "pause_takeover", m.id, (m.start, m.end),
+                    conv, "pause_takeover", m, (m.start, m.end),
                     f"model took the floor {m.start - p0:.1f}s into a {p1 - p0:.1f}s user pause "
                     "and the user went on with their turn",
                     {"pause": [p0, p1], "before": a.text, "after": b.text, "model_text": m.text,

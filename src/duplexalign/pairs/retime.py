@@ -49,9 +49,9 @@ def user_turn_end(cand: Candidate, env: PairEnv, onset: float) -> float:
 @STRATEGIES.register("retime")
 def retime(cand: Candidate, env: PairEnv, voice: str | None = None) -> Built:
     """Interruption pair: the reply after the user's turn end + gap vs the logged interruption."""
-    words = env.reply_words(cand.span)
+    words = cand.words()
     if not words:
-        raise BadInput("reply_not_found", f"no model words in {cand.span}")
+        raise BadInput("reply_not_found", f"reply {cand.reply_id} has no logged model words")
     onset = words[0].start
     gap = natural_gap(env.cfg, cand.id)
     new_onset = user_turn_end(cand, env, onset) + gap

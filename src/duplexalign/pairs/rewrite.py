@@ -35,9 +35,9 @@ def chosen_text(cand: Candidate, env: PairEnv, bad_reply: str) -> str:
 @STRATEGIES.register("rewrite")
 def rewrite(cand: Candidate, env: PairEnv, voice: str | None = None) -> Built:
     """Content pair: the improved reply spoken from the original onset vs the logged reply."""
-    words = env.reply_words(cand.span)
+    words = cand.words()
     if not words:
-        raise BadInput("reply_not_found", f"no model words in {cand.span}")
+        raise BadInput("reply_not_found", f"reply {cand.reply_id} has no logged model words")
     bad = " ".join(w.text for w in words)
     voice = voice or env.cfg.model_voice
     onset = words[0].start

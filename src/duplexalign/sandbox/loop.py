@@ -24,7 +24,7 @@ import torch
 
 from duplexalign.errors import ConfigError
 from duplexalign.manifest import iter_dicts
-from duplexalign.sandbox.deploy import SCENARIOS_NAME, Assets, DeployConfig, deploy, write_logs
+from duplexalign.sandbox.deploy import Assets, DeployConfig, deploy, write_logs
 
 if TYPE_CHECKING:
     from duplexalign.sandbox.demo import DemoConfig
@@ -69,23 +69,13 @@ def round_deploy(cfg: DeployConfig, r: int) -> DeployConfig:
 
 
 def rewriter_for(cfg: DemoConfig, stages: dict[str, Any], stack: ExitStack):
-    """The pairs stage's rewriter: the oracle's, the configured endpoint, or the local LLM."""
+    """The pairs stage's rewriter: the oracle's with `--judge oracle`; else None, and the pairs
+    stage uses `pairs.rewriter` or the endpoint annotate judged with (the local LLM by default)."""
     if cfg.judge == "oracle":
         from duplexalign.sandbox.oracle import OracleRewriter
 
         return OracleRewriter()
-    if stages["pairs"].rewriter is not None:
-        return None  # the pairs stage builds it from its own config
-    from duplexalign.judges.llm import LLMClient
-    from duplexalign.judges.rewriter import Rewriter
-    from duplexalign.judges.server import LocalLLMServer
-
-    llm = stages["annotate"].llm
-    url, model = llm.url, llm.model
-    if url is None:
-        srv = stack.enter_context(LocalLLMServer(model, threads=llm.threads))
-        url, model = srv.base_url, srv.model_name
-    return Rewriter(LLMClient(url, model, concurrency=llm.concurrency, timeout=llm.timeout))
+    return None
 
 
 def align_round(cfg: DemoConfig, r: int, policy: Path, base: Path, assets: Assets,
@@ -113,7 +103,6 @@ def align_round(cfg: DemoConfig, r: int, policy: Path, base: Path, assets: Asset
     from duplexalign.ingest.stage import run as ingest
     from duplexalign.models.presets import load_model
     from duplexalign.pairs.stage import run as pairs
-    from duplexalign.sandbox.oracle import use_scenarios
     from duplexalign.sandbox.validation import RolloutValidator
     from duplexalign.speech.base import ASR_BACKENDS
     from duplexalign.streams.stage import run as streams
@@ -132,7 +121,6 @@ def align_round(cfg: DemoConfig, r: int, policy: Path, base: Path, assets: Asset
         deployed = deploy(load_model(policy), round_deploy(cfg.deploy, r), assets,
                           progress=progress)
         write_logs(deployed, logs, asr=ASR_BACKENDS.get(cfg.user_asr)(), progress=progress)
-    use_scenarios(logs / SCENARIOS_NAME)
     lap("deploy", t)
     t = time.time()
     ingest(stages["ingest"], logs / "index.jsonl", run_dir)

@@ -89,6 +89,7 @@ class OracleJudge:
             for c in flagged:
                 out.issues.append(Issue(
                     id=f"{conv.id}:{c}:{seg.start:.3f}", conversation_id=conv.id, reply_id=seg.id,
+                    reply_words=seg.word_range,
                     reply_span=(round(seg.start, 3), round(seg.end, 3)), kind="content",
                     category=c, score=scores[c], reason=reason,
                     evidence={"reply_index": i, "reply_text": seg.text,
