@@ -58,14 +58,14 @@ def test_records_are_frozen_and_strict():
 
 def test_issue_category_must_match_kind():
     judge = JudgeInfo(name="rules")
-    Issue(id="i", conversation_id="c", reply_id="c#r0", reply_words=(0, 1), reply_span=(0, 1), kind="timing",
-          category="interruption", reason="r", judge=judge)
+    Issue(id="i", conversation_id="c", reply_id="c#r0", reply_words=(0, 1), reply_span=(0, 1),
+          kind="timing", category="interruption", reason="r", judge=judge)
     with pytest.raises(ValidationError):
-        Issue(id="i", conversation_id="c", reply_id="c#r0", reply_words=(0, 1), reply_span=(0, 1), kind="content",
-              category="interruption", reason="r", judge=judge)
+        Issue(id="i", conversation_id="c", reply_id="c#r0", reply_words=(0, 1),
+              reply_span=(0, 1), kind="content", category="interruption", reason="r", judge=judge)
     with pytest.raises(ValidationError):
-        Issue(id="i", conversation_id="c", reply_id="c#r0", reply_words=(0, 1), reply_span=(0, 1), kind="content",
-              category="tone", score=6, reason="r", judge=judge)
+        Issue(id="i", conversation_id="c", reply_id="c#r0", reply_words=(0, 1),
+              reply_span=(0, 1), kind="content", category="tone", score=6, reason="r", judge=judge)
 
 
 def test_pair_window_invariant():

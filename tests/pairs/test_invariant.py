@@ -70,5 +70,5 @@ def test_window_invariant(onset, n_reply, n_chosen, step, before, kind, max_ctx,
         _, full = variant_text(model, v.words, ws, we, toy)
         np.testing.assert_array_equal(full.tokens[:ws], logged[:ws])
     # Audio before the chosen reply's onset is shared with the logged channel's carried tails only.
-    if p.meta["rejected_source"] == "logged":
+    if p.rejected_source == "logged":
         np.testing.assert_array_equal(built.rejected_wav, wav[ws * 1920:we * 1920])

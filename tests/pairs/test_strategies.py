@@ -47,7 +47,7 @@ def test_rewrite_speaks_improved_reply_from_original_onset():
     logged = model_audio(env.conversation)
     np.testing.assert_array_equal(b.rejected_wav, logged[ws * 1920:we * 1920])
     assert check_invariant(p, env.cfg.max_context_frames) == []
-    assert p.meta["rejected_source"] == "logged" and p.category == "content"
+    assert p.rejected_source == "logged" and p.category == "content"
 
 
 def test_rewrite_uses_rewriter_when_judge_gave_no_reply_and_drops_without_one():
@@ -127,7 +127,7 @@ def test_voice_transfer_respeaks_both_variants():
     b = STRATEGIES.get("voice")(c, env)
     assert voices["model"].calls == []
     assert voices["model_alt"].calls[:2] == ["paris it is", "i do not know"]
-    assert b.pair.voice == "model_alt" and b.pair.meta["rejected_source"] == "tts"
+    assert b.pair.voice == "model_alt" and b.pair.rejected_source == "tts"
     assert b.pair.rejected.text == "i do not know"
     assert len(b.chosen_wav) == len(b.rejected_wav)
     assert check_invariant(b.pair, env.cfg.max_context_frames) == []

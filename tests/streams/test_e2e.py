@@ -131,7 +131,7 @@ def _check_streams(run, conv, tok_path, expect_strategies):
             got = [i for i in codes[0, w0:].tolist() if i not in (0, 3)]
             assert got == [i for w in variant.words for i in tok.encode_word(w.text)]
         assert chosen.min() >= 0 and chosen[lay.model_rows].max() < 16
-        if p.meta["rejected_source"] == "logged":
+        if p.rejected_source == "logged":
             ctx = reader.context(e)
             assert torch.equal(rejected[lay.model_rows], ctx[lay.model_rows])
         floor = reader.floor(e)
@@ -177,7 +177,7 @@ def test_voice_transfer_end_to_end(world, tmp_path):
     assert stats.counts["written/strategy/voice"] == 1
     assert stats.counts["dropped/policy_extra_reply"] == 2
     p = next(iter(read_manifest(run / "pairs.jsonl.gz", PreferencePair)))
-    assert p.voice == "model_alt" and p.meta["rejected_source"] == "tts"
+    assert p.voice == "model_alt" and p.rejected_source == "tts"
     assert p.rejected.text.lower().split() == "i do not know that one".split()
     assert check_invariant(p, cfg.max_context_frames, run) == []
     run_streams(StreamsConfig(codec_path=world["codec"], tokenizer=world["tok"]), run)
