@@ -44,9 +44,9 @@ def conversation(model: Sequence[Word] = (), user: Sequence[Word] = (), duration
 
 def issue(conv: Conversation, kind: str, category: str, span: tuple[float, float],
           **fields: Any) -> Issue:
-    """An issue about the reply of `conv` that starts at `span[0]` (or, when no reply starts
-    there, about the silence `span`), with its `reply_id` and word range as annotate assigns them."""
-    rep = next((r for r in replies(conv) if abs(r.start - span[0]) < 1e-3), None)
+    """An issue about the reply of `conv` running at `span[0]` (or, when no reply runs there,
+    about the silence `span`), with its `reply_id` and word range as annotate assigns them."""
+    rep = next((r for r in replies(conv) if r.start - 1e-3 <= span[0] < r.end), None)
     if rep is None:
         k = words_before(conv.words.model, span[0])
         rid, rng = silence_id(conv.id, span[0]), (k, k)
