@@ -78,3 +78,17 @@ def test_pair_window_invariant():
         p.model_validate({**p.to_dict(), "window": (3.0, 1.0)})
     with pytest.raises(ValidationError):
         p.model_validate({**p.to_dict(), "context_start": 2.0})
+
+
+def test_pairs_written_before_typed_fields_still_read():
+    """A pair of an older manifest: `rejected_source` in `meta`, null `codes_ref` per variant."""
+    old = {"id": "p", "conversation_id": "c", "window": [1.0, 3.0], "context_start": 0.0,
+           "chosen": {"words": [], "audio": "a.wav", "codes_ref": None},
+           "rejected": {"words": [], "audio": "b.wav", "codes_ref": None},
+           "issue_ids": ["i"], "strategy": "voice", "category": "content",
+           "meta": {"rejected_source": "tts", "anchor": 1.2}}
+    p = PreferencePair.from_dict(old)
+    assert p.rejected_source == "tts" and p.meta == {"anchor": 1.2} and p.reply_id == ""
+    assert "codes_ref" not in p.to_dict()["chosen"]
+    with pytest.raises(ValidationError):  # a real codes_ref was never written: not silently lost
+        ReplyVariant.from_dict({"words": [], "codes_ref": "shard0:3"})

@@ -74,3 +74,21 @@ def test_mix_hits_target_shares():
     assert len(dropped) == 33 - 12
     assert mix(pairs, {"content": 0.5, "interruption": 0.25, "silence": 0.25}, seed=1)[0] == kept
     assert mix(pairs, None) == (pairs, [])
+
+
+def test_annotations_without_reply_ids_get_one_clear_error(tmp_path):
+    import pytest
+
+    from duplexalign.errors import BadInput
+    from duplexalign.manifest import write_manifest
+    from duplexalign.pairs.stage import run
+    from duplexalign.runs import RunDir
+
+    write_manifest(tmp_path / "conversations.jsonl.gz", [conversation()])
+    old = issue("content", "tone", (3.0, 4.15)).to_dict()
+    del old["reply_id"], old["reply_words"]
+    write_manifest(tmp_path / "annotations.jsonl.gz", [old])
+    RunDir(tmp_path).mark_done("ingest")
+    RunDir(tmp_path).mark_done("annotate")
+    with pytest.raises(BadInput, match="before reply ids"):
+        run(PairsConfig(), tmp_path, rewriter=None, voice=lambda name: None)
