@@ -171,7 +171,11 @@ class Issue(Record):
         category: one of CONTENT_CATEGORIES or TIMING_CATEGORIES.
         score: 1 (bad) .. 5 (good) for content categories; None for timing rules.
         reason: short human-readable reason.
-        evidence: the data behind the finding (spans, words, thresholds).
+        user_turn: timing issues: (start, end) seconds of the user turn concerned (the turn cut
+            into, the turn left unanswered, the barge-in), else None.
+        pause: pause_takeover: (start, end) seconds of the user pause the model spoke into.
+        evidence: the data behind the finding (spans, words, thresholds), for people: no stage
+            reads it (what a later stage needs is a typed field above).
         judge: which judge, prompt, model and cache key.
         improved_reply: the judge's better reply text, if it wrote one.
     """
@@ -185,6 +189,8 @@ class Issue(Record):
     category: str
     score: int | None = Field(default=None, ge=1, le=5)
     reason: str
+    user_turn: tuple[float, float] | None = None
+    pause: tuple[float, float] | None = None
     evidence: dict[str, Any] = Field(default_factory=dict)
     judge: JudgeInfo
     improved_reply: str | None = None

@@ -51,7 +51,7 @@ def test_onset_in_a_mid_turn_pause_is_judged_per_turn():
     c = conv(user, W("that sounds great where are you going", 1.9, 4.03))
     [iss] = detect_interruptions(c)
     assert iss.reply_id == "c#r0" and iss.reply_words == (0, 7)
-    assert iss.evidence["user_span"] == [0.0, 4.43]
+    assert iss.user_turn == (0.0, 4.43) and iss.evidence["user_span"] == [0.0, 4.43]
     assert iss.evidence["overlap"] == pytest.approx(1.6)
     assert iss.evidence["user_continues_for"] == pytest.approx(2.53)
     # per segment (the old definition) the onset at 1.9 s is in no user segment
@@ -150,7 +150,7 @@ def test_model_taking_a_mid_turn_pause_is_pause_takeover():
     user = W("I want to", 0, 1.0) + W("book a table for two", 1.6, 3.0)
     c = conv(user, W("sure which restaurant", 1.2, 2.4))
     [iss] = detect_pause_takeover(c)
-    assert iss.evidence["pause"] == [1.0, 1.6]
+    assert iss.pause == (1.0, 1.6) and iss.evidence["pause"] == [1.0, 1.6]
     assert iss.reply_span == (1.2, 2.4)
 
 

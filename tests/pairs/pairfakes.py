@@ -74,5 +74,5 @@ def issue(kind: str, category: str, span: tuple[float, float], conv: Conversatio
 
 def issues() -> list[Issue]:
     return [issue("content", "helpfulness", (3.0, 4.15), score=1, improved_reply="paris it is"),
-            issue("timing", "interruption", (6.0, 7.15), evidence={"user_span": [5.0, 6.45]}),
+            issue("timing", "interruption", (6.0, 7.15), user_turn=[5.0, 6.45]),
             issue("timing", "unresponsiveness", (9.85, 14.0))]

@@ -46,7 +46,7 @@ def test_window_invariant(onset, n_reply, n_chosen, step, before, kind, max_ctx,
                     improved_reply=" ".join(f"c{i}" for i in range(n_chosen)))
     elif kind == "interruption":
         iss = issue("timing", "interruption", (reply[0].start, end), conv=conv,
-                    evidence={"user_span": [user[0].start, user[-1].end]})
+                    user_turn=[user[0].start, user[-1].end])
     else:
         iss = issue("timing", "unresponsiveness", (end, duration), conv=conv)
     cfg = PairsConfig(max_context_frames=max_ctx, tail=tail)

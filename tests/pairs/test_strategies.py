@@ -102,7 +102,7 @@ def test_retime_waits_out_a_held_pause_longer_than_the_turn_gap():
     conv = conv.model_copy(update={"words": ChannelWords(model=model, user=user)})
     env = PairEnv(conv, PairsConfig(), lambda: model_audio(conv), {"model": FakeVoice()}.get)
     assert len(env.user_turns) == 2  # the pause splits the turn at the 0.8 s turn gap
-    it = issue("timing", "pause_takeover", (2.0, 3.15), conv=conv, evidence={"pause": [1.65, 2.5]})
+    it = issue("timing", "pause_takeover", (2.0, 3.15), conv=conv, pause=[1.65, 2.5])
     (c,), _ = candidates(conv, [it], env.cfg)
     assert c.category == "interruption" and c.strategy == "retime"
     p = STRATEGIES.get("retime")(c, env).pair

@@ -92,7 +92,7 @@ def world(tmp_path_factory):
               reason="did not answer", judge=judge,
               improved_reply="the capital of france is paris"),
         issue(conv, "timing", "interruption", inter_span, id="i2",
-              reason="talked over the user", judge=judge, evidence={"user_span": list(user_turn)}),
+              reason="talked over the user", judge=judge, user_turn=list(user_turn)),
         issue(conv, "timing", "unresponsiveness", (ws[-1].end, duration), id="i3",
               reason="stayed silent", judge=judge)]
     write_manifest(run / "conversations.jsonl.gz", [conv])

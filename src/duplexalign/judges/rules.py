@@ -126,7 +126,9 @@ def _covering(segs: Sequence[Segment], t: float) -> Segment | None:
 
 
 def _issue(conv: Conversation, category: str, reply: Segment | None, span: tuple[float, float],
-           reason: str, evidence: dict, cfg: TimingRulesConfig) -> Issue:
+           reason: str, evidence: dict, cfg: TimingRulesConfig,
+           user_turn: tuple[float, float] | None = None,
+           pause: tuple[float, float] | None = None) -> Issue:
     """A timing issue about the model segment `reply` (None: the silence `span`)."""
     key = digest_json(cfg.model_dump(mode="json"))
     if reply is None or not reply.id:
@@ -135,7 +137,7 @@ def _issue(conv: Conversation, category: str, reply: Segment | None, span: tuple
     else:
         rid, rng = reply.id, reply.word_range
     return Issue(id=f"{conv.id}:{category}:{span[0]:.3f}", conversation_id=conv.id,
-                 reply_id=rid, reply_words=rng, reply_span=(round(span[0], 3), round(span[1], 3)), kind="timing",
+                 reply_id=rid, reply_words=rng, user_turn=user_turn, pause=pause, reply_span=(round(span[0], 3), round(span[1], 3)), kind="timing",
                  category=category, reason=reason, evidence=evidence,
                  judge=JudgeInfo(name=f"rule:{category}", prompt_id="timing_rules_v1",
                                  cache_key=key))
@@ -186,7 +188,7 @@ def detect_interruptions(conv: Conversation, cfg: TimingRulesConfig | None = Non
                  "user_text": " ".join(w.text for w in words),
                  "min_overlap": cfg.interruption_min_overlap,
                  "min_user_continue": cfg.interruption_min_user_continue},
-                cfg))
+                cfg, user_turn=(u0, u1)))
     return out
 
 
@@ -227,7 +229,7 @@ def detect_unresponsiveness(conv: Conversation, cfg: TimingRulesConfig | None = 
                 {"user_turn": [u.start, u.end], "user_text": u.text, "silence": round(silence, 3),
                  "next_model_onset": None if nxt_model >= conv.duration else nxt_model,
                  "threshold": cfg.unresponsive_after},
-                cfg))
+                cfg, user_turn=(u.start, u.end)))
     return out
 
 
@@ -256,7 +258,7 @@ def detect_no_yield(conv: Conversation, cfg: TimingRulesConfig | None = None,
                 f"user barged in at {u.start:.1f}s but the model kept talking for {kept:.1f}s",
                 {"barge_in": [u.start, u.end], "user_text": u.text, "kept_talking": round(kept, 3),
                  "threshold": cfg.no_yield_after},
-                cfg))
+                cfg, user_turn=(u.start, u.end)))
     return out
 
 
@@ -285,5 +287,5 @@ def detect_pause_takeover(conv: Conversation, cfg: TimingRulesConfig | None = No
                     "and the user went on with their turn",
                     {"pause": [p0, p1], "before": a.text, "after": b.text, "model_text": m.text,
                      "pause_min": cfg.pause_min, "turn_end_silence": cfg.turn_end_silence},
-                    cfg))
+                    cfg, pause=(p0, p1)))
     return out
