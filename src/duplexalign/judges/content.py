@@ -178,13 +178,13 @@ class ContentJudge:
         from them is added to `redactions` (and to the running total `self.redactions`).
 
         Args:
-            reps: the replies to grade (R1, R2, ... in order; they partition the model's words);
-                None = `self.replies(conv)`.
+            reps: the replies to grade (R1, R2, ... in order; `word_range` indexes the model's
+                words); None = `self.replies(conv)`.
         """
         counts: Counter = Counter()
         reps = self.replies(conv) if reps is None else reps
-        model = iter(self._redacted(conv.words.model, counts))
-        reps = [r.model_copy(update={"words": [next(model) for _ in r.words]}) for r in reps]
+        model = self._redacted(conv.words.model, counts)
+        reps = [r.model_copy(update={"words": model[slice(*r.word_range)]}) for r in reps]
         users = to_segments(self._redacted(conv.words.user, counts), "user", DEFAULT_MAX_GAP)
         self.redactions.update(counts)
         if redactions is not None:
