@@ -49,3 +49,30 @@ def test_missing_local_server_drops_pairs_with_the_install_hint(tmp_path, monkey
                 assert e.reason == "rewriter_unavailable" and "setup_llm" in e.detail
             else:
                 raise AssertionError("expected BadInput")
+
+
+def test_pairs_without_a_rewriter_setting_insert_replies_through_annotates_endpoint(tmp_path):
+    """`duplexalign pairs RUN` with no `pairs.rewriter`: the silence gets a reply written by the
+    endpoint annotate judged with, instead of being dropped as `no_improved_reply`."""
+    from pairfakes import FakeVoice, conversation, issue, model_audio
+
+    from duplexalign.manifest import iter_dicts, write_manifest
+    from duplexalign.pairs.stage import run
+    from duplexalign.speech.audio import write_audio
+
+    conv = conversation()
+    write_manifest(tmp_path / "conversations.jsonl.gz", [conv])
+    write_manifest(tmp_path / "annotations.jsonl.gz",
+                   [issue("timing", "unresponsiveness", (9.85, 14.0))])
+    write_audio(tmp_path / "model.wav", model_audio(conv))
+    rd = RunDir(tmp_path)
+    rd.mark_done("ingest")
+    rd.mark_done("annotate")
+    with FakeOpenAI(lambda payload: {"reply": "yes i am still here"}) as srv:
+        rd.write_provenance("annotate", AnnotateConfig(llm={"url": srv.url, "model": "fake"}))
+        stats = run(PairsConfig(), tmp_path, voice=lambda name: FakeVoice())
+    [pair] = list(iter_dicts(tmp_path / "pairs.jsonl.gz"))
+    assert pair["category"] == "silence" and pair["strategy"] == "insert"
+    assert " ".join(w["text"] for w in pair["chosen"]["words"]) == "yes i am still here"
+    assert pair["reply_id"] == "conv/1#silence9850" and stats.counts["written"] == 1
+    assert (tmp_path / "judge_cache").is_dir()  # answers cached like annotate's
