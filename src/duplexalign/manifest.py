@@ -1,10 +1,11 @@
 """Streaming read/write of record manifests (JSON lines, gzip-compressed when the name ends in .gz).
 
-Owns the on-disk form of every record collection. Readers iterate lazily so memory does not grow with
-the manifest; `ManifestWriter` appends, skips ids that are already in the file (so a resumed stage never
-duplicates work), and finalises atomically: it writes to `<name>.partial` and renames on close, so a
-crash never leaves a half-written manifest under the final name. `GroupReader` merge-joins a manifest
-written in conversation order with the conversations, one group at a time, in constant memory.
+Owns the on-disk form of every record collection. Readers iterate lazily so memory does not grow
+with the manifest; `ManifestWriter` appends, skips ids that are already in the file (so a resumed
+stage never duplicates work), and finalises atomically: it writes to `<name>.partial` and renames on
+close, so a crash never leaves a half-written manifest under the final name. `GroupReader`
+merge-joins a manifest written in conversation order with the conversations, one group at a time, in
+constant memory.
 """
 
 from __future__ import annotations

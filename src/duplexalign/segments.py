@@ -1,13 +1,14 @@
 """Turn-taking: segmentation, reply identity and cross-channel geometry over timed words.
 
 Owns the one definition of each turn-taking concept that the timing rules (`judges/rules.py`), the
-evaluation metrics (`evaluate/turns.py`), the sandbox's ground-truth outcomes (`sandbox/outcomes.py`)
-and the report share: how words become segments (a model segment is a *reply*; a user segment is a
-turn part), how segments separated by less than a turn-end silence form one *turn*, what a
-backchannel is, when a model onset interrupts a turn, the reply ids (`replies` assigns each model reply
-its `reply_id` once, under one gap), and the questions later stages ask about two channels: gaps,
-overlaps, and who holds the floor at a time. Thresholds are arguments (each caller's config documents
-its values). These functions read records only; they know nothing about audio, frames or judges.
+evaluation metrics (`evaluate/turns.py`), the sandbox's ground-truth outcomes
+(`sandbox/outcomes.py`) and the report share: how words become segments (a model segment is a
+*reply*; a user segment is a turn part), how segments separated by less than a turn-end silence form
+one *turn*, what a backchannel is, when a model onset interrupts a turn, the reply ids (`replies`
+assigns each model reply its `reply_id` once, under one gap), and the questions later stages ask
+about two channels: gaps, overlaps, and who holds the floor at a time. Thresholds are arguments
+(each caller's config documents its values). These functions read records only; they know nothing
+about audio, frames or judges.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def replies(conv: Conversation, max_gap: float = DEFAULT_MAX_GAP) -> list[Segmen
 
 def turns(segments: Sequence[Segment], turn_end_silence: float) -> list[list[Segment]]:
     """Group one channel's time-sorted `segments` into turns: a silence of at least
-    `turn_end_silence` seconds between two segments ends a turn; shorter gaps are mid-turn pauses."""
+    `turn_end_silence` seconds between two segments ends a turn; shorter gaps are mid-turn
+    pauses."""
     out: list[list[Segment]] = []
     for s in segments:
         if out and s.start - out[-1][-1].end < turn_end_silence:

@@ -32,5 +32,6 @@ def safe_id(text: str) -> str:
     file name."""
     clean = _SAFE.sub("_", text)
     if clean != text or clean in ("", ".", "..") or len(clean) > MAX_NAME:
-        clean = clean[:MAX_NAME] + "_" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:6]
+        digest = hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
+        clean = clean[:MAX_NAME] + "_" + digest[:6]
     return clean

@@ -115,7 +115,8 @@ def conversations(n: int) -> list[Conversation]:
         bad = "that is wrong" if k % 2 else "paris is lovely"
         out.append(conversation(
             id=f"conv{k}", user=W(f"what is the capital of country {k}", 0, 2)
-            + W("and what about spain", 8, 9.5), model=W(bad, 2.5, 3.5) + W("you are stupid", 10, 11)))
+            + W("and what about spain", 8, 9.5),
+            model=W(bad, 2.5, 3.5) + W("you are stupid", 10, 11)))
     return out
 
 

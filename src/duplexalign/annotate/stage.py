@@ -1,12 +1,13 @@
 """The annotate stage: every conversation of a run -> timing and content `Issue` records.
 
-Owns the orchestration: read `conversations.jsonl.gz`, apply the enabled timing rules (pure, fast) and
-the configured content judge (LLM calls, concurrent, cached) to the conversation's replies (each given
-its `reply_id` here, once, under `rules.segment_gap`), and append the findings to `annotations.jsonl.gz`
-in conversation order (so later stages merge-join them with the conversations). Progress is kept per conversation in `annotate_progress.jsonl.gz`; a
-conversation whose judge call failed is recorded in `annotate_failures.jsonl` as a typed failure and is
-judged again on the next run, so nothing is lost and a rerun asks the LLM only what is missing (answers
-are cached by payload hash). With `llm.url` unset the offline local server is started and stopped here.
+Owns the orchestration: read `conversations.jsonl.gz`, apply the enabled timing rules (pure, fast)
+and the configured content judge (LLM calls, concurrent, cached) to the conversation's replies (each
+given its `reply_id` here, once, under `rules.segment_gap`), and append the findings to
+`annotations.jsonl.gz` in conversation order (so later stages merge-join them with the
+conversations). Progress is kept per conversation in `annotate_progress.jsonl.gz`; a conversation
+whose judge call failed is recorded in `annotate_failures.jsonl` as a typed failure and is judged
+again on the next run, so nothing is lost and a rerun asks the LLM only what is missing (answers are
+cached by payload hash). With `llm.url` unset the offline local server is started and stopped here.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """Timing rules: interruption, unresponsiveness, no-yield and pause-takeover detectors.
 
-Owns the pure functions that find timing problems in a conversation from the two channels' timed words
-(and, when audio was present, VAD speech intervals that fill in what ASR missed), and the thresholds they
-use (`TimingRulesConfig`, every default documented with its reason). Each finding is an `Issue` with
-kind "timing", the reply it concerns (`reply_id`, from the replies the annotate stage assigned once), the
-span, the evidence behind it and a human-readable reason. Segments, turns, backchannels and onsets are
-the shared definitions of `segments.py`. The rules know nothing about LLMs, audio files or frames. The paper gives no thresholds; the defaults follow
-`reference/paper.md` section 7 and `reference/eval.md` section 3.6.
+Owns the pure functions that find timing problems in a conversation from the two channels' timed
+words (and, when audio was present, VAD speech intervals that fill in what ASR missed), and the
+thresholds they use (`TimingRulesConfig`, every default documented with its reason). Each finding is
+an `Issue` with kind "timing", the reply it concerns (`reply_id`, from the replies the annotate
+stage assigned once), the span, the evidence behind it and a human-readable reason. Segments, turns,
+backchannels and onsets are the shared definitions of `segments.py`. The rules know nothing about
+LLMs, audio files or frames. The paper gives no thresholds; the defaults follow `reference/paper.md`
+section 7 and `reference/eval.md` section 3.6.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ class TimingRulesConfig(StageConfig):
     """The user must keep talking this long after the model's onset: it shows the user had not
     finished (paper.md section 7)."""
     turn_end_silence: float = Field(1.0, gt=0)
-    """User silence that ends a user turn (tau_end in eval.md 3.6); shorter gaps are mid-turn pauses,
-    so interruption is judged per turn: a model onset in such a pause is inside the turn."""
+    """User silence that ends a user turn (tau_end in eval.md 3.6); shorter gaps are mid-turn
+    pauses, so interruption is judged per turn: a model onset in such a pause is inside the turn."""
     unresponsive_after: float = Field(3.0, gt=0)
     """Silence after a user turn end that makes the model unresponsive (eval.md 3.6 suggests
     3-5 s; human gaps are well under 1 s, so 3 s is clearly a missed reply)."""
@@ -137,7 +138,8 @@ def _issue(conv: Conversation, category: str, reply: Segment | None, span: tuple
     else:
         rid, rng = reply.id, reply.word_range
     return Issue(id=f"{conv.id}:{category}:{span[0]:.3f}", conversation_id=conv.id,
-                 reply_id=rid, reply_words=rng, user_turn=user_turn, pause=pause, reply_span=(round(span[0], 3), round(span[1], 3)), kind="timing",
+                 reply_id=rid, reply_words=rng, user_turn=user_turn, pause=pause,
+                 reply_span=(round(span[0], 3), round(span[1], 3)), kind="timing",
                  category=category, reason=reason, evidence=evidence,
                  judge=JudgeInfo(name=f"rule:{category}", prompt_id="timing_rules_v1",
                                  cache_key=key))

@@ -3,11 +3,12 @@
 Owns the orchestration: walk RUN/conversations.jsonl.gz and merge-join RUN/annotations.jsonl.gz
 (written in conversation order) one conversation at a time, turn each conversation's issues into
 candidates grouped by `reply_id` (policy.py), build each with its strategy, check the invariant,
-filter (filters.py), write the two window waveforms to RUN/pairs/audio/<pair_id>/{chosen,rejected}.wav
-and the built pair to RUN/pairs/candidates.jsonl.gz, every drop with its reason to
-RUN/pairs/dropped.jsonl.gz, and finally the mix (filters.mix) to RUN/pairs.jsonl.gz. Memory holds one
-conversation (plus the ids the writers skip on resume). Resumable: built and dropped candidates are
-skipped on rerun, and a finished stage with the same config is a no-op.
+filter (filters.py), write the two window waveforms to
+RUN/pairs/audio/<pair_id>/{chosen,rejected}.wav and the built pair to RUN/pairs/candidates.jsonl.gz,
+every drop with its reason to RUN/pairs/dropped.jsonl.gz, and finally the mix (filters.mix) to
+RUN/pairs.jsonl.gz. Memory holds one conversation (plus the ids the writers skip on resume).
+Resumable: built and dropped candidates are skipped on rerun, and a finished stage with the same
+config is a no-op.
 """
 
 from __future__ import annotations
