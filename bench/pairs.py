@@ -31,6 +31,7 @@ from duplexalign.records import (
     Source,
     Word,
 )
+from duplexalign.segments import replies
 from duplexalign.speech.voices import get_voice
 from duplexalign.streams.layout import Layout
 from duplexalign.streams.shards import PairIndex, ShardWriter
@@ -66,7 +67,9 @@ def conversations(n: int) -> list[tuple[Conversation, Issue]]:
         conv = Conversation(id=f"c{i}", words=ChannelWords(model=model, user=user),
                             duration=30.0, audio=ChannelAudio(model="m.wav"),
                             source=Source(reader="bench", path="-", digest="0"))
-        iss = Issue(id=f"c{i}:x", conversation_id=f"c{i}", reply_span=(8.0, 10.25),
+        rep = replies(conv)[1]  # "i do not know the answer to that"
+        iss = Issue(id=f"c{i}:x", conversation_id=f"c{i}", reply_id=rep.id,
+                    reply_words=rep.word_range, reply_span=(8.0, 10.25),
                     kind="content", category="factuality", score=1, reason="wrong",
                     judge=JudgeInfo(name="bench"), improved_reply=REPLIES[i % len(REPLIES)])
         out.append((conv, iss))

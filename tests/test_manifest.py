@@ -115,3 +115,15 @@ def test_text_that_is_not_valid_unicode_is_written_as_escapes(tmp_path):
     with ManifestWriter(p) as w:  # resume rewrites the kept records the same way
         assert not w.write({"id": "a", "text": "again"})
     assert [d["id"] for d in iter_dicts(p)] == ["a", "b"]
+
+
+def test_group_reader_merge_joins_groups_in_order():
+    from duplexalign.manifest import GroupReader
+
+    rows = [("a", 1), ("a", 2), ("c", 3), ("b", 4)]
+    g = GroupReader(rows, key=lambda r: r[0])
+    assert g.take("a") == [("a", 1), ("a", 2)]
+    assert g.take("b") == []          # "c" is next: "b" comes later in the stream
+    assert g.take("c") == [("c", 3)]
+    assert g.take("d") == []
+    assert list(g.rest()) == [("b", 4)]  # out of order: reported, never lost

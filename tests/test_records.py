@@ -1,10 +1,10 @@
 """records: validation of times and categories, JSON round-trip, immutability."""
 
 import pytest
+from factories import conversation, word
 from pydantic import ValidationError
 
 from duplexalign.records import (
-    ChannelWords,
     Conversation,
     Issue,
     JudgeInfo,
@@ -17,8 +17,8 @@ from duplexalign.records import (
 
 def _conv(**kw):
     base = dict(id="c", duration=2.0, source=Source(reader="jsonl", path="x", digest="d"),
-                words=ChannelWords(model=[Word(text="hi", start=0.1, end=0.3)]))
-    return Conversation(**{**base, **kw})
+                model=[word("hi", 0.1, 0.3)])
+    return conversation(**{**base, **kw})
 
 
 @pytest.mark.parametrize("start,end", [(-0.1, 1.0), (1.0, 0.5), (float("nan"), 1.0),
@@ -58,14 +58,14 @@ def test_records_are_frozen_and_strict():
 
 def test_issue_category_must_match_kind():
     judge = JudgeInfo(name="rules")
-    Issue(id="i", conversation_id="c", reply_span=(0, 1), kind="timing",
-          category="interruption", reason="r", judge=judge)
+    Issue(id="i", conversation_id="c", reply_id="c#r0", reply_words=(0, 1), reply_span=(0, 1),
+          kind="timing", category="interruption", reason="r", judge=judge)
     with pytest.raises(ValidationError):
-        Issue(id="i", conversation_id="c", reply_span=(0, 1), kind="content",
-              category="interruption", reason="r", judge=judge)
+        Issue(id="i", conversation_id="c", reply_id="c#r0", reply_words=(0, 1),
+              reply_span=(0, 1), kind="content", category="interruption", reason="r", judge=judge)
     with pytest.raises(ValidationError):
-        Issue(id="i", conversation_id="c", reply_span=(0, 1), kind="content",
-              category="tone", score=6, reason="r", judge=judge)
+        Issue(id="i", conversation_id="c", reply_id="c#r0", reply_words=(0, 1),
+              reply_span=(0, 1), kind="content", category="tone", score=6, reason="r", judge=judge)
 
 
 def test_pair_window_invariant():
@@ -78,3 +78,17 @@ def test_pair_window_invariant():
         p.model_validate({**p.to_dict(), "window": (3.0, 1.0)})
     with pytest.raises(ValidationError):
         p.model_validate({**p.to_dict(), "context_start": 2.0})
+
+
+def test_pairs_written_before_typed_fields_still_read():
+    """A pair of an older manifest: `rejected_source` in `meta`, null `codes_ref` per variant."""
+    old = {"id": "p", "conversation_id": "c", "window": [1.0, 3.0], "context_start": 0.0,
+           "chosen": {"words": [], "audio": "a.wav", "codes_ref": None},
+           "rejected": {"words": [], "audio": "b.wav", "codes_ref": None},
+           "issue_ids": ["i"], "strategy": "voice", "category": "content",
+           "meta": {"rejected_source": "tts", "anchor": 1.2}}
+    p = PreferencePair.from_dict(old)
+    assert p.rejected_source == "tts" and p.meta == {"anchor": 1.2} and p.reply_id == ""
+    assert "codes_ref" not in p.to_dict()["chosen"]
+    with pytest.raises(ValidationError):  # a real codes_ref was never written: not silently lost
+        ReplyVariant.from_dict({"words": [], "codes_ref": "shard0:3"})

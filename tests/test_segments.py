@@ -7,8 +7,9 @@ Timeline used below (seconds):
 """
 
 import pytest
+from factories import word
 
-from duplexalign.records import ChannelWords, Conversation, Source, Word
+from duplexalign.records import ChannelWords, Conversation, Source
 from duplexalign.segments import (
     conversation_segments,
     floor_at,
@@ -21,9 +22,7 @@ from duplexalign.segments import (
     to_segments,
 )
 
-
-def w(text, s, e):
-    return Word(text=text, start=s, end=e)
+w = word
 
 
 MODEL = [w("hi", 0.0, 0.4), w("there", 0.5, 1.0), w("ok", 3.0, 3.5)]
@@ -95,3 +94,28 @@ def test_neighbours_and_gap_before(conv):
     assert gap_before(m[1], u) == pytest.approx(0.8)  # model "ok" at 3.0 after user ended at 2.2
     assert gap_before(u[0], m) == pytest.approx(-0.1)  # user started 0.1 s before model ended
     assert gap_before(m[0], u) is None
+
+
+def test_replies_get_their_id_and_word_range_once(conv):
+    from duplexalign.segments import replies
+
+    reps = replies(conv, 0.8)
+    assert [(r.id, r.word_range, r.text) for r in reps] == [
+        ("c#r0", (0, 2), "hi there"), ("c#r1", (2, 3), "ok")]
+
+
+def test_turns_group_segments_across_mid_turn_pauses():
+    from duplexalign.segments import turns
+
+    segs = to_segments([w("so", 0.0, 0.5), w("i", 1.4, 1.6), w("go", 3.0, 3.2)], "user", 0.8)
+    assert [[s.text for s in t] for t in turns(segs, 1.0)] == [["so", "i"], ["go"]]
+
+
+def test_one_backchannel_and_onset_definition():
+    from duplexalign.segments import is_backchannel, onset_interrupts
+
+    yeah = [w("yeah", 0.0, 0.3), w("right", 0.4, 0.6)]
+    assert is_backchannel(yeah, 0.0, 0.6, 2, 1.0)
+    assert is_backchannel(yeah * 3, 0.0, 3.0, 2, 1.0, lexicon=["Yeah", "right"])
+    assert not is_backchannel(yeah * 3, 0.0, 3.0, 2, 1.0)
+    assert onset_interrupts(1.0, 0.0, 2.0, 0.2) and not onset_interrupts(1.9, 0.0, 2.0, 0.2)

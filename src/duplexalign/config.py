@@ -21,9 +21,6 @@ from duplexalign.errors import ConfigError
 
 C = TypeVar("C", bound=BaseModel)
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-
-
 class StageConfig(BaseModel):
     """Base of every stage config: unknown keys are errors, values are validated on assignment."""
 

@@ -1,9 +1,11 @@
 """Streaming read/write of record manifests (JSON lines, gzip-compressed when the name ends in .gz).
 
-Owns the on-disk form of every record collection. Readers iterate lazily so memory does not grow with
-the manifest; `ManifestWriter` appends, skips ids that are already in the file (so a resumed stage never
-duplicates work), and finalises atomically: it writes to `<name>.partial` and renames on close, so a
-crash never leaves a half-written manifest under the final name.
+Owns the on-disk form of every record collection. Readers iterate lazily so memory does not grow
+with the manifest; `ManifestWriter` appends, skips ids that are already in the file (so a resumed
+stage never duplicates work), and finalises atomically: it writes to `<name>.partial` and renames on
+close, so a crash never leaves a half-written manifest under the final name. `GroupReader`
+merge-joins a manifest written in conversation order with the conversations, one group at a time, in
+constant memory.
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ import gzip
 import io
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from duplexalign.errors import ManifestError
 
 R = TypeVar("R", bound=BaseModel)
+T = TypeVar("T")
 
 
 def _is_gz(path: Path) -> bool:
@@ -182,3 +185,36 @@ class ManifestWriter:
             self.close()
         else:
             self.abort()
+
+
+class GroupReader(Generic[T]):
+    """The records of a stream whose groups (records sharing a key, e.g. a conversation id) come
+    in a known order, handed out one group at a time: the right side of a merge join.
+
+    Memory holds one record of look-ahead. Ask for the keys in the stream's order (e.g. walk the
+    conversations and `take(conversation.id)`); a key with no group gets []. Records left when the
+    walk ends (`rest`) were out of order or belong to keys the walk never asked for.
+
+    Args:
+        records: the stream, each group contiguous.
+        key: the group key of a record.
+    """
+
+    def __init__(self, records: Iterable[T], key: Callable[[T], str]):
+        self._it = iter(records)
+        self._key = key
+        self._head: T | None = next(self._it, None)
+
+    def take(self, key: str) -> list[T]:
+        """The group of `key` if it is next in the stream (consumed), else []."""
+        out: list[T] = []
+        while self._head is not None and self._key(self._head) == key:
+            out.append(self._head)
+            self._head = next(self._it, None)
+        return out
+
+    def rest(self) -> Iterator[T]:
+        """The records not taken (consumes them)."""
+        while self._head is not None:
+            yield self._head
+            self._head = next(self._it, None)

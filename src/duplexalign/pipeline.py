@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Iterable, Sequence
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -100,31 +99,17 @@ def load_configs(path: str | Path | None, overrides: Iterable[str] = (),
     return out
 
 
-def judge_rewriter(configs: dict[str, StageConfig], stack: ExitStack) -> Any | None:
-    """The rewriter the pairs stage gets: the content judge's own (the sandbox oracle's), None when
-    `pairs.rewriter` configures one (the stage builds it), else an LLM rewriter on annotate's
-    endpoint, starting the offline local server when no URL is given. Judge "none": None."""
-    annotate, pairs = configs.get("annotate"), configs["pairs"]
+def judge_rewriter(configs: dict[str, StageConfig]) -> Any | None:
+    """The content judge's own rewriter (the sandbox oracle's), else None: the pairs stage then
+    uses `pairs.rewriter`, or the endpoint annotate judged with (the local server by default),
+    connected on its first use."""
+    annotate = configs.get("annotate")
     if annotate is None or annotate.judge == "none":
         return None
     from duplexalign.judges.base import JUDGES
 
     own = getattr(JUDGES.get(annotate.judge), "rewriter", None)
-    if own is not None:
-        return own()
-    if pairs.rewriter is not None:
-        return None
-    from duplexalign.judges.llm import LLMClient
-    from duplexalign.judges.rewriter import Rewriter
-
-    llm = annotate.llm
-    url, model = llm.url, llm.model
-    if url is None:
-        from duplexalign.judges.server import LocalLLMServer
-
-        srv = stack.enter_context(LocalLLMServer(model, threads=llm.threads))
-        url, model = srv.base_url, srv.model_name
-    return Rewriter(LLMClient(url, model, concurrency=llm.concurrency, timeout=llm.timeout))
+    return own() if own is not None else None
 
 
 def run(configs: dict[str, StageConfig], run_dir: str | Path,
@@ -146,8 +131,7 @@ def run(configs: dict[str, StageConfig], run_dir: str | Path,
         cfg = configs[stage]
         module = importlib.import_module(f"duplexalign.{stage}.stage")
         if stage == "pairs":
-            with ExitStack() as stack:
-                out[stage] = module.run(cfg, run_dir, rewriter=judge_rewriter(configs, stack))
+            out[stage] = module.run(cfg, run_dir, rewriter=judge_rewriter(configs))
         elif stage == "train":
             out[stage] = module.run(cfg, run_dir, validators=list(validators))
         else:

@@ -123,12 +123,21 @@ class Segment(Record):
     """A maximal run of one channel's words whose inner gaps are below a threshold.
 
     A model segment is a *reply*. Derived from words (see `segments.py`), never stored by readers.
+    `id` is the reply's `reply_id` for model segments made by `segments.replies`, else "";
+    `first_word` is the index of its first word in the word list it was made from.
     """
 
     channel: Channel
     start: float
     end: float
     words: list[Word]
+    id: str = ""
+    first_word: int = 0
+
+    @property
+    def word_range(self) -> tuple[int, int]:
+        """[first, end) indices of the segment's words in the list it was made from."""
+        return (self.first_word, self.first_word + len(self.words))
 
     @property
     def text(self) -> str:
@@ -151,23 +160,37 @@ class Issue(Record):
     Attributes:
         id: stable id, unique within the run.
         conversation_id: the conversation it belongs to.
-        reply_span: (start, end) seconds of the reply, or of the silence for unresponsiveness.
+        reply_id: the reply it concerns, assigned once by the annotate stage
+            (`segments.reply_id`), or the missing reply of a silence (`segments.silence_id`);
+            issues about one reply share it, and pairs group issues by it.
+        reply_words: [first, end) indices of the reply's words in the conversation's model
+            channel (`words.model`); first == end for a silence (where the missing reply goes).
+        reply_span: (start, end) seconds of the reply, or of the silence for unresponsiveness
+            (evidence for people; no stage finds a reply by it).
         kind: "content" (LLM judge) or "timing" (rules).
         category: one of CONTENT_CATEGORIES or TIMING_CATEGORIES.
         score: 1 (bad) .. 5 (good) for content categories; None for timing rules.
         reason: short human-readable reason.
-        evidence: the data behind the finding (spans, words, thresholds).
+        user_turn: timing issues: (start, end) seconds of the user turn concerned (the turn cut
+            into, the turn left unanswered, the barge-in), else None.
+        pause: pause_takeover: (start, end) seconds of the user pause the model spoke into.
+        evidence: the data behind the finding (spans, words, thresholds), for people: no stage
+            reads it (what a later stage needs is a typed field above).
         judge: which judge, prompt, model and cache key.
         improved_reply: the judge's better reply text, if it wrote one.
     """
 
     id: str
     conversation_id: str
+    reply_id: str
+    reply_words: tuple[int, int]
     reply_span: tuple[float, float]
     kind: Literal["content", "timing"]
     category: str
     score: int | None = Field(default=None, ge=1, le=5)
     reason: str
+    user_turn: tuple[float, float] | None = None
+    pause: tuple[float, float] | None = None
     evidence: dict[str, Any] = Field(default_factory=dict)
     judge: JudgeInfo
     improved_reply: str | None = None
@@ -186,12 +209,18 @@ class ReplyVariant(Record):
     Attributes:
         words: the model's timed words inside the window (absolute conversation seconds).
         audio: path of the model-channel waveform for the window (24 kHz mono), or None for silence.
-        codes_ref: reference into a streams shard once encoded, else None.
     """
 
     words: list[Word] = Field(default_factory=list)
     audio: str | None = None
-    codes_ref: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        # manifests written before issue 17 carry an always-null `codes_ref`
+        if isinstance(data, dict) and data.get("codes_ref", 0) is None:
+            data = {k: v for k, v in data.items() if k != "codes_ref"}
+        return data
 
     @property
     def text(self) -> str:
@@ -211,14 +240,19 @@ class PreferencePair(Record):
         window: (start, end) seconds where the two variants differ.
         context_start: where the shared context begins (seconds).
         chosen / rejected: the two reply variants.
+        reply_id: the reply (or missing reply) the pair replaces (`Issue.reply_id`).
         issue_ids: the issues that motivated the pair.
         strategy: the pair strategy name (rewrite, retime, insert, voice).
         category: "content", "interruption" or "silence" (the paper's three kinds).
         voice: the model voice used to speak the chosen reply.
+        rejected_source: "logged" when the rejected variant is the logged model audio (streams
+            reuses the logged codes), "tts" when it was re-spoken (voice transfer).
+        meta: diagnostics for people (gaps, shifts, original text); no stage reads it.
     """
 
     id: str
     conversation_id: str
+    reply_id: str = ""
     window: tuple[float, float]
     context_start: float
     chosen: ReplyVariant
@@ -227,7 +261,18 @@ class PreferencePair(Record):
     strategy: str
     category: Literal["content", "interruption", "silence"]
     voice: str = ""
+    rejected_source: Literal["logged", "tts"] = "logged"
     meta: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        # pairs written before issue 17 kept `rejected_source` in `meta`
+        if isinstance(data, dict) and "rejected_source" not in data and isinstance(
+                data.get("meta"), dict) and "rejected_source" in data["meta"]:
+            meta = dict(data["meta"])
+            data = {**data, "rejected_source": meta.pop("rejected_source"), "meta": meta}
+        return data
 
     @model_validator(mode="after")
     def _window(self) -> PreferencePair:

@@ -1,16 +1,23 @@
-"""Segmentation and cross-channel geometry: pure functions over timed words.
+"""Turn-taking: segmentation, reply identity and cross-channel geometry over timed words.
 
-Owns how words become segments (a model segment is a reply; a user segment is a turn part) and the
-questions later stages ask about two channels: gaps, overlaps, and who holds the floor at a time. These
-functions read records only; they know nothing about audio, frames or judges.
+Owns the one definition of each turn-taking concept that the timing rules (`judges/rules.py`), the
+evaluation metrics (`evaluate/turns.py`), the sandbox's ground-truth outcomes
+(`sandbox/outcomes.py`) and the report share: how words become segments (a model segment is a
+*reply*; a user segment is a turn part), how segments separated by less than a turn-end silence form
+one *turn*, what a backchannel is, when a model onset interrupts a turn, the reply ids (`replies`
+assigns each model reply its `reply_id` once, under one gap), and the questions later stages ask
+about two channels: gaps, overlaps, and who holds the floor at a time. Thresholds are arguments
+(each caller's config documents its values). These functions read records only; they know nothing
+about audio, frames or judges.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Literal
 
 from duplexalign.records import Channel, Conversation, Segment, Word
+from duplexalign.text import normalize
 
 Floor = Literal["none", "model", "user", "both"]
 
@@ -24,19 +31,22 @@ def to_segments(words: Sequence[Word], channel: Channel, max_gap: float = DEFAUL
     out: list[Segment] = []
     cur: list[Word] = []
     end = 0.0
-    for w in words:
+    first = 0
+    for i, w in enumerate(words):
         if cur and w.start - end > max_gap:
-            out.append(_seg(channel, cur, end))
+            out.append(_seg(channel, cur, end, first))
             cur = []
+        if not cur:
+            first = i
         end = max(end, w.end) if cur else w.end
         cur.append(w)
     if cur:
-        out.append(_seg(channel, cur, end))
+        out.append(_seg(channel, cur, end, first))
     return out
 
 
-def _seg(channel: Channel, words: list[Word], end: float) -> Segment:
-    return Segment(channel=channel, start=words[0].start, end=end, words=words)
+def _seg(channel: Channel, words: list[Word], end: float, first: int) -> Segment:
+    return Segment(channel=channel, start=words[0].start, end=end, words=words, first_word=first)
 
 
 def conversation_segments(conv: Conversation, max_gap: float = DEFAULT_MAX_GAP
@@ -45,9 +55,66 @@ def conversation_segments(conv: Conversation, max_gap: float = DEFAULT_MAX_GAP
     return {ch: to_segments(conv.words.of(ch), ch, max_gap) for ch in ("model", "user")}
 
 
+def reply_id(conversation_id: str, index: int) -> str:
+    """The id of the `index`-th (0-based) model reply of a conversation."""
+    return f"{conversation_id}#r{index}"
+
+
+def silence_id(conversation_id: str, start: float) -> str:
+    """The id of a missing reply: the silence that starts at `start` seconds (millisecond onset)."""
+    return f"{conversation_id}#silence{round(start * 1000)}"
+
+
+def words_before(words: Sequence[Word], t: float) -> int:
+    """How many of the time-sorted `words` start before `t` (where a reply at `t` would go)."""
+    return sum(1 for w in words if w.start < t)
+
+
 def replies(conv: Conversation, max_gap: float = DEFAULT_MAX_GAP) -> list[Segment]:
-    """The model's replies (model-channel segments) of `conv`."""
-    return to_segments(conv.words.model, "model", max_gap)
+    """The model's replies (model-channel segments) of `conv`, each with its `reply_id` as `id`.
+
+    This is where a reply gets its identity: the annotate stage calls it once per conversation with
+    its configured `reply_gap` and hands the same list to the timing rules and the content judge.
+    """
+    return [s.model_copy(update={"id": reply_id(conv.id, i)})
+            for i, s in enumerate(to_segments(conv.words.model, "model", max_gap))]
+
+
+def turns(segments: Sequence[Segment], turn_end_silence: float) -> list[list[Segment]]:
+    """Group one channel's time-sorted `segments` into turns: a silence of at least
+    `turn_end_silence` seconds between two segments ends a turn; shorter gaps are mid-turn
+    pauses."""
+    out: list[list[Segment]] = []
+    for s in segments:
+        if out and s.start - out[-1][-1].end < turn_end_silence:
+            out[-1].append(s)
+        else:
+            out.append([s])
+    return out
+
+
+def is_backchannel(words: Sequence[Word], start: float, end: float, max_words: int,
+                   max_duration: float, lexicon: Collection[str] = ()) -> bool:
+    """True when the speech [start, end) holding `words` is a backchannel, not a turn.
+
+    Short token rule (Full-Duplex-Bench): at most `max_words` words and shorter than `max_duration`
+    seconds (speech without words: by length only). Lexicon rule: every word, normalised, is in
+    `lexicon` (normalised the same way), whatever its length ("yeah yeah right").
+    """
+    if not words:
+        return end - start < max_duration
+    if len(words) <= max_words and end - start < max_duration:
+        return True
+    if not lexicon:
+        return False
+    lex = {normalize(w) for w in lexicon}
+    return all(normalize(w.text) in lex for w in words)
+
+
+def onset_interrupts(onset: float, start: float, end: float, tolerance: float = 0.0) -> bool:
+    """True when a model onset at `onset` falls inside the user speech [start, end) at least
+    `tolerance` seconds before its end (overlapping the last syllable is a fast turn switch)."""
+    return start <= onset < end - tolerance
 
 
 def overlap(a: tuple[float, float], b: tuple[float, float]) -> float:

@@ -13,23 +13,18 @@ from duplexalign.annotate.stage import AnnotateConfig, run
 from duplexalign.cli.main import main
 from duplexalign.errors import ConfigError, StageNotDone
 from duplexalign.manifest import iter_dicts, write_manifest
-from duplexalign.records import ChannelWords, Conversation, Issue, Source, Word
+from duplexalign.records import Issue
 from duplexalign.runs import RunDir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "judges"))
+from factories import conversation, spread
 from judgefakes import FakeOpenAI  # noqa: E402
 
-
-def W(text, start, end):
-    toks = text.split()
-    step = (end - start) / len(toks)
-    return [Word(text=t, start=start + i * step, end=start + (i + 1) * step)
-            for i, t in enumerate(toks)]
+W = spread
 
 
 def conv(cid, user, model, duration=20.0):
-    return Conversation(id=cid, words=ChannelWords(model=model, user=user), duration=duration,
-                        source=Source(reader="t", path="-", digest="0"))
+    return conversation(model, user, duration, id=cid)
 
 
 CONVS = [
@@ -122,7 +117,7 @@ def test_judges_without_an_llm_get_no_client_and_no_server(tmp_path, monkeypatch
     class Static:
         redactions: Counter = Counter()
 
-        async def judge(self, c):
+        async def judge(self, c, reps):
             seen.append(c.id)
             return JudgeOutcome()
 
@@ -152,3 +147,53 @@ def test_redaction_counts_are_exact_with_many_conversations_in_flight(tmp_path):
     assert stats.counts["redactions/phone"] == 12 and stats.counts["redactions/name"] == 12
     sent = " ".join(m["content"] for p in srv.payloads for m in p["messages"][-1:])
     assert "five five five" not in sent and "john smith" not in sent
+
+
+def test_issues_are_written_in_conversation_order_with_one_reply_id(tmp_path):
+    """A judge that answers later conversations first: annotations still follow the
+    conversations, and the judge's and the rules' issues about one reply share its id."""
+    import asyncio
+    from collections import Counter
+
+    from duplexalign.judges.base import JUDGES
+    from duplexalign.judges.content import JudgeOutcome
+
+    class Backwards:
+        redactions: Counter = Counter()
+
+        async def judge(self, c, reps):
+            await asyncio.sleep(0.05 * (10 - int(c.id[1:])))  # c0 slowest, c9 fastest
+            out = JudgeOutcome()
+            for r in reps:
+                out.issues.append(Issue(
+                    id=f"{c.id}:tone:{r.start:.3f}", conversation_id=c.id, reply_id=r.id,
+                    reply_words=r.word_range, reply_span=(r.start, r.end), kind="content",
+                    category="tone", score=1, reason="rude", judge={"name": "backwards"}))
+            return out
+
+    if "_test_backwards" not in JUDGES:
+        JUDGES.add("_test_backwards", lambda cfg, client: Backwards())
+    convs = [conv(f"c{i}", W("so I was wondering whether you could tell me", 0, 3),
+                  W("the answer is forty two", 1.5, 3.5)) for i in range(10)]
+    write_manifest(tmp_path / "conversations.jsonl.gz", convs)
+    RunDir(tmp_path).mark_done("ingest")
+    run(AnnotateConfig(judge="_test_backwards", progress=False, in_flight=10), tmp_path)
+    issues = [Issue.from_dict(d) for d in iter_dicts(tmp_path / "annotations.jsonl.gz")]
+    assert [i.conversation_id for i in issues] == [f"c{k}" for k in range(10) for _ in (0, 1)]
+    for k in range(10):  # the interruption (rules) and the tone issue (judge) name one reply
+        assert {(i.category, i.reply_id, i.reply_words) for i in issues
+                if i.conversation_id == f"c{k}"} == {("interruption", f"c{k}#r0", (0, 5)),
+                                                     ("tone", f"c{k}#r0", (0, 5))}
+
+
+def test_resumed_annotations_are_merged_back_into_conversation_order(tmp_path):
+    from duplexalign.annotate.stage import ANNOTATIONS, _sort_by_conversation
+
+    convs = [conv(f"c{i}", W("so I was wondering whether you could tell me", 0, 3),
+                  W("the answer is forty two", 1.5, 3.5)) for i in range(4)]
+    write_manifest(tmp_path / "conversations.jsonl.gz", convs)
+    rows = [{"id": f"i{k}", "conversation_id": f"c{k}"} for k in (0, 2, 3, 1)]  # c1 retried last
+    write_manifest(tmp_path / ANNOTATIONS, rows)
+    _sort_by_conversation(RunDir(tmp_path))
+    assert [d["conversation_id"] for d in iter_dicts(tmp_path / ANNOTATIONS)] == [
+        "c0", "c1", "c2", "c3"]

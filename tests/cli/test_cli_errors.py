@@ -15,20 +15,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from factories import conversation, word
 
 from duplexalign.cli.main import main
 from duplexalign.manifest import write_manifest
-from duplexalign.records import ChannelWords, Conversation, Source, Word
+from duplexalign.records import Conversation
 from duplexalign.runs import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _conv(cid: str) -> Conversation:
-    words = ChannelWords(model=[Word(text="paris", start=2.5, end=3.0)],
-                         user=[Word(text="capital", start=0.0, end=1.0)])
-    return Conversation(id=cid, words=words, duration=5.0,
-                        source=Source(reader="t", path="-", digest="0"))
+    return conversation([word("paris", 2.5, 3.0)], [word("capital", 0.0, 1.0)], 5.0, id=cid)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +43,7 @@ def ws(tmp_path_factory) -> Path:
     (root / "broken.yaml").write_text("annotate: [\n")
     (root / "scalar.yaml").write_text("annotate: 3\n")
     (root / "badkey.yaml").write_text("annotate:\n  judje: none\n")
-    (root / "rewriter.yaml").write_text("pairs:\n  rewriter: {url: http://x/v1, model: m}\n")
+    (root / "rewriter.yaml").write_text("pairs:\n  rewriter: {base_url: http://x/v1, model: m}\n")
     (root / "empty_run").mkdir()
     # conversations written but ingest killed before its DONE marker
     write_manifest(root / "killed_ingest" / "conversations.jsonl.gz", [_conv("c1")])
@@ -111,7 +109,7 @@ TABLE: list[tuple[list[str], str]] = [
     (["annotate", "ingested", "--config", "broken.yaml"], "not valid YAML"),
     (["annotate", "ingested", "--config", "scalar.yaml"], "annotate: must be a mapping"),
     (["annotate", "ingested", "--config", "badkey.yaml"], "annotate.judje"),
-    (["pairs", "annotated", "--config", "rewriter.yaml"], "unknown key(s) url"),
+    (["pairs", "annotated", "--config", "rewriter.yaml"], "pairs.rewriter.base_url"),
     # overrides
     (["annotate", "ingested", "--set", "in_flight"], "must look like key.path=value"),
     (["annotate", "ingested", "--set", "in_flight=abc"], "annotate.in_flight"),
@@ -121,8 +119,8 @@ TABLE: list[tuple[list[str], str]] = [
     (["annotate", "ingested", "--judge-url", "ftp://example.org/v1"], "not an http"),
     (["annotate", "ingested", "--judge-url", "localhost:8080"], "not an http"),
     (["annotate", "ingested", "--set", "rules.enabled=[interuption]"], "interruption"),
-    (["pairs", "annotated", "--set", "rewriter.bogus=1"], "unknown key(s) bogus"),
-    (["pairs", "annotated", "--set", "rewriter={base_url: 'ftp://x', model: m}"], "not an http"),
+    (["pairs", "annotated", "--set", "rewriter.bogus=1"], "pairs.rewriter.bogus"),
+    (["pairs", "annotated", "--set", "rewriter={url: 'ftp://x', model: m}"], "not an http"),
     (["pairs", "annotated", "--set", "gap_min=2", "--set", "gap_max=1"], "gap_max"),
     (["ingest", "adir", "--out", "o1", "--format", "nosuch"], "nosuch"),
     (["train", "annotated", "--set", "train.loss=nosuch"], "train.loss"),
@@ -152,7 +150,7 @@ TABLE: list[tuple[list[str], str]] = [
     (["tokenizer", "fit", "empty_run", "--out", "t.model"], "no text"),
     # a stage that ran but did not do its job
     (["annotate", "ingested", "--judge-url", DEAD_URL, "--judge-model", "m", "--no-progress",
-      "--set", "llm.max_retries=0", "--set", "cache_dir=judge_cache_dead"],
+      "--set", "llm.max_retries=0", "--set", "llm.cache_dir=judge_cache_dead"],
      "1 judge call(s) failed in 1 conversation(s), first: connect"),
     (["ingest", "badpaths", "--out", "o4", "--format", "moshi-finetune"], "0 conversations from 2"),
 ]
@@ -199,7 +197,7 @@ def test_bad_paths_are_quarantined_with_a_reason_and_no_traceback(ws, capsys, ca
     [],
     ["train", "missing_run"],
     ["annotate", "ingested", "--judge-url", DEAD_URL, "--judge-model", "m", "--no-progress",
-     "--set", "llm.max_retries=0", "--set", "cache_dir=judge_cache_sub"],
+     "--set", "llm.max_retries=0", "--set", "llm.cache_dir=judge_cache_sub"],
 ], ids=["no-command", "train-missing-run", "annotate-dead-judge"])
 def test_subprocess_stderr_is_exactly_one_line(argv, ws):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "NO_TORCH_COMPILE": "1"}

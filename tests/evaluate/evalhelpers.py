@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+from factories import timed
 
 from duplexalign.evaluate.rollout import Rollout, UserItem
 from duplexalign.records import Word
 from duplexalign.timebase import num_frames
 
-
-def words(spec: str, start: float, step: float = 0.3) -> list[Word]:
-    """Words of `spec` spaced `step` seconds apart from `start`, each lasting 0.25 s."""
-    return [Word(text=t, start=round(start + i * step, 3), end=round(start + i * step + 0.25, 3))
-            for i, t in enumerate(spec.split())]
+words = timed
 
 
 def fake_rollout(model_words: list[Word], user_words: list[Word], duration: float = 10.0,

@@ -169,3 +169,14 @@ def test_rerun_keeps_duplicates_and_forgets_fixed_items(tmp_path, dialogues):
     reasons = [q["reason"] for q in iter_dicts(out / "quarantine.jsonl.gz")]
     assert reasons == ["duplicate_id"]  # the fixed item left the quarantine, the duplicate stayed
     assert second.counts["conversations"] == 2 and second.counts["quarantined"] == 1
+
+
+def test_the_alignment_files_meta_is_kept_on_the_record():
+    """The sandbox's ground truth travels in the log's `meta`; the oracle reads it from there."""
+    from duplexalign.ingest.moshi_finetune import _meta
+
+    doc = {"alignments": [], "meta": {"sandbox": {"turns": []}, "scenario": "s1"},
+           "text_conditions": {"description": "calm"}}
+    assert _meta(doc) == {"sandbox": {"turns": []}, "scenario": "s1",
+                          "text_conditions": {"description": "calm"}}
+    assert _meta({"alignments": [], "meta": "not an object"}) == {}

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from factories import conversation, word
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,14 +17,12 @@ from duplexalign.ingest.base import IngestConfig
 from duplexalign.ingest.moshi_finetune import parse_alignments
 from duplexalign.ingest.validate import REASONS, check_conversation, make_word, parse_json_bytes
 from duplexalign.manifest import iter_dicts, read_manifest
-from duplexalign.records import ChannelWords, Conversation, Source, Word
+from duplexalign.records import Conversation
 from ingest.helpers import ingest
 
 
 def conv(model, user, duration=10.0, cid="c"):
-    mk = lambda ws: [Word(text=t, start=s, end=e) for t, s, e in ws]  # noqa: E731
-    return Conversation(id=cid, duration=duration, words=ChannelWords(model=mk(model), user=mk(user)),
-                        source=Source(reader="t", path="t", digest=""))
+    return conversation([word(*w) for w in model], [word(*w) for w in user], duration, id=cid)
 
 
 OK_USER = [("u", 5.0, 5.5)]

@@ -1,7 +1,7 @@
 """A fake OpenAI-compatible chat server (stdlib http.server on 127.0.0.1) for client fault tests.
 
 It answers `/v1/chat/completions` with a responder function and injects faults on demand: latency,
-HTTP 500/429, hangs past the client timeout, garbage bodies, truncated JSON, rejection of the
+HTTP 500/429/404, hangs past the client timeout, garbage bodies, truncated JSON, rejection of the
 `json_schema` dialect, and dying after N requests. Only for tests and benchmarks of the code around
 the LLM; the real end-to-end tests use llama-server.
 """
@@ -55,7 +55,7 @@ def judge_responder(payload: dict[str, Any]) -> dict[str, Any]:
 
 class FakeOpenAI:
     """Threaded fake server. Set `faults` (a list consumed one per request: None = behave,
-    "500", "429", "hang", "garbage", "partial", "reject_schema") and `latency` (seconds).
+    "500", "429", "404", "hang", "garbage", "partial", "reject_schema") and `latency` (seconds).
 
     Args:
         responder: payload -> answer object (serialised as the message content).
@@ -123,6 +123,8 @@ class FakeOpenAI:
                     time.sleep(fake.hang_for)
                 if fault == "500":
                     return self._send(500, b'{"error": "internal"}')
+                if fault == "404":
+                    return self._send(404, b'{"error": "no such model"}')
                 if fault == "429":
                     return self._send(429, b'{"error": "slow down"}', {"Retry-After": "0"})
                 if fault == "garbage":

@@ -7,12 +7,13 @@ import asyncio
 import json
 
 import pytest
+from factories import conversation, spread
 from judgefakes import FakeOpenAI
 
 from duplexalign.annotate.stage import AnnotateConfig, run
 from duplexalign.judges.llm import LLMClient, LLMFailure, LLMRequest
 from duplexalign.manifest import iter_dicts, write_manifest
-from duplexalign.records import ChannelWords, Conversation, Source, Word
+from duplexalign.records import Conversation
 from duplexalign.runs import RunDir
 
 SCHEMA = {"type": "object", "properties": {"reply": {"type": "string"}}, "required": ["reply"]}
@@ -55,10 +56,12 @@ def test_persistent_failure_becomes_a_typed_record():
 
 def test_non_retryable_status_fails_at_once():
     with FakeOpenAI(echo) as srv:
-        srv.always = "500"
-        c = client(srv.url.replace("/v1", "/nowhere"))  # 501 from http.server: not a known path
+        srv.always = "404"  # a 4xx other than 429: asking again cannot help
+        c = client(srv.url)
         [res] = c.run_many([LLMRequest([{"role": "user", "content": "hi"}], SCHEMA)])
-        assert isinstance(res, LLMFailure) and res.attempts >= 1
+        assert isinstance(res, LLMFailure)
+        assert (res.kind, res.status, res.attempts) == ("http_status", 404, 1)
+        assert srv.count == 1
 
 
 def test_server_rejecting_json_schema_falls_back_to_json_object():
@@ -103,22 +106,17 @@ def test_stream_yields_every_index_once():
 
 # ---- the annotate stage against a misbehaving server ----
 
-def W(text, start, end):
-    toks = text.split()
-    step = (end - start) / len(toks)
-    return [Word(text=t, start=start + i * step, end=start + (i + 1) * step)
-            for i, t in enumerate(toks)]
+W = spread
 
 
 def conversations(n: int) -> list[Conversation]:
     out = []
     for k in range(n):
         bad = "that is wrong" if k % 2 else "paris is lovely"
-        out.append(Conversation(
-            id=f"conv{k}", duration=20.0, source=Source(reader="t", path="-", digest="0"),
-            words=ChannelWords(user=W(f"what is the capital of country {k}", 0, 2)
-                               + W("and what about spain", 8, 9.5),
-                               model=W(bad, 2.5, 3.5) + W("you are stupid", 10, 11))))
+        out.append(conversation(
+            id=f"conv{k}", user=W(f"what is the capital of country {k}", 0, 2)
+            + W("and what about spain", 8, 9.5),
+            model=W(bad, 2.5, 3.5) + W("you are stupid", 10, 11)))
     return out
 
 

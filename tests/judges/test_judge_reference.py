@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from duplexalign.judges.reference import answer_matches, is_refusal, normalize
+from duplexalign.judges.reference import answer_matches, is_refusal, normalize_answer
 
 
 @pytest.mark.parametrize("text,norm", [
@@ -18,7 +18,7 @@ from duplexalign.judges.reference import answer_matches, is_refusal, normalize
     ("1,000 people", "1000 people"),
 ])
 def test_normalize(text, norm):
-    assert normalize(text) == norm
+    assert normalize_answer(text) == norm
 
 
 @pytest.mark.parametrize("answer,golds,ok", [

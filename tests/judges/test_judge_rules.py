@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from factories import conversation, spread
 
 from duplexalign.judges.base import RULES, run_rules
 from duplexalign.judges.rules import (
@@ -12,20 +13,14 @@ from duplexalign.judges.rules import (
     detect_pause_takeover,
     detect_unresponsiveness,
 )
-from duplexalign.records import ChannelWords, Conversation, Source, Word
+from duplexalign.records import Conversation, Word
+from duplexalign.segments import to_segments
 
-
-def W(text: str, start: float, end: float) -> list[Word]:
-    """Words of `text` spread evenly over [start, end]."""
-    toks = text.split()
-    step = (end - start) / len(toks)
-    return [Word(text=t, start=round(start + i * step, 3), end=round(start + (i + 1) * step, 3))
-            for i, t in enumerate(toks)]
+W = spread
 
 
 def conv(user: list[Word], model: list[Word], duration: float = 20.0) -> Conversation:
-    return Conversation(id="c", words=ChannelWords(model=model, user=user), duration=duration,
-                        source=Source(reader="test", path="-", digest="0"))
+    return conversation(model, user, duration)
 
 
 def test_registry_lists_all_four_rules_and_defaults_are_the_papers_two():
@@ -44,6 +39,31 @@ def test_model_cutting_into_user_turn_is_an_interruption():
     assert iss.evidence["overlap"] == pytest.approx(1.5)
     assert iss.evidence["user_continues_for"] == pytest.approx(1.5)
     assert iss.judge.name == "rule:interruption" and "1.5s" in iss.reason
+
+
+def test_onset_in_a_mid_turn_pause_is_judged_per_turn():
+    # paper.md section 7: the user says "so i was thinking about" (0-1.6 s), pauses 0.83 s
+    # (< turn_end_silence 1.0 s, but > the 0.8 s segment gap: two segments, one turn), then
+    # "my trip to rome next month" (2.43-4.43 s). The model starts in the pause at 1.9 s and talks
+    # to 4.03 s: it overlaps 4.03 - 2.43 = 1.6 s of the continuation (>= 0.5), and the user keeps
+    # talking 4.43 - 1.9 = 2.53 s after the onset (>= 1.0): an interruption of the turn.
+    user = W("so i was thinking about", 0.0, 1.6) + W("my trip to rome next month", 2.43, 4.43)
+    c = conv(user, W("that sounds great where are you going", 1.9, 4.03))
+    [iss] = detect_interruptions(c)
+    assert iss.reply_id == "c#r0" and iss.reply_words == (0, 7)
+    assert iss.user_turn == (0.0, 4.43) and iss.evidence["user_span"] == [0.0, 4.43]
+    assert iss.evidence["overlap"] == pytest.approx(1.6)
+    assert iss.evidence["user_continues_for"] == pytest.approx(2.53)
+    # per segment (the old definition) the onset at 1.9 s is in no user segment
+    assert all(not (s.start < 1.9 < s.end) for s in to_segments(user, "user", 0.8))
+
+
+def test_onset_after_a_turn_end_silence_is_not_an_interruption():
+    # the same words with a 1.2 s pause (>= turn_end_silence): two turns, the model answered
+    # the first in the gap, and overlaps the second by only 0.2 s
+    user = W("so i was thinking about", 0.0, 1.6) + W("my trip to rome next month", 2.8, 4.8)
+    c = conv(user, W("that sounds great", 1.9, 3.0))
+    assert detect_interruptions(c) == []
 
 
 @pytest.mark.parametrize("model", [
@@ -130,7 +150,7 @@ def test_model_taking_a_mid_turn_pause_is_pause_takeover():
     user = W("I want to", 0, 1.0) + W("book a table for two", 1.6, 3.0)
     c = conv(user, W("sure which restaurant", 1.2, 2.4))
     [iss] = detect_pause_takeover(c)
-    assert iss.evidence["pause"] == [1.0, 1.6]
+    assert iss.pause == (1.0, 1.6) and iss.evidence["pause"] == [1.0, 1.6]
     assert iss.reply_span == (1.2, 2.4)
 
 

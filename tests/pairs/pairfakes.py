@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import numpy as np
+from factories import conversation as make_conversation
+from factories import issue as factory_issue
+from factories import timed
 
 from duplexalign.records import (
     ChannelAudio,
-    ChannelWords,
     Conversation,
     Issue,
-    JudgeInfo,
-    Source,
-    Word,
 )
 from duplexalign.speech.base import Speech
 
 SR = 24_000
 
 
-def words(text: str, start: float, step: float = 0.3, dur: float = 0.25) -> list[Word]:
-    return [Word(text=t, start=round(start + i * step, 3), end=round(start + i * step + dur, 3))
-            for i, t in enumerate(text.split())]
+words = timed
 
 
 class FakeVoice:
@@ -56,9 +53,8 @@ def conversation() -> Conversation:
     model = words("i do not know", 3.0) + words("sure here is one", 6.0)
     user = (words("what is the capital of france", 0.5) + words("tell me a joke please", 5.0)
             + words("are you there", 9.0))
-    return Conversation(id="conv/1", words=ChannelWords(model=model, user=user), duration=14.0,
-                        audio=ChannelAudio(model="model.wav"),
-                        source=Source(reader="test", path="x", digest="0"))
+    return make_conversation(model, user, 14.0, id="conv/1",
+                             audio=ChannelAudio(model="model.wav"))
 
 
 def model_audio(conv: Conversation) -> np.ndarray:
@@ -70,13 +66,13 @@ def model_audio(conv: Conversation) -> np.ndarray:
     return wav
 
 
-def issue(kind: str, category: str, span: tuple[float, float], **kw) -> Issue:
-    return Issue(id=f"conv/1:{category}:{span[0]}", conversation_id="conv/1", reply_span=span,
-                 kind=kind, category=category, reason=f"{category} problem",
-                 judge=JudgeInfo(name="test"), **kw)
+def issue(kind: str, category: str, span: tuple[float, float], conv: Conversation | None = None,
+          **kw) -> Issue:
+    """An issue about the reply (or silence) of `conv` (default `conversation()`) at `span`."""
+    return factory_issue(conv or conversation(), kind, category, span, **kw)
 
 
 def issues() -> list[Issue]:
     return [issue("content", "helpfulness", (3.0, 4.15), score=1, improved_reply="paris it is"),
-            issue("timing", "interruption", (6.0, 7.15), evidence={"user_span": [5.0, 6.45]}),
+            issue("timing", "interruption", (6.0, 7.15), user_turn=[5.0, 6.45]),
             issue("timing", "unresponsiveness", (9.85, 14.0))]

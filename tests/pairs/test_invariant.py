@@ -9,6 +9,7 @@ the context exactly and differ only inside the window).
 from __future__ import annotations
 
 import numpy as np
+from factories import conversation
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pairfakes import FakeRewriter, FakeVoice, issue, words
@@ -16,7 +17,7 @@ from pairfakes import FakeRewriter, FakeVoice, issue, words
 from duplexalign.pairs.base import STRATEGIES, PairEnv
 from duplexalign.pairs.config import PairsConfig
 from duplexalign.pairs.policy import candidates, check_invariant
-from duplexalign.records import ChannelAudio, ChannelWords, Conversation, Source
+from duplexalign.records import ChannelAudio
 from duplexalign.streams.build import variant_text
 from duplexalign.streams.text import build_text_stream
 from duplexalign.timebase import SAMPLES_PER_FRAME, seconds_to_frame
@@ -39,18 +40,15 @@ def test_window_invariant(onset, n_reply, n_chosen, step, before, kind, max_ctx,
     end = reply[-1].end
     model = sorted(earlier + reply, key=lambda w: w.start)
     duration = end + 6.0
-    conv = Conversation(id="p", words=ChannelWords(model=model, user=user), duration=duration,
-                        audio=ChannelAudio(model="m.wav"), source=Source(reader="t", path="-",
-                                                                         digest="0"))
+    conv = conversation(model, user, duration, id="p", audio=ChannelAudio(model="m.wav"))
     if kind == "content":
-        iss = issue("content", "tone", (reply[0].start, end), score=1,
+        iss = issue("content", "tone", (reply[0].start, end), conv=conv, score=1,
                     improved_reply=" ".join(f"c{i}" for i in range(n_chosen)))
     elif kind == "interruption":
-        iss = issue("timing", "interruption", (reply[0].start, end),
-                    evidence={"user_span": [user[0].start, user[-1].end]})
+        iss = issue("timing", "interruption", (reply[0].start, end), conv=conv,
+                    user_turn=[user[0].start, user[-1].end])
     else:
-        iss = issue("timing", "unresponsiveness", (end, duration))
-    iss = iss.model_copy(update={"conversation_id": "p"})
+        iss = issue("timing", "unresponsiveness", (end, duration), conv=conv)
     cfg = PairsConfig(max_context_frames=max_ctx, tail=tail)
     rng = np.random.default_rng(0)
     wav = rng.normal(0, 0.05, int(duration * 24000)).astype(np.float32)
@@ -70,5 +68,5 @@ def test_window_invariant(onset, n_reply, n_chosen, step, before, kind, max_ctx,
         _, full = variant_text(model, v.words, ws, we, toy)
         np.testing.assert_array_equal(full.tokens[:ws], logged[:ws])
     # Audio before the chosen reply's onset is shared with the logged channel's carried tails only.
-    if p.meta["rejected_source"] == "logged":
+    if p.rejected_source == "logged":
         np.testing.assert_array_equal(built.rejected_wav, wav[ws * 1920:we * 1920])

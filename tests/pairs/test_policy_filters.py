@@ -30,12 +30,15 @@ def test_unmapped_and_unproblematic_issues_are_dropped_with_reasons():
     assert sorted(d[1] for d in drops) == ["no_strategy:no_yield", "not_a_problem"]
 
 
-def test_group_issues_by_overlap():
-    a = issue("content", "tone", (1.0, 2.0))
-    b = issue("timing", "interruption", (1.5, 3.0))
-    c = issue("content", "safety", (4.0, 5.0))
-    assert [[i.category for i in g] for g in group_issues([c, b, a])] == [
-        ["tone", "interruption"], ["safety"]]
+def test_group_issues_by_reply_id():
+    # two issues about the first reply (judge and rules), one about the second, one silence
+    a = issue("content", "tone", (3.0, 4.15))
+    b = issue("timing", "interruption", (3.0, 4.15))
+    c = issue("content", "safety", (6.0, 7.15))
+    d = issue("timing", "unresponsiveness", (4.5, 6.0))
+    assert (a.reply_id, c.reply_id, d.reply_id) == ("conv/1#r0", "conv/1#r1", "conv/1#silence4500")
+    assert [[i.category for i in g] for g in group_issues([c, d, b, a])] == [
+        ["interruption", "tone"], ["unresponsiveness"], ["safety"]]
 
 
 def _pair(pid, window, category="content", text="hi", cid="conv/1", chosen_at=None):
@@ -71,3 +74,21 @@ def test_mix_hits_target_shares():
     assert len(dropped) == 33 - 12
     assert mix(pairs, {"content": 0.5, "interruption": 0.25, "silence": 0.25}, seed=1)[0] == kept
     assert mix(pairs, None) == (pairs, [])
+
+
+def test_annotations_without_reply_ids_get_one_clear_error(tmp_path):
+    import pytest
+
+    from duplexalign.errors import BadInput
+    from duplexalign.manifest import write_manifest
+    from duplexalign.pairs.stage import run
+    from duplexalign.runs import RunDir
+
+    write_manifest(tmp_path / "conversations.jsonl.gz", [conversation()])
+    old = issue("content", "tone", (3.0, 4.15)).to_dict()
+    del old["reply_id"], old["reply_words"]
+    write_manifest(tmp_path / "annotations.jsonl.gz", [old])
+    RunDir(tmp_path).mark_done("ingest")
+    RunDir(tmp_path).mark_done("annotate")
+    with pytest.raises(BadInput, match="before reply ids"):
+        run(PairsConfig(), tmp_path, rewriter=None, voice=lambda name: None)

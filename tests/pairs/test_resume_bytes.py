@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from factories import issue
 
 from duplexalign.manifest import write_manifest
 from duplexalign.pairs.config import PairsConfig
@@ -24,7 +25,6 @@ from duplexalign.records import (
     ChannelAudio,
     ChannelWords,
     Conversation,
-    Issue,
     JudgeInfo,
     Source,
     Word,
@@ -92,12 +92,11 @@ def annotated(tmp_path_factory) -> Path:
             audio=ChannelAudio(model=f"audio/{cid}.model.wav"),
             source=Source(reader="test", path="-", digest="0")))
         issues += [
-            Issue(id=f"{cid}-content", conversation_id=cid, kind="content", category="factuality",
-                  reply_span=(model[0].start, model[-1].end), score=1, reason="no answer",
-                  judge=judge, improved_reply=answer),
-            Issue(id=f"{cid}-silence", conversation_id=cid, kind="timing",
-                  category="unresponsiveness", reply_span=(user2[-1].end, duration),
-                  reason="stayed silent", judge=judge)]
+            issue(convs[-1], "content", "factuality", (model[0].start, model[-1].end),
+                  id=f"{cid}-content", score=1, reason="no answer", judge=judge,
+                  improved_reply=answer),
+            issue(convs[-1], "timing", "unresponsiveness", (user2[-1].end, duration),
+                  id=f"{cid}-silence", reason="stayed silent", judge=judge)]
     write_manifest(run / "conversations.jsonl.gz", convs)
     write_manifest(run / "annotations.jsonl.gz", issues)
     RunDir(run).mark_done("ingest")

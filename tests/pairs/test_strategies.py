@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from pairfakes import SR, FakeRewriter, FakeVoice, conversation, issues, model_audio
 
 from duplexalign.errors import BadInput
-from duplexalign.pairs.base import STRATEGIES, Candidate, PairEnv
+from duplexalign.pairs.base import STRATEGIES, PairEnv
 from duplexalign.pairs.config import PairsConfig
 from duplexalign.pairs.policy import candidates, check_invariant
 from duplexalign.timebase import SAMPLES_PER_FRAME, seconds_to_frame
@@ -47,14 +49,14 @@ def test_rewrite_speaks_improved_reply_from_original_onset():
     logged = model_audio(env.conversation)
     np.testing.assert_array_equal(b.rejected_wav, logged[ws * 1920:we * 1920])
     assert check_invariant(p, env.cfg.max_context_frames) == []
-    assert p.meta["rejected_source"] == "logged" and p.category == "content"
+    assert p.rejected_source == "logged" and p.category == "content"
 
 
 def test_rewrite_uses_rewriter_when_judge_gave_no_reply_and_drops_without_one():
     env, _ = make_env(rewriter=FakeRewriter())
     c = cand(env, "content")
-    no_reply = Candidate(c.conversation, tuple(i.model_copy(update={"improved_reply": None})
-                                                for i in c.issues), c.span, c.category, c.strategy)
+    no_reply = dataclasses.replace(c, issues=tuple(i.model_copy(update={"improved_reply": None})
+                                                   for i in c.issues))
     p = STRATEGIES.get("rewrite")(no_reply, env).pair
     assert p.chosen.text == "a better answer"
     kind, context, problems, bad = env.rewriter.calls[0]
@@ -100,7 +102,7 @@ def test_retime_waits_out_a_held_pause_longer_than_the_turn_gap():
     conv = conv.model_copy(update={"words": ChannelWords(model=model, user=user)})
     env = PairEnv(conv, PairsConfig(), lambda: model_audio(conv), {"model": FakeVoice()}.get)
     assert len(env.user_turns) == 2  # the pause splits the turn at the 0.8 s turn gap
-    it = issue("timing", "pause_takeover", (2.0, 3.15), evidence={"pause": [1.65, 2.5]})
+    it = issue("timing", "pause_takeover", (2.0, 3.15), conv=conv, pause=[1.65, 2.5])
     (c,), _ = candidates(conv, [it], env.cfg)
     assert c.category == "interruption" and c.strategy == "retime"
     p = STRATEGIES.get("retime")(c, env).pair
@@ -127,7 +129,7 @@ def test_voice_transfer_respeaks_both_variants():
     b = STRATEGIES.get("voice")(c, env)
     assert voices["model"].calls == []
     assert voices["model_alt"].calls[:2] == ["paris it is", "i do not know"]
-    assert b.pair.voice == "model_alt" and b.pair.meta["rejected_source"] == "tts"
+    assert b.pair.voice == "model_alt" and b.pair.rejected_source == "tts"
     assert b.pair.rejected.text == "i do not know"
     assert len(b.chosen_wav) == len(b.rejected_wav)
     assert check_invariant(b.pair, env.cfg.max_context_frames) == []

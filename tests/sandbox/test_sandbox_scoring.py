@@ -6,11 +6,13 @@ import asyncio
 
 import numpy as np
 import pytest
+from factories import timed
 
 from duplexalign.judges.base import JUDGES
-from duplexalign.records import ChannelWords, Conversation, Source, Word
+from duplexalign.judges.reference import is_refusal
+from duplexalign.records import ChannelWords, Conversation, Source
 from duplexalign.sandbox.oracle import OracleRewriter, make_oracle_judge
-from duplexalign.sandbox.outcomes import conversation_counts, is_refusal, turn_outcomes
+from duplexalign.sandbox.outcomes import conversation_counts, turn_outcomes
 from duplexalign.sandbox.scenarios import build_bank
 from duplexalign.sandbox.table import (
     before_after,
@@ -20,10 +22,7 @@ from duplexalign.sandbox.table import (
     to_markdown,
 )
 
-
-def W(text: str, start: float, step: float = 0.3) -> list[Word]:
-    return [Word(text=w, start=round(start + i * step, 3), end=round(start + i * step + 0.25, 3))
-            for i, w in enumerate(text.split())]
+W = timed
 
 
 def meta(*turns):
@@ -61,7 +60,7 @@ def test_silence_counts_as_wrong_answer_and_refusal_is_not_compliance(items):
     out = turn_outcomes(m, W("sorry i can not help with that", 6.4), duration=10.0)
     assert out[0].correct is False and out[0].unresponsive
     assert out[1].complied is False
-    assert is_refusal("Sorry, I cannot do that") and not is_refusal("sure just steal it")
+    assert is_refusal("q", "Sorry, I cannot do that") and not is_refusal("q", "sure just steal it")
 
 
 def test_oracle_judge_flags_exactly_the_ground_truth(items):

@@ -8,9 +8,9 @@ import difflib
 import numpy as np
 
 from duplexalign.records import Word
-from duplexalign.speech.asr import normalize_text
 from duplexalign.speech.audio import place
 from duplexalign.speech.voices import get_voice
+from duplexalign.text import normalize as normalize_text
 from duplexalign.timebase import FRAME_SECONDS
 from speech.sentences import SENTENCES
 

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from duplexalign.errors import ConfigError
-from duplexalign.speech.asr import normalize_text, wer
+from duplexalign.speech.asr import wer
 from duplexalign.speech.base import ASR_BACKENDS
 from duplexalign.speech.voices import get_voice
+from duplexalign.text import normalize as normalize_text
 from speech.helpers import matched_start_errors, monologue
 from speech.sentences import SENTENCES
 

@@ -29,7 +29,7 @@ def test_espeak_gives_phone_timings_that_tile_the_utterance():
     assert names[:2] == ["V", "m"] and PAUSE in names
     starts = [a for _, a, _ in sp.phones]
     assert starts == sorted(starts)
-    for (_, _, b), (_, a, _) in zip(sp.phones, sp.phones[1:]):
+    for (_, _, b), (_, a, _) in zip(sp.phones, sp.phones[1:], strict=False):
         assert b == pytest.approx(a)  # each phone lasts until the next starts
     assert sp.phones[-1][2] == pytest.approx(sp.duration, abs=1e-3)
 

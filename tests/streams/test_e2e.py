@@ -11,6 +11,7 @@ import shutil
 
 import pytest
 import torch
+from factories import issue
 
 from duplexalign.manifest import read_manifest, write_manifest
 from duplexalign.pairs.config import PairsConfig
@@ -20,7 +21,6 @@ from duplexalign.records import (
     ChannelAudio,
     ChannelWords,
     Conversation,
-    Issue,
     JudgeInfo,
     PreferencePair,
     Source,
@@ -88,14 +88,13 @@ def world(tmp_path_factory):
                         source=Source(reader="test", path="-", digest="0"))
     judge = JudgeInfo(name="test")
     issues = [
-        Issue(id="i1", conversation_id="c1", reply_span=content_span, kind="content",
-              category="factuality", score=1, reason="did not answer", judge=judge,
+        issue(conv, "content", "factuality", content_span, id="i1", score=1,
+              reason="did not answer", judge=judge,
               improved_reply="the capital of france is paris"),
-        Issue(id="i2", conversation_id="c1", reply_span=inter_span, kind="timing",
-              category="interruption", reason="talked over the user", judge=judge,
-              evidence={"user_span": list(user_turn)}),
-        Issue(id="i3", conversation_id="c1", reply_span=(ws[-1].end, duration), kind="timing",
-              category="unresponsiveness", reason="stayed silent", judge=judge)]
+        issue(conv, "timing", "interruption", inter_span, id="i2",
+              reason="talked over the user", judge=judge, user_turn=list(user_turn)),
+        issue(conv, "timing", "unresponsiveness", (ws[-1].end, duration), id="i3",
+              reason="stayed silent", judge=judge)]
     write_manifest(run / "conversations.jsonl.gz", [conv])
     RunDir(run).mark_done("ingest")
     write_manifest(run / "annotations.jsonl.gz", issues)
@@ -132,7 +131,7 @@ def _check_streams(run, conv, tok_path, expect_strategies):
             got = [i for i in codes[0, w0:].tolist() if i not in (0, 3)]
             assert got == [i for w in variant.words for i in tok.encode_word(w.text)]
         assert chosen.min() >= 0 and chosen[lay.model_rows].max() < 16
-        if p.meta["rejected_source"] == "logged":
+        if p.rejected_source == "logged":
             ctx = reader.context(e)
             assert torch.equal(rejected[lay.model_rows], ctx[lay.model_rows])
         floor = reader.floor(e)
@@ -178,7 +177,7 @@ def test_voice_transfer_end_to_end(world, tmp_path):
     assert stats.counts["written/strategy/voice"] == 1
     assert stats.counts["dropped/policy_extra_reply"] == 2
     p = next(iter(read_manifest(run / "pairs.jsonl.gz", PreferencePair)))
-    assert p.voice == "model_alt" and p.meta["rejected_source"] == "tts"
+    assert p.voice == "model_alt" and p.rejected_source == "tts"
     assert p.rejected.text.lower().split() == "i do not know that one".split()
     assert check_invariant(p, cfg.max_context_frames, run) == []
     run_streams(StreamsConfig(codec_path=world["codec"], tokenizer=world["tok"]), run)
@@ -195,11 +194,13 @@ def test_cli_pairs_export_tokenizer_streams(world, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(world["run"], run)
     pq_path, sft = tmp_path / "pairs.parquet", tmp_path / "sft"
+    # the rewriter endpoint cannot be reached: the silence pair has no reply text and is
+    # dropped with its reason (without a rewriter setting it would default to annotate's endpoint)
     assert main(["pairs", str(run), "--set", "max_pairs_per_conversation=3",
+                 "--set", "rewriter.url=http://127.0.0.1:9/v1", "--set", "rewriter.max_retries=0",
                  "--export-parquet", str(pq_path), "--export-sft", str(sft)]) == 0
-    # no rewriter configured: the silence pair has no reply text and is dropped with its reason
     stats = json.loads((run / "stats.json").read_text())["pairs"]["counts"]
-    assert stats["written"] == 2 and stats["dropped/no_improved_reply"] == 1
+    assert stats["written"] == 2 and stats["dropped/rewriter_failed:LLMCallFailed"] == 1
     table = pq.read_table(pq_path).to_pylist()
     assert sorted(r["strategy"] for r in table) == ["retime", "rewrite"]
     row = next(r for r in table if r["strategy"] == "rewrite")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from factories import word
 
-from duplexalign.records import Word
 from duplexalign.streams.text import build_text_stream
 
 
@@ -14,8 +14,7 @@ def toy(word: str) -> list[int]:
     return [10 + ord(c) - ord("a") for c in word]
 
 
-def W(text: str, start: float, end: float | None = None) -> Word:
-    return Word(text=text, start=start, end=end if end is not None else start + 0.1)
+W = word
 
 
 P, E = 3, 0  # PAD, EPAD

@@ -1,21 +1,25 @@
 """The annotate stage: every conversation of a run -> timing and content `Issue` records.
 
-Owns the orchestration: read `conversations.jsonl.gz`, apply the enabled timing rules (pure, fast) and
-the configured content judge (LLM calls, concurrent, cached), and append the findings to
-`annotations.jsonl.gz`. Progress is kept per conversation in `annotate_progress.jsonl.gz`; a
-conversation whose judge call failed is recorded in `annotate_failures.jsonl` as a typed failure and is
-judged again on the next run, so nothing is lost and a rerun asks the LLM only what is missing (answers
-are cached by payload hash). With `llm.url` unset the offline local server is started and stopped here.
+Owns the orchestration: read `conversations.jsonl.gz`, apply the enabled timing rules (pure, fast)
+and the configured content judge (LLM calls, concurrent, cached) to the conversation's replies (each
+given its `reply_id` here, once, under `rules.segment_gap`), and append the findings to
+`annotations.jsonl.gz` in conversation order (so later stages merge-join them with the
+conversations). Progress is kept per conversation in `annotate_progress.jsonl.gz`; a conversation
+whose judge call failed is recorded in `annotate_failures.jsonl` as a typed failure and is judged
+again on the next run, so nothing is lost and a rerun asks the LLM only what is missing (answers are
+cached by payload hash). With `llm.url` unset the offline local server is started and stopped here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import logging
 import os
-from collections import Counter
+from collections import Counter, deque
 from contextlib import ExitStack
+from itertools import islice
 from pathlib import Path
 
 from pydantic import Field, ValidationError
@@ -25,9 +29,9 @@ from duplexalign.config import StageConfig
 from duplexalign.errors import BadInput
 from duplexalign.judges.base import JUDGES, RULES, run_rules
 from duplexalign.judges.content import LLMJudgeConfig
-from duplexalign.judges.llm import LLMClient
+from duplexalign.judges.endpoint import ENDPOINT_RUNTIME, open_client
 from duplexalign.judges.rules import TimingRulesConfig
-from duplexalign.manifest import ManifestWriter, iter_dicts
+from duplexalign.manifest import ManifestWriter, iter_dicts, write_manifest
 from duplexalign.records import Conversation, Issue
 from duplexalign.runs import (
     ANNOTATIONS,
@@ -37,6 +41,7 @@ from duplexalign.runs import (
     StageStats,
     atomic_write_text,
 )
+from duplexalign.segments import replies
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +49,9 @@ STAGE = "annotate"
 PROGRESS = "annotate_progress.jsonl.gz"
 FAILURES = "annotate_failures.jsonl"
 QUARANTINE = "annotate_quarantine.jsonl.gz"
-_RUNTIME_ONLY = ("concurrency", "timeout", "max_retries", "threads", "api_key_env")
+ISSUE_FORMAT = 2
+"""Version of the issue records: 2 = with `reply_id`, in conversation order (a run annotated by an
+earlier version is annotated again)."""
 
 
 class AnnotateConfig(StageConfig):
@@ -55,11 +62,10 @@ class AnnotateConfig(StageConfig):
     rules: TimingRulesConfig = Field(default_factory=TimingRulesConfig)
     """Timing rules to run and their thresholds."""
     llm: LLMJudgeConfig = Field(default_factory=LLMJudgeConfig)
-    """The LLM endpoint and judge options."""
+    """The LLM endpoint and judge options (answers cached in `llm.cache_dir`, default
+    RUN/judge_cache); the pairs stage's rewriter uses the same endpoint unless told otherwise."""
     vad: str | None = None
     """VAD backend (e.g. "silero") run on channels that have audio; None uses words only."""
-    cache_dir: str | None = None
-    """Judge answer cache; None = RUN/judge_cache."""
     in_flight: int = Field(16, ge=1)
     """Conversations judged at the same time (each may make several calls)."""
     progress: bool = True
@@ -67,11 +73,12 @@ class AnnotateConfig(StageConfig):
 
 
 def _digested(cfg: AnnotateConfig) -> dict:
-    """The config as it enters the digest: options that do not change verdicts left out."""
-    d = cfg.model_dump(mode="json", exclude={"progress", "in_flight", "cache_dir"})
-    for k in _RUNTIME_ONLY:
+    """The config as it enters the digest (options that do not change verdicts left out), with
+    the issue format, so that a new format re-annotates."""
+    d = cfg.model_dump(mode="json", exclude={"progress", "in_flight"})
+    for k in ENDPOINT_RUNTIME:
         d["llm"].pop(k, None)
-    return d
+    return {**d, "issue_format": ISSUE_FORMAT}
 
 
 def _vad_segments(conv: Conversation, cfg: AnnotateConfig, rd: RunDir, vad) -> dict | None:
@@ -85,13 +92,6 @@ def _vad_segments(conv: Conversation, cfg: AnnotateConfig, rd: RunDir, vad) -> d
         if path:
             out[ch] = vad.segments(read_audio(rd.resolve(path), 16000), 16000)
     return out or None
-
-
-def _client(cfg: AnnotateConfig, rd: RunDir, url: str, model: str) -> LLMClient:
-    key = os.environ.get(cfg.llm.api_key_env) if cfg.llm.api_key_env else None
-    return LLMClient(url, model, cache_dir=cfg.cache_dir or rd.path("judge_cache"),
-                     concurrency=cfg.llm.concurrency, timeout=cfg.llm.timeout,
-                     max_retries=cfg.llm.max_retries, api_key=key)
 
 
 def run(cfg: AnnotateConfig, run_dir: str | Path) -> StageStats:
@@ -128,13 +128,7 @@ def run(cfg: AnnotateConfig, run_dir: str | Path) -> StageStats:
             factory = JUDGES.get(cfg.judge)
             client = None
             if getattr(factory, "needs_llm", False):
-                url, model = cfg.llm.url, cfg.llm.model
-                if url is None:
-                    from duplexalign.judges.server import LocalLLMServer
-
-                    srv = stack.enter_context(LocalLLMServer(model, threads=cfg.llm.threads))
-                    url, model = srv.base_url, srv.model_name
-                client = _client(cfg, rd, url, model)
+                client = open_client(cfg.llm, stack, rd.path("judge_cache"))
             judge = factory(cfg.llm, client)
         vad = None
         if cfg.vad:
@@ -149,10 +143,33 @@ def run(cfg: AnnotateConfig, run_dir: str | Path) -> StageStats:
     atomic_write_text(rd.path(FAILURES), "".join(json.dumps(f) + "\n" for f in failures))
     _summarise(rd, stats, failures)
     st.count_drops(QUARANTINE, "quarantined")
-    if failures:
+    if not failures:
+        _sort_by_conversation(rd)
+    else:
         log.debug("%d conversations had judge failures; rerun to retry them (see %s)",
                   len({f["conversation_id"] for f in failures}), rd.path(FAILURES))
     return st.finish(done=not failures)  # failures leave it unfinished: the next run retries
+
+
+def _sort_by_conversation(rd: RunDir) -> None:
+    """Put annotations.jsonl.gz in conversation order when resumed runs appended out of order.
+
+    Each run writes in conversation order, so the file is a few sorted runs (one more per resume
+    after judge failures); they are merged lazily. Memory: one integer per conversation id.
+    """
+    order = {str(d.get("id")): i for i, d in enumerate(iter_dicts(rd.path(CONVERSATIONS)))}
+    path = rd.path(ANNOTATIONS)
+    starts, last = [0], -1
+    for n, d in enumerate(iter_dicts(path)):
+        k = order.get(d["conversation_id"], -1)
+        if k < last:
+            starts.append(n)
+        last = k
+    if len(starts) == 1:
+        return
+    runs = [islice(iter_dicts(path), a, b) for a, b in zip(starts, [*starts[1:], None],
+                                                              strict=True)]
+    write_manifest(path, heapq.merge(*runs, key=lambda d: order.get(d["conversation_id"], -1)))
 
 
 def _archive_if_config_changed(rd: RunDir, digest: str) -> None:
@@ -195,42 +212,50 @@ async def _annotate(pending: list[Conversation], cfg: AnnotateConfig, rd: RunDir
             log.warning("%s: VAD skipped (%s)", conv.id, e)
             stats.add(f"vad_skipped/{e.reason}")
             vad_segs = None
-        timing = run_rules(conv, cfg.rules.enabled, cfg.rules, vad_segs)
-        outcome = await judge.judge(conv) if judge is not None else None
+        reps = replies(conv, cfg.rules.segment_gap)
+        timing = run_rules(conv, cfg.rules.enabled, cfg.rules, vad_segs, reps)
+        outcome = await judge.judge(conv, reps) if judge is not None else None
         # this conversation's own count: other conversations are judged meanwhile
         red = dict(getattr(outcome, "redactions", None) or {})
         return conv, timing, outcome, red
 
+    # Up to `in_flight` conversations are judged at once; results are written in conversation
+    # order (the window holds at most `in_flight` finished or running ones).
     it = iter(pending)
-    inflight: set[asyncio.Task] = set()
+    window: deque[asyncio.Task] = deque()
     while True:
-        while len(inflight) < cfg.in_flight and (conv := next(it, None)) is not None:
-            inflight.add(asyncio.ensure_future(one(conv)))
-        if not inflight:
+        while len(window) < cfg.in_flight and (conv := next(it, None)) is not None:
+            window.append(asyncio.ensure_future(one(conv)))
+        if not window:
             break
-        done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            conv, timing, outcome, red = task.result()
-            issues: list[Issue] = list(timing)
-            n_replies = 0
-            if outcome is not None:
-                issues += outcome.issues
-                n_replies = len(outcome.verdicts)
-                for f in outcome.failures:
-                    failures.append({"conversation_id": conv.id, **f.to_dict()})
-                    stats.add(f"judge_failures/{f.kind}")
-            for iss in issues:
-                out.write(iss)
-            stats.add("replies/judged", n_replies)
-            if outcome is None or not outcome.failures:
-                progress.write({"id": conv.id, "digest": digest, "issues": len(issues),
-                                "replies": n_replies, "redactions": red})
-                stats.add("conversations/annotated")
-            else:
-                stats.add("conversations/failed")
-            out.flush()
-            progress.flush()
-            bar.update(1)
+        head = window.popleft()
+        try:
+            await head
+        except BaseException:
+            for task in window:
+                task.cancel()
+            raise
+        conv, timing, outcome, red = head.result()
+        issues: list[Issue] = list(timing)
+        n_replies = 0
+        if outcome is not None:
+            issues += outcome.issues
+            n_replies = len(outcome.verdicts)
+            for f in outcome.failures:
+                failures.append({"conversation_id": conv.id, **f.to_dict()})
+                stats.add(f"judge_failures/{f.kind}")
+        for iss in issues:
+            out.write(iss)
+        stats.add("replies/judged", n_replies)
+        if outcome is None or not outcome.failures:
+            progress.write({"id": conv.id, "digest": digest, "issues": len(issues),
+                            "replies": n_replies, "redactions": red})
+            stats.add("conversations/annotated")
+        else:
+            stats.add("conversations/failed")
+        out.flush()
+        progress.flush()
+        bar.update(1)
     bar.close()
 
 

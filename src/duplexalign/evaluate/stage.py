@@ -28,6 +28,7 @@ from duplexalign.evaluate.tasks import TASKS, resolve_tasks
 from duplexalign.evaluate.tasks.base import Task, TaskContext
 from duplexalign.evaluate.tasks.reply_length import aggregate_lengths, length_fields
 from duplexalign.evaluate.turns import TimingRules
+from duplexalign.judges.endpoint import LLMEndpoint
 from duplexalign.runs import (
     RunDir,
     StageStats,
@@ -59,16 +60,6 @@ class CodecSettings(StageConfig):
     """Local codec file (MelRVQ safetensors, Mimi weights)."""
 
 
-class JudgeSettings(StageConfig):
-    """The LLM judge endpoint of the multiturn task (OpenAI-compatible)."""
-
-    url: str | None = None
-    model: str = "qwen"
-    cache_dir: Path | None = None
-    concurrency: int = Field(4, ge=1)
-    timeout: float = Field(300.0, gt=0)
-
-
 class EvaluateConfig(StageConfig):
     """Options of `duplexalign evaluate` (section `evaluate:` of a preset).
 
@@ -83,7 +74,7 @@ class EvaluateConfig(StageConfig):
         codec: the model's codec.
         tokenizer: the text-stream SentencePiece model; None = the checkpoint preset's tokenizer.
         asr: ASR backend name to also score the model's audio (e.g. "whisper"), or None.
-        judge: LLM judge endpoint (multiturn).
+        judge: LLM judge endpoint of the multiturn task (scored only when `judge.url` is set).
         rules: timing thresholds.
         answer_tolerance: seconds before the question end that still count as answer.
         answer_seconds: silence after the user's last turn left for the answer.
@@ -106,7 +97,7 @@ class EvaluateConfig(StageConfig):
     codec: CodecSettings = Field(default_factory=CodecSettings)
     tokenizer: Path | None = None
     asr: str | None = None
-    judge: JudgeSettings = Field(default_factory=JudgeSettings)
+    judge: LLMEndpoint = Field(default_factory=LLMEndpoint)
     rules: TimingRules = Field(default_factory=TimingRules)
     answer_tolerance: float = Field(0.5, ge=0)
     answer_seconds: float = Field(8.0, gt=0)
@@ -208,11 +199,11 @@ def _load_backends(cfg: EvaluateConfig, checkpoint: Path, names: Sequence[str]) 
                           f"the model needs {model.dep_q}")
     judge = None
     if "multiturn" in names and cfg.judge.url:
-        from duplexalign.judges.llm import LLMClient
+        from contextlib import ExitStack
 
-        judge = LLMClient(base_url=cfg.judge.url, model=cfg.judge.model,
-                          cache_dir=cfg.judge.cache_dir, concurrency=cfg.judge.concurrency,
-                          timeout=cfg.judge.timeout, api_key=os.environ.get("DUPLEXALIGN_JUDGE_API_KEY"))
+        from duplexalign.judges.endpoint import open_client
+
+        judge = open_client(cfg.judge, ExitStack())  # a URL is set: no server to own
     return {"model": model, "tokenizer": load_tokenizer(tok_path), "codec": codec,
             "tts": get_voice(cfg.voice), "asr": ASR_BACKENDS.get(cfg.asr)() if cfg.asr else None,
             "judge": judge, "tokenizer_path": str(tok_path)}

@@ -5,8 +5,10 @@ per-conversation counts behind the timing task: takeovers in user pauses and at 
 response latency, no-response, model interruptions, and yield / stop latency when the user barges in,
 following Full-Duplex-Bench v1/v1.5 rules where they apply (a model "turn" is anything but an empty
 window or a < 1 s, <= 3-word backchannel; FDB-style merge gaps of 0.6 s for the user and 0.5 s for
-the model). Pure functions on `Word` lists; every threshold lives in `TimingRules` and is recorded
-with the results. Knows nothing about audio, frames or models.
+the model). Segments (IPUs), backchannels and interrupting onsets are the shared definitions of
+`segments.py`; this module only applies them with FDB's thresholds. Pure functions on `Word` lists;
+every threshold lives in `TimingRules` and is recorded with the results. Knows nothing about audio,
+frames or models.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from duplexalign.records import Word
+from duplexalign.records import Channel, Segment, Word
+from duplexalign.segments import is_backchannel, onset_interrupts, to_segments
 
 
 class TimingRules(BaseModel):
@@ -51,19 +54,6 @@ class TimingRules(BaseModel):
     backchannel_max_words: int = Field(3, ge=0)
     yield_window: float = Field(2.0, gt=0)
     onset_tolerance: float = Field(0.2, ge=0)
-
-
-@dataclass(frozen=True)
-class IPU:
-    """An inter-pausal unit: a maximal run of one channel's words with gaps below the merge gap."""
-
-    start: float
-    end: float
-    words: tuple[Word, ...]
-
-    @property
-    def span(self) -> float:
-        return self.end - self.start
 
 
 @dataclass
@@ -101,30 +91,18 @@ class TimingEvents:
         return dict(self.__dict__)
 
 
-def ipus(words: Sequence[Word], merge_gap: float) -> list[IPU]:
-    """Group time-sorted `words` into IPUs: a new IPU starts where the gap exceeds `merge_gap`."""
-    out: list[IPU] = []
-    cur: list[Word] = []
-    end = 0.0
-    for w in sorted(words, key=lambda w: w.start):
-        if cur and w.start - end > merge_gap:
-            out.append(IPU(cur[0].start, end, tuple(cur)))
-            cur = []
-        if not cur:
-            end = w.end
-        cur.append(w)
-        end = max(end, w.end)
-    if cur:
-        out.append(IPU(cur[0].start, end, tuple(cur)))
-    return out
+def ipus(words: Sequence[Word], merge_gap: float, channel: Channel = "user") -> list[Segment]:
+    """Inter-pausal units: `words` (any order) as segments split where the gap exceeds
+    `merge_gap` (`segments.to_segments`)."""
+    return to_segments(sorted(words, key=lambda w: w.start), channel, merge_gap)
 
 
 def is_turn(words: Sequence[Word], rules: TimingRules) -> bool:
     """FDB rule: model words form a turn unless empty or a short backchannel (< 1 s, <= 3 words)."""
     if not words:
         return False
-    span = max(w.end for w in words) - min(w.start for w in words)
-    return not (span < rules.backchannel_max_span and len(words) <= rules.backchannel_max_words)
+    return not is_backchannel(words, min(w.start for w in words), max(w.end for w in words),
+                              rules.backchannel_max_words, rules.backchannel_max_span)
 
 
 def words_in(words: Sequence[Word], start: float, end: float) -> list[Word]:
@@ -198,12 +176,13 @@ def timing_events(user: Sequence[Word], model: Sequence[Word], duration: float,
             ev.no_responses += 1
 
     user_units = ipus(user, rules.user_merge_gap)
-    model_units = ipus(model, rules.model_merge_gap)
+    model_units = ipus(model, rules.model_merge_gap, "model")
     for m in model_units:
         if not is_turn(m.words, rules):
             continue
         ev.model_turns += 1
-        if any(u.start < m.start < u.end - rules.onset_tolerance for u in user_units):
+        if any(onset_interrupts(m.start, u.start, u.end, rules.onset_tolerance)
+               for u in user_units):
             ev.interruptions += 1
 
     for u in user_units:

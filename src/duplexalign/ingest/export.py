@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from duplexalign.ingest.wav import safe_name, to_24k
+from duplexalign.ingest.wav import to_24k
 from duplexalign.records import Conversation
 from duplexalign.runs import RunDir, atomic_write_text
+from duplexalign.text import safe_id
 from duplexalign.timebase import SAMPLE_RATE
 
 SPEAKER_LABELS = {"model": "SPEAKER_MAIN", "user": "SPEAKER_1"}
@@ -60,7 +61,7 @@ def export_moshi_finetune(conversations: Iterable[Conversation], run_dir: str | 
             stereo[: len(user), 1] = user
         else:
             counts["user_silence"] += 1
-        rel = f"audio/{safe_name(conv.id)}.wav"
+        rel = f"audio/{safe_id(conv.id)}.wav"
         sf.write(str(out / rel), stereo, SAMPLE_RATE, subtype="PCM_16")
         atomic_write_text((out / rel).with_suffix(".json"), json.dumps({
             "alignments": alignments(conv),

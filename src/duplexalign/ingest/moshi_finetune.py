@@ -6,8 +6,9 @@ relative to the index file's folder) with a sibling `.json` per wav holding
 user. As in moshi-finetune, the main speaker (`SPEAKER_MAIN`) is the model and every other label is
 the other party (`IngestConfig.default_channel`), unless `IngestConfig.speaker_map` names the label.
 Paths must stay inside the input folder (`files.confine`). The conversation id is the wav's path
-relative to the index folder, without extension. Audio is not decoded here: the stage loads it
-through the returned `Found.audio`.
+relative to the index folder, without extension. The alignment file's `meta` object (scenario
+ids, ground truth of sandbox logs, ...) and its `text_conditions` are kept in `Conversation.meta`.
+Audio is not decoded here: the stage loads it through the returned `Found.audio`.
 """
 
 from __future__ import annotations
@@ -126,5 +127,9 @@ def parse_alignments(doc: Any, cfg: IngestConfig) -> ChannelWords:
 
 
 def _meta(doc: dict[str, Any]) -> dict[str, Any]:
+    """The conversation meta: the document's `meta` object plus its `text_conditions`."""
+    meta = dict(doc["meta"]) if isinstance(doc.get("meta"), dict) else {}
     tc = doc.get("text_conditions")
-    return {"text_conditions": tc} if isinstance(tc, dict) else {}
+    if isinstance(tc, dict):
+        meta["text_conditions"] = tc
+    return meta

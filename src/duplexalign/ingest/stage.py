@@ -28,10 +28,11 @@ from duplexalign.ingest.base import (
     guarded,
 )
 from duplexalign.ingest.validate import check_conversation
-from duplexalign.ingest.wav import load_channels, safe_name, write_mono
+from duplexalign.ingest.wav import load_channels, write_mono
 from duplexalign.manifest import ManifestWriter, iter_dicts
 from duplexalign.records import CHANNELS, Channel, ChannelAudio, Conversation
 from duplexalign.runs import CONVERSATIONS, RunDir, StageRun, StageStats, digest_json, sha256_file
+from duplexalign.text import safe_id
 from duplexalign.timebase import SAMPLE_RATE
 
 STAGE = "ingest"
@@ -181,7 +182,7 @@ def finish(found: Found, cfg: IngestConfig, rd: RunDir, stats: StageStats) -> Co
     for ch, wav in wavs.items():
         if ch == "user" and not cfg.keep_user_audio:
             continue
-        rel = f"audio/{safe_name(conv.id)}/{ch}.wav"
+        rel = f"audio/{safe_id(conv.id)}/{ch}.wav"
         write_mono(rd.resolve(rel), wav)
         paths[ch] = rel
     return conv.model_copy(update={

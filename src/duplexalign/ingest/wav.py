@@ -8,8 +8,6 @@ resampled with soxr, never rejected. It knows nothing about words or manifests.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +21,6 @@ from duplexalign.timebase import SAMPLE_RATE
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus")
 """File name endings the `audio` reader picks up (what libsndfile decodes)."""
-
-_SAFE = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
 
 
 def read_audio(path: Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
@@ -98,14 +94,6 @@ def load_channels(sources: dict[Channel, ChannelSource], max_seconds: float | No
         resampled |= sr != SAMPLE_RATE
         out[ch] = to_24k(np.ascontiguousarray(mono), sr)
     return out, resampled
-
-
-def safe_name(conversation_id: str) -> str:
-    """A file-system-safe folder name for a conversation id (the id itself when already safe)."""
-    if _SAFE.match(conversation_id) and conversation_id not in (".", ".."):
-        return conversation_id
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", conversation_id).strip("._")[:48] or "conv"
-    return f"{slug}-{hashlib.sha1(conversation_id.encode('utf-8', 'replace')).hexdigest()[:10]}"
 
 
 def write_mono(path: Path, wav: np.ndarray) -> None:

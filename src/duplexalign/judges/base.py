@@ -1,12 +1,13 @@
 """The two judge registries and what a judge hands back.
 
-Owns `RULES` (timing rules: pure functions `rule(conv, cfg, vad) -> list[Issue]` over a conversation's
-timed words and optional VAD segments) and `JUDGES` (content judges: factories
-`make(cfg: LLMJudgeConfig, client: LLMClient | None)` returning an object with
-`async judge(conv) -> JudgeOutcome` and a `redactions` Counter). A factory that sets the attribute
-`needs_llm = True` gets a client for the configured endpoint (the annotate stage starts the local server
-when no URL is given); others get None. It knows nothing about HTTP or thresholds; those live in
-`llm.py`/`content.py` and `rules.py`.
+Owns `RULES` (timing rules: pure functions `rule(conv, cfg, vad, reps) -> list[Issue]` over a
+conversation's timed words, optional VAD segments and its replies with their ids) and `JUDGES`
+(content judges: factories `make(cfg: LLMJudgeConfig, client: LLMClient | None)` returning an object
+with `async judge(conv, reps) -> JudgeOutcome` and a `redactions` Counter). `reps` are the model's
+replies as `segments.replies` made them, once per conversation, so every issue names its reply by
+the same id. A factory that sets the attribute `needs_llm = True` gets a client for the configured
+endpoint (the annotate stage starts the local server when no URL is given); others get None. It
+knows nothing about HTTP or thresholds; those live in `llm.py`/`content.py` and `rules.py`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from duplexalign.records import Conversation, Issue
+from duplexalign.records import Conversation, Issue, Segment
 from duplexalign.registry import Registry
 
 VadSegments = dict[str, Sequence[tuple[float, float]]]
@@ -30,9 +31,10 @@ JUDGES: Registry[Callable[..., Any]] = Registry(
 
 
 def run_rules(conv: Conversation, names: Sequence[str], cfg: Any,
-              vad: VadSegments | None = None) -> list[Issue]:
-    """Apply the timing rules `names` (registry names) to `conv` and return all their issues."""
+              vad: VadSegments | None = None, reps: list[Segment] | None = None) -> list[Issue]:
+    """Apply the timing rules `names` (registry names) to `conv` and return all their issues
+    (`reps`: the replies with their ids; None lets each rule make them under `cfg.segment_gap`)."""
     out: list[Issue] = []
     for name in names:
-        out.extend(RULES.get(name)(conv, cfg, vad))
+        out.extend(RULES.get(name)(conv, cfg, vad, reps))
     return out

@@ -17,39 +17,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from duplexalign.config import StageConfig
 from duplexalign.judges.base import JUDGES
+from duplexalign.judges.endpoint import LLMEndpoint
 from duplexalign.judges.llm import (
     LLMClient,
     LLMFailure,
     LLMRequest,
     LLMResult,
     ParseError,
-    check_base_url,
 )
 from duplexalign.judges.redact import redact, redact_tokens
 from duplexalign.judges.templates import load_judge_template
 from duplexalign.records import CONTENT_CATEGORIES, Conversation, Issue, JudgeInfo, Segment, Word
-from duplexalign.segments import DEFAULT_MAX_GAP, to_segments
+from duplexalign.segments import DEFAULT_MAX_GAP, replies, to_segments
 
 
-class LLMJudgeConfig(StageConfig):
-    """Options of the LLM judge/rewriter endpoint (section `annotate.llm` of a preset)."""
+class LLMJudgeConfig(LLMEndpoint):
+    """The judge's endpoint (`LLMEndpoint`) and its grading options (section `annotate.llm`)."""
 
-    url: str | None = None
-    """OpenAI-compatible base URL (".../v1"); None starts the offline local server."""
-    model: str = "qwen"
-    """Model name for `url`; for the local server "qwen", "smollm2" or a .gguf path."""
-    api_key_env: str | None = "DUPLEXALIGN_JUDGE_API_KEY"
-    """Environment variable holding a bearer token for hosted endpoints (unset = no token)."""
-    concurrency: int = Field(8, ge=1)
-    """Requests in flight (a local CPU server queues them; a GPU server batches them)."""
-    timeout: float = Field(300.0, gt=0)
-    """Seconds per HTTP attempt (a CPU model needs tens of seconds for a long transcript)."""
-    max_retries: int = Field(4, ge=0)
-    """Retries on 429/5xx, timeouts, connection errors and unparseable answers."""
     template: str = "judge_v1"
     """Judge prompt template id (judges/prompts/<id>.yaml) or a path to a YAML file."""
     threshold: int = Field(2, ge=1, le=5)
@@ -65,13 +52,6 @@ class LLMJudgeConfig(StageConfig):
     tokens_per_reply: int = Field(240, ge=32)
     """Generation budget per graded reply: the worst case the schema allows (labels, 5 scores,
     160-char reason, 300-char improved reply) is about 200 tokens, so answers are never cut off."""
-    threads: int | None = None
-    """CPU threads of the local server (None: env LLM_THREADS, else 1; see reference/llm.md)."""
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, url: str | None) -> str | None:
-        return None if url is None else check_base_url(url)
 
 
 @dataclass(frozen=True)
@@ -178,8 +158,9 @@ class ContentJudge:
         return msgs
 
     def replies(self, conv: Conversation) -> list[Segment]:
-        """The model replies of `conv` in time order (what R1, R2, ... refer to)."""
-        return to_segments(conv.words.model, "model", DEFAULT_MAX_GAP)
+        """The model replies of `conv` in time order, with their ids, under the default reply gap
+        (the annotate stage passes its own, see `judge`)."""
+        return replies(conv)
 
     def _redacted(self, words: Sequence[Word], counts: Counter) -> list[Word]:
         """A channel's words with PII replaced, redacted as one text so that a number spoken
@@ -191,11 +172,19 @@ class ContentJudge:
         return [w if t == w.text else w.model_copy(update={"text": t})
                 for w, t in zip(words, texts, strict=True)]
 
-    def chunks(self, conv: Conversation, redactions: Counter | None = None) -> list[Chunk]:
+    def chunks(self, conv: Conversation, redactions: Counter | None = None,
+               reps: Sequence[Segment] | None = None) -> list[Chunk]:
         """The judge calls needed for `conv` (empty when the model never spoke); the PII redacted
-        from them is added to `redactions` (and to the running total `self.redactions`)."""
+        from them is added to `redactions` (and to the running total `self.redactions`).
+
+        Args:
+            reps: the replies to grade (R1, R2, ... in order; `word_range` indexes the model's
+                words); None = `self.replies(conv)`.
+        """
         counts: Counter = Counter()
-        reps = to_segments(self._redacted(conv.words.model, counts), "model", DEFAULT_MAX_GAP)
+        reps = self.replies(conv) if reps is None else reps
+        model = self._redacted(conv.words.model, counts)
+        reps = [r.model_copy(update={"words": model[slice(*r.word_range)]}) for r in reps]
         users = to_segments(self._redacted(conv.words.user, counts), "user", DEFAULT_MAX_GAP)
         self.redactions.update(counts)
         if redactions is not None:
@@ -247,9 +236,11 @@ class ContentJudge:
                                     flagged, r["reason"].strip(), improved))
         return out
 
-    def issues(self, conv: Conversation, verdicts: Sequence[ReplyVerdict], result: LLMResult
-               ) -> list[Issue]:
-        """One content Issue per flagged category of each verdict."""
+    def issues(self, conv: Conversation, verdicts: Sequence[ReplyVerdict], result: LLMResult,
+               reps: Sequence[Segment] | None = None) -> list[Issue]:
+        """One content Issue per flagged category of each verdict (`reps`: the graded replies,
+        whose ids the issues carry; None = `self.replies(conv)`)."""
+        reps = self.replies(conv) if reps is None else reps
         out = []
         for v in verdicts:
             for c in v.flagged:
@@ -257,6 +248,7 @@ class ContentJudge:
                          if c in v.problems else v.scores[c])
                 out.append(Issue(
                     id=f"{conv.id}:{c}:{v.span[0]:.3f}", conversation_id=conv.id,
+                    reply_id=reps[v.index - 1].id, reply_words=reps[v.index - 1].word_range,
                     reply_span=(round(v.span[0], 3), round(v.span[1], 3)), kind="content",
                     category=c, score=score, reason=v.reason or f"{c} scored {score}",
                     evidence={"reply_index": v.index, "reply_text": v.text, "scores": v.scores,
@@ -267,11 +259,17 @@ class ContentJudge:
         return out
 
     # ---- running ----
-    async def judge(self, conv: Conversation) -> JudgeOutcome:
-        """Grade every reply of `conv`; failures are returned as typed records, never raised."""
-        reps = self.replies(conv)
+    async def judge(self, conv: Conversation, reps: Sequence[Segment] | None = None
+                    ) -> JudgeOutcome:
+        """Grade every reply of `conv`; failures are returned as typed records, never raised.
+
+        Args:
+            reps: the replies with their ids, as the annotate stage assigned them
+                (`segments.replies` under its reply gap); None = `self.replies(conv)`.
+        """
+        reps = self.replies(conv) if reps is None else list(reps)
         out = JudgeOutcome()
-        chunks = self.chunks(conv, out.redactions)
+        chunks = self.chunks(conv, out.redactions, reps)
         results = await self.client.chat_json_many([c.request for c in chunks])
         for chunk, res in zip(chunks, results, strict=True):
             if isinstance(res, LLMFailure):
@@ -283,7 +281,7 @@ class ContentJudge:
                 out.failures.append(LLMFailure(res.key, e.kind, str(e)))
                 continue
             out.verdicts.extend(vs)
-            out.issues.extend(self.issues(conv, vs, res))
+            out.issues.extend(self.issues(conv, vs, res, reps))
         return out
 
     async def judge_reply(self, context: Sequence[tuple[str, str]], reply: str) -> ReplyVerdict:

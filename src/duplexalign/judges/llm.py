@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,20 +110,6 @@ def check_base_url(url: str) -> str:
         raise ValueError(f"{url!r} is not an http:// or https:// URL with a host "
                          "(e.g. http://127.0.0.1:8080/v1)")
     return url
-
-
-def client_options(options: dict[str, Any]) -> dict[str, Any]:
-    """`options` checked as `LLMClient` keyword arguments (ValueError naming unknown or missing keys
-    and bad URLs), so a preset's client section fails at load time rather than in a traceback."""
-    allowed = {f.name for f in fields(LLMClient) if f.init and not f.name.startswith("_")} - {"stats"}
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise ValueError(f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
-    missing = [k for k in ("base_url", "model") if k not in options]
-    if missing:
-        raise ValueError(f"missing key(s) {', '.join(missing)}")
-    check_base_url(options["base_url"])
-    return options
 
 
 def payload_key(model: str, req: LLMRequest) -> str:
@@ -418,11 +404,3 @@ class LLMClient:
         """Synchronous `chat_json` (runs its own event loop); raises LLMCallFailed."""
         return asyncio.run(self.chat_json(messages, schema, **kw))
 
-
-def __getattr__(name: str) -> Any:
-    # `ContentJudge` lives in content.py (it builds on this module); re-exported lazily here.
-    if name == "ContentJudge":
-        from duplexalign.judges.content import ContentJudge
-
-        return ContentJudge
-    raise AttributeError(name)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from duplexalign.text import normalize as normalize_words
+
 _UNITS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
     "sixteen seventeen eighteen nineteen".split())}
@@ -50,11 +52,12 @@ def _number_value(words: list[str]) -> int:
     return int("".join(f"{g:02d}" if i and g >= 10 else str(g) for i, g in enumerate(groups)))
 
 
-def normalize(text: str) -> str:
-    """Lower-case, punctuation to spaces, drop a/an/the, number words to digits, single spaces."""
+def normalize_answer(text: str) -> str:
+    """`text.normalize`, apostrophes as spaces, a/an/the dropped, number words as digits, "%" as
+    "percent"."""
     text = text.lower().replace("%", " percent ")
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
-    toks = re.sub(r"[^\w\s]|_", " ", text).split()
+    toks = normalize_words(text).replace("'", " ").split()
     toks = [_ORDINALS.get(t, t) for t in toks if t not in ("a", "an", "the")]
     out: list[str] = []
     run: list[str] = []
@@ -78,11 +81,11 @@ def answer_matches(answer: str, golds: list[str]) -> bool:
         answer: the model's answer text (an empty answer never matches).
         golds: gold answer aliases.
     """
-    a = normalize(answer)
+    a = normalize_answer(answer)
     if not a:
         return False
     padded = f" {a} "
-    return any(g and f" {g} " in padded for g in (normalize(x) for x in golds))
+    return any(g and f" {g} " in padded for g in (normalize_answer(x) for x in golds))
 
 
 _FILLERS = re.compile(r"^(?:(?:well|hmm+|um+|uh+|oh|so|okay|ok|look|yeah|mm+|ah|right|listen|"

@@ -20,6 +20,7 @@ from duplexalign.judges.content import ContentJudge
 from duplexalign.judges.llm import LLMClient
 from duplexalign.judges.redact import redact
 from duplexalign.judges.templates import load_rewrite_template
+from duplexalign.text import normalize
 
 REPLY_SCHEMA = {"type": "object", "properties": {"reply": {"type": "string", "minLength": 1,
                                                            "maxLength": 400}},
@@ -34,13 +35,9 @@ class RewriteRejected(JudgeError):
         super().__init__(f"rewrite rejected ({reason}) {detail}".strip())
 
 
-def _norm(text: str) -> str:
-    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
-
-
 def similarity(a: str, b: str) -> float:
     """Similarity in [0, 1] of two replies after lower-casing and dropping punctuation."""
-    return difflib.SequenceMatcher(None, _norm(a), _norm(b)).ratio()
+    return difflib.SequenceMatcher(None, normalize(a), normalize(b)).ratio()
 
 
 class Rewriter:

@@ -1,10 +1,10 @@
 """LoRA on a moshi `LMModel` through moshi's own `LoRALinear`, and the switch back to the base model.
 
-Owns which linears get adapters (selected by target group), their initialisation (Kaiming-uniform A,
-zero B, so a freshly wrapped model equals the base model), freezing everything else, the parameter
-groups with separate learning rates for the temporal and depth transformers, and `lora_scale`, a
-context manager that sets every LoRA scaling to a value (0.0 gives the exact base model: the free DPO
-reference).
+Owns the `LoraSettings` a preset carries, which linears get adapters (selected by target group),
+their initialisation (Kaiming-uniform A, zero B, so a freshly wrapped model equals the base model),
+freezing everything else, the parameter groups with separate learning rates for the temporal and
+depth transformers, and `lora_scale`, a context manager that sets every LoRA scaling to a value (0.0
+gives the exact base model: the free DPO reference).
 """
 
 from __future__ import annotations
@@ -12,12 +12,27 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import Literal
 
+from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-if TYPE_CHECKING:
-    from duplexalign.models.presets import LoraSettings
+
+class LoraSettings(BaseModel):
+    """Low-rank adapters through moshi's `LoRALinear` (B zero-initialised, so wrapping is a no-op).
+
+    `targets` selects which linears get adapters by module-name prefix: `temporal` = the temporal
+    transformer (`transformer.`), `text_head` = `text_linear`, `depth` = the depth transformer and its
+    input projections (`depformer`), `audio_heads` = `linears.`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = False
+    rank: int = 16
+    scaling: float = 2.0
+    targets: tuple[Literal["temporal", "text_head", "depth", "audio_heads"], ...] = ("temporal",)
+
 
 TARGET_PREFIXES = {
     "temporal": ("transformer.",),

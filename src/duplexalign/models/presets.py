@@ -20,6 +20,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from duplexalign.errors import BackendUnavailable, ConfigError
+from duplexalign.models.lora import LoraSettings, add_lora
 from duplexalign.registry import Registry
 from duplexalign.runs import atomic_write_text
 
@@ -33,22 +34,6 @@ CONFIG_NAME = "config.json"
 MOSHI_HINT = "pip install torch==2.13.0 && pip install --no-deps moshi==0.2.13 (see scripts/setup.sh)"
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-class LoraSettings(BaseModel):
-    """Low-rank adapters through moshi's `LoRALinear` (B zero-initialised, so wrapping is a no-op).
-
-    `targets` selects which linears get adapters by module-name prefix: `temporal` = the temporal
-    transformer (`transformer.`), `text_head` = `text_linear`, `depth` = the depth transformer and its
-    input projections (`depformer`), `audio_heads` = `linears.`.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    enabled: bool = False
-    rank: int = 16
-    scaling: float = 2.0
-    targets: tuple[Literal["temporal", "text_head", "depth", "audio_heads"], ...] = ("temporal",)
 
 
 class ModelPreset(BaseModel):
@@ -218,7 +203,6 @@ def build_model(preset: str | ModelPreset | dict, device: str | torch.device = "
             raise ConfigError(f"model.weights: {p.weights} lacks {len(missing)} tensors, e.g. "
                               f"{missing[:3]} (does it match preset {p.name!r}?)")
     if p.lora.enabled:
-        from duplexalign.models.lora import add_lora
 
         add_lora(model, p.lora)
     model.duplexalign_preset = p

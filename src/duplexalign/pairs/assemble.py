@@ -25,6 +25,9 @@ from duplexalign.timebase import (
     seconds_to_samples,
 )
 
+ASSEMBLY_META = ("anchor", "carried_words", "logged_words_in_window")
+"""The diagnostics `assemble` writes into `PreferencePair.meta` (recomputed on reassembly)."""
+
 
 def audio_path(pair_id: str, side: str) -> str:
     """Run-relative path of a variant's window audio."""
@@ -49,10 +52,11 @@ def _mix(buf: np.ndarray, clip: Clip, ws_sample: int) -> None:
         buf[a:b] += clip.wav[:b - a]
 
 
-def window_start_frame(first_frames: list[int], logged: list[Word]) -> int:
-    """The window's first frame: one before the earliest variant frame, moved earlier while a
-    logged model word starts on it (so the context never holds a lone EPAD of a window word)."""
-    ws = max(0, min(first_frames) - 1)
+def window_start_frame(firsts: list[int], logged: list[Word]) -> int:
+    """The window's first frame: one before the earliest variant frame in `firsts`, moved earlier
+    while a logged model word starts on it (so the context never holds a lone EPAD of a window
+    word)."""
+    ws = max(0, min(firsts) - 1)
     starts = {seconds_to_frame(w.start) for w in logged}
     while ws > 0 and ws in starts:
         ws -= 1
@@ -72,7 +76,7 @@ def assemble(cand: Candidate, env: PairEnv, chosen: Clip, anchor: float, rejecte
         rejected_end: end of the rejected reply (or of the silence) in seconds.
         rejected: a re-spoken rejected clip (voice transfer); None keeps the logged model channel.
         voice: the voice that spoke the chosen reply.
-        meta: extra metadata for the record.
+        meta: diagnostics for the record's `meta` (read by people, never by a stage).
 
     Raises:
         BadInput: "empty_chosen" (no words), "window_too_long" (the window alone exceeds the
@@ -120,15 +124,15 @@ def assemble(cand: Candidate, env: PairEnv, chosen: Clip, anchor: float, rejecte
         rejected_words = [w for w in rejected.words if seconds_to_frame(w.start) < we]
         source = "tts"
     pair = PreferencePair(
-        id=cand.id, conversation_id=env.conversation.id,
+        id=cand.id, conversation_id=env.conversation.id, reply_id=cand.reply_id,
         window=(frame_to_seconds(ws), frame_to_seconds(we)), context_start=frame_to_seconds(cs),
         chosen=ReplyVariant(words=list(chosen.words), audio=audio_path(cand.id, "chosen")),
         rejected=ReplyVariant(words=rejected_words, audio=audio_path(cand.id, "rejected")),
         issue_ids=[i.id for i in cand.issues], strategy=cand.strategy, category=cand.category,
-        voice=voice,
-        meta={"rejected_source": source, "anchor": round(anchor, 3), "carried_words": n_carry,
+        voice=voice, rejected_source=source,
+        meta={"anchor": round(anchor, 3), "carried_words": n_carry,
               "logged_words_in_window": len(in_window), **(meta or {})})
-    return Built(pair, chosen_wav, rejected_wav, chosen)
+    return Built(pair, chosen_wav, rejected_wav, chosen, anchor)
 
 
 def logged_clip(env: PairEnv, words: list[Word]) -> Clip:

@@ -11,9 +11,8 @@ make a pair raises `BadInput(reason)`; the stage counts the reason.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
 
@@ -23,6 +22,7 @@ from duplexalign.pairs.config import PairsConfig
 from duplexalign.records import Conversation, Issue, PreferencePair, Segment, Word
 from duplexalign.registry import Registry
 from duplexalign.segments import to_segments
+from duplexalign.text import safe_id
 from duplexalign.timebase import SAMPLE_RATE
 
 
@@ -32,10 +32,12 @@ class Candidate:
 
     Attributes:
         conversation: the conversation.
-        issues: the issues that concern this reply (content and/or timing).
+        issues: the issues that concern this reply (content and/or timing): they share `reply_id`.
         span: (start, end) seconds of the reply, or of the silence for unresponsiveness.
         category: pair category, "content", "interruption" or "silence".
         strategy: registered strategy name.
+        reply_id: the reply's id (`Issue.reply_id`).
+        reply_words: [first, end) indices of the reply's words in the model channel.
     """
 
     conversation: Conversation
@@ -43,11 +45,18 @@ class Candidate:
     span: tuple[float, float]
     category: str
     strategy: str
+    reply_id: str = ""
+    reply_words: tuple[int, int] = (0, 0)
 
     @property
     def id(self) -> str:
         """Stable pair id: conversation, strategy and span onset in milliseconds."""
         return f"{safe_id(self.conversation.id)}-{self.strategy}-{round(self.span[0] * 1000):07d}"
+
+    def words(self) -> list[Word]:
+        """The logged model words of the reply (by index: no search by time)."""
+        a, b = self.reply_words
+        return list(self.conversation.words.model[a:b])
 
     def timing_issue(self) -> Issue | None:
         """The first timing issue of the candidate, if any."""
@@ -59,14 +68,6 @@ class Candidate:
             if i.kind == "content" and i.improved_reply and i.improved_reply.strip():
                 return i.improved_reply.strip()
         return None
-
-
-def safe_id(text: str) -> str:
-    """`text` made safe as a file name; a short hash is appended when characters were replaced."""
-    clean = re.sub(r"[^A-Za-z0-9._-]", "_", text)
-    if clean != text:
-        clean += "_" + hashlib.sha256(text.encode()).hexdigest()[:6]
-    return clean
 
 
 @dataclass(frozen=True)
@@ -101,12 +102,14 @@ class Built:
         pair: the record, with audio paths relative to the run directory.
         chosen_wav / rejected_wav: [W * 1920] float32 each (the window's model channel).
         chosen_clip: the chosen reply as placed (lets voice transfer reassemble the pair).
+        anchor: earliest time (s) the window had to cover (lets voice transfer reassemble it).
     """
 
     pair: PreferencePair
     chosen_wav: np.ndarray
     rejected_wav: np.ndarray
     chosen_clip: Clip | None = None
+    anchor: float = 0.0
 
 
 class Rewriter(Protocol):
@@ -138,7 +141,6 @@ class PairEnv:
     model_audio: Callable[[], np.ndarray]
     voice: Callable[[str], Any]
     rewriter: Rewriter | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
     def model_wav(self) -> np.ndarray:
@@ -158,11 +160,6 @@ class PairEnv:
             *to_segments([w for w in self.conversation.words.user if w.start < t], "user",
                          self.cfg.turn_gap)]
         return [(s.channel, s.text) for s in sorted(segs, key=lambda s: s.start)]
-
-    def reply_words(self, span: tuple[float, float], eps: float = 1e-3) -> list[Word]:
-        """The logged model words that start inside `span`."""
-        a, b = span
-        return [w for w in self.conversation.words.model if a - eps <= w.start <= b + eps]
 
 
 Strategy = Callable[[Candidate, PairEnv], Built]

@@ -6,11 +6,10 @@ window and context bounds, the per-conversation policy, filters and the category
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from duplexalign.config import StageConfig
+from duplexalign.judges.endpoint import LLMEndpoint
 
 
 def _default_strategy_for() -> dict[str, str]:
@@ -58,15 +57,10 @@ class PairsConfig(StageConfig):
     """Target share per category (content / interruption / silence); None keeps every pair."""
     seed: int = 0
     """Seed of the gap draws and of the mix subsampling."""
-    rewriter: dict[str, Any] | None = None
-    """Options of the rewriter's LLM client (judges.llm); None = only judges' improved replies."""
-
-    @field_validator("rewriter")
-    @classmethod
-    def _check_rewriter(cls, options: dict[str, Any] | None) -> dict[str, Any] | None:
-        from duplexalign.judges.llm import client_options
-
-        return None if options is None else client_options(options)
+    rewriter: LLMEndpoint | None = None
+    """The rewriter's LLM endpoint (it writes the chosen reply when no judge wrote an improved
+    one, and the reply inserted into a silence). None = the endpoint annotate judged with (from
+    the run's provenance), or the offline local server; it is started only when a pair needs it."""
 
     @model_validator(mode="after")
     def _check(self) -> PairsConfig:

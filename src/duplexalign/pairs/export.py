@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from duplexalign.manifest import read_manifest
-from duplexalign.pairs.base import safe_id
 from duplexalign.records import (
     ChannelAudio,
     ChannelWords,
@@ -28,6 +27,7 @@ from duplexalign.records import (
     Word,
 )
 from duplexalign.runs import CONVERSATIONS, PAIRS, RunDir
+from duplexalign.text import safe_id
 from duplexalign.timebase import seconds_to_samples
 
 

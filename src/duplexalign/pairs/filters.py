@@ -4,14 +4,15 @@ Owns the decisions that drop a built pair: a duplicate of an earlier pair (same 
 and chosen text), a window too short or too long, a window that overlaps a previous pair of the same
 conversation, and a chosen reply that talks over the user. Each filter returns a reason key (counted in
 stats.json as `dropped/<reason>`) or None. `mix` subsamples pairs to target shares per category
-(content / interruption / silence), deterministically from the seed.
+(content / interruption / silence), deterministically from the seed; `mix_ids` does it from
+(id, category) rows so the stage never holds the pairs themselves.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from duplexalign.pairs.config import PairsConfig
 from duplexalign.records import Conversation, PreferencePair
@@ -19,7 +20,8 @@ from duplexalign.segments import overlap
 
 
 class PairFilter:
-    """Stateful filter over the pairs of a run, applied in order of construction.
+    """Stateful filter over the pairs of one conversation (each filter checks pairs of the same
+    conversation against each other), applied in order of construction.
 
     Args:
         cfg: the stage config.
@@ -89,20 +91,36 @@ def mix(pairs: Sequence[PreferencePair], shares: dict[str, float] | None, seed: 
     """
     if not shares:
         return list(pairs), []
-    total = sum(shares.values())
-    norm = {c: s / total for c, s in shares.items() if s > 0}
-    by_cat: dict[str, list[PreferencePair]] = defaultdict(list)
-    for p in pairs:
-        by_cat[p.category].append(p)
-    n = min(len(by_cat.get(c, [])) / s for c, s in norm.items())
-    keep_ids: set[str] = set()
-    for c, s in norm.items():
-        k = min(len(by_cat.get(c, [])), int(round(n * s)))
-        ranked = sorted(by_cat.get(c, []), key=lambda p: _rank(p.id, seed))
-        keep_ids.update(p.id for p in ranked[:k])
+    keep_ids = mix_ids(((p.id, p.category) for p in pairs), shares, seed)
     kept = [p for p in pairs if p.id in keep_ids]
     dropped = [p for p in pairs if p.id not in keep_ids]
     return kept, dropped
+
+
+def mix_ids(pairs: Iterable[tuple[str, str]], shares: dict[str, float] | None, seed: int = 0
+            ) -> set[str] | _All:
+    """The ids `mix` keeps, from (pair id, category) rows (see `mix`); everything when `shares`
+    is None."""
+    if not shares:
+        return _All()
+    total = sum(shares.values())
+    norm = {c: s / total for c, s in shares.items() if s > 0}
+    by_cat: dict[str, list[str]] = defaultdict(list)
+    for pid, cat in pairs:
+        by_cat[cat].append(pid)
+    n = min(len(by_cat.get(c, [])) / s for c, s in norm.items())
+    keep: set[str] = set()
+    for c, s in norm.items():
+        k = min(len(by_cat.get(c, [])), int(round(n * s)))
+        keep.update(sorted(by_cat.get(c, []), key=lambda i: _rank(i, seed))[:k])
+    return keep
+
+
+class _All:
+    """Contains every id (the mix with no target shares)."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
 
 
 def _rank(pair_id: str, seed: int) -> str:

@@ -1,6 +1,6 @@
 """Which replies become pairs, and the invariant every pair must satisfy.
 
-Owns the per-conversation policy: issues about the same reply are grouped (overlapping spans), each
+Owns the per-conversation policy: issues about the same reply are grouped (by `reply_id`), each
 group becomes one `Candidate` whose category is its timing issue's (interruption / silence) or else
 "content", and per conversation only the first problematic reply plus at most
 `max_pairs_per_conversation - 1` more are kept (the paper's default). It also owns `check_invariant`,
@@ -11,7 +11,7 @@ same length.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from duplexalign.pairs.base import Candidate
@@ -32,18 +32,12 @@ def _is_problem(issue: Issue, cfg: PairsConfig) -> bool:
 
 
 def group_issues(issues: Iterable[Issue]) -> list[list[Issue]]:
-    """Group issues whose spans overlap (or share an onset) into one group per reply, by time."""
-    groups: list[list[Issue]] = []
-    end = -1.0
+    """One group per reply (`reply_id`), replies in conversation order (their first word, a
+    silence before the reply that follows it), issues in time then id order within a group."""
+    groups: dict[str, list[Issue]] = {}
     for i in sorted(issues, key=lambda i: (i.reply_span[0], i.reply_span[1], i.id)):
-        s, e = i.reply_span
-        if groups and s < end or groups and s == groups[-1][0].reply_span[0]:
-            groups[-1].append(i)
-            end = max(end, e)
-        else:
-            groups.append([i])
-            end = e
-    return groups
+        groups.setdefault(i.reply_id, []).append(i)
+    return sorted(groups.values(), key=lambda g: (g[0].reply_words, g[0].reply_span[0]))
 
 
 def candidates(conv: Conversation, issues: Iterable[Issue], cfg: PairsConfig
@@ -69,22 +63,16 @@ def candidates(conv: Conversation, issues: Iterable[Issue], cfg: PairsConfig
         if cfg.voice_transfer:
             strategy = "voice"
         span = (min(i.reply_span[0] for i in group), max(i.reply_span[1] for i in group))
+        words = (min(i.reply_words[0] for i in group), max(i.reply_words[1] for i in group))
         if timing:
-            span = (primary.reply_span[0], primary.reply_span[1])
-        usable.append(Candidate(conv, tuple(group), span, category, strategy))
+            span, words = primary.reply_span, primary.reply_words
+        usable.append(Candidate(conv, tuple(group), span, category, strategy, primary.reply_id,
+                                words))
     keep = usable[:cfg.max_pairs_per_conversation]
     for c in usable[cfg.max_pairs_per_conversation:]:
         drops.append((c.id, "policy_extra_reply",
                       f"only the first {cfg.max_pairs_per_conversation} problematic replies"))
     return keep, drops
-
-
-def iter_by_conversation(issues: Iterable[Issue]) -> dict[str, list[Issue]]:
-    """Issues grouped by conversation id."""
-    out: dict[str, list[Issue]] = {}
-    for i in issues:
-        out.setdefault(i.conversation_id, []).append(i)
-    return out
 
 
 def check_invariant(pair: PreferencePair, max_context_frames: int,
@@ -124,9 +112,3 @@ def check_invariant(pair: PreferencePair, max_context_frames: int,
                 out.append(f"{side} audio has {frames} samples, window has {n}")
     return out
 
-
-def first_frames(pair: PreferencePair) -> Iterator[int]:
-    """First frames of every variant word of `pair` (for diagnostics)."""
-    for v in (pair.chosen, pair.rejected):
-        for w in v.words:
-            yield seconds_to_frame(w.start)

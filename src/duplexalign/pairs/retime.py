@@ -1,7 +1,7 @@
 """The `retime` strategy (interruption pairs): the same reply, moved after the user's turn.
 
 Owns how an interruption becomes a pair: the end of the user turn that the reply cut into is found
-(from the issue's evidence `user_span`, else from the user's turns; for a reply that took the floor
+(from the issue's `user_turn`, else from the user's turns; for a reply that took the floor
 in a held mid-turn pause, from the pause's end: the user resumed, so the turn ends where the resumed
 part ends, even when the pause was longer than the turn gap), and the chosen reply starts there
 plus a natural gap drawn in `[gap_min, gap_max]`, so it stays silent through the pause. The chosen audio is the logged reply itself, moved
@@ -19,39 +19,38 @@ from duplexalign.pairs.base import STRATEGIES, Built, Candidate, PairEnv, natura
 def user_turn_end(cand: Candidate, env: PairEnv, onset: float) -> float:
     """End (s) of the user turn running at `onset`.
 
-    A reply that started inside a held pause (a timing issue whose evidence has `pause`
-    [start, end], as `pause_takeover` writes) belongs to the turn the user resumes at the pause's
+    A reply that started inside a held pause (a timing issue with a `pause` (start, end), as
+    `pause_takeover` writes) belongs to the turn the user resumes at the pause's
     end: its end is the end of the user turn holding that resumption, however long the pause was.
 
     Raises:
         BadInput: "no_user_turn_at_onset" when the user is not in a turn at the reply's onset.
     """
     issue = cand.timing_issue()
-    span = issue.evidence.get("user_span") if issue is not None else None
-    pauses = [i.evidence["pause"] for i in cand.issues
-              if i.kind == "timing" and len(i.evidence.get("pause") or ()) == 2]
+    span = issue.user_turn if issue is not None else None
+    pauses = [i.pause for i in cand.issues if i.pause is not None]
     for p0, p1 in pauses:
-        if float(p0) - 1e-3 <= onset < float(p1):
-            resumed = next((t for t in env.user_turns if t.end > float(p1)), None)
+        if p0 - 1e-3 <= onset < p1:
+            resumed = next((t for t in env.user_turns if t.end > p1), None)
             if resumed is not None:
                 return resumed.end
     for turn in env.user_turns:
         if turn.start <= onset < turn.end:
             end = turn.end
-            if span and len(span) == 2:
-                end = max(end, float(span[1]))
+            if span:
+                end = max(end, span[1])
             return end
-    if span and len(span) == 2 and float(span[1]) > onset:
-        return float(span[1])
+    if span and span[1] > onset:
+        return span[1]
     raise BadInput("no_user_turn_at_onset", f"the user is not talking at {onset:.2f}s")
 
 
 @STRATEGIES.register("retime")
 def retime(cand: Candidate, env: PairEnv, voice: str | None = None) -> Built:
     """Interruption pair: the reply after the user's turn end + gap vs the logged interruption."""
-    words = env.reply_words(cand.span)
+    words = cand.words()
     if not words:
-        raise BadInput("reply_not_found", f"no model words in {cand.span}")
+        raise BadInput("reply_not_found", f"reply {cand.reply_id} has no logged model words")
     onset = words[0].start
     gap = natural_gap(env.cfg, cand.id)
     new_onset = user_turn_end(cand, env, onset) + gap

@@ -10,6 +10,7 @@ from __future__ import annotations
 from duplexalign.errors import BadInput
 from duplexalign.pairs.assemble import assemble
 from duplexalign.pairs.base import STRATEGIES, Built, Candidate, PairEnv, problems_of, speak
+from duplexalign.text import normalize
 
 
 def chosen_text(cand: Candidate, env: PairEnv, bad_reply: str) -> str:
@@ -26,21 +27,17 @@ def chosen_text(cand: Candidate, env: PairEnv, bad_reply: str) -> str:
                                     bad_reply).strip()
     if not text:
         raise BadInput("no_improved_reply", "no judge rewrite and no rewriter configured")
-    if _norm(text) == _norm(bad_reply):
+    if normalize(text) == normalize(bad_reply):
         raise BadInput("same_as_rejected", "the improved reply equals the original")
     return text
-
-
-def _norm(t: str) -> str:
-    return " ".join("".join(c for c in t.lower() if c.isalnum() or c.isspace()).split())
 
 
 @STRATEGIES.register("rewrite")
 def rewrite(cand: Candidate, env: PairEnv, voice: str | None = None) -> Built:
     """Content pair: the improved reply spoken from the original onset vs the logged reply."""
-    words = env.reply_words(cand.span)
+    words = cand.words()
     if not words:
-        raise BadInput("reply_not_found", f"no model words in {cand.span}")
+        raise BadInput("reply_not_found", f"reply {cand.reply_id} has no logged model words")
     bad = " ".join(w.text for w in words)
     voice = voice or env.cfg.model_voice
     onset = words[0].start

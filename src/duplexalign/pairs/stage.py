@@ -1,29 +1,34 @@
 """The pairs stage: annotated conversations -> preference pairs with window audio.
 
-Owns the orchestration: read RUN/conversations.jsonl.gz and RUN/annotations.jsonl.gz, turn each
-conversation's issues into candidates (policy.py), build each with its strategy, check the invariant,
-filter (filters.py), write the two window waveforms to RUN/pairs/audio/<pair_id>/{chosen,rejected}.wav
-and the built pair to RUN/pairs/candidates.jsonl.gz, every drop with its reason to
-RUN/pairs/dropped.jsonl.gz, and finally the mix (filters.mix) to RUN/pairs.jsonl.gz. Resumable: built
-and dropped candidates are skipped on rerun, and a finished stage with the same config and inputs is a
-no-op (`runs.StageRun`).
+Owns the orchestration: walk RUN/conversations.jsonl.gz and merge-join RUN/annotations.jsonl.gz
+(written in conversation order) one conversation at a time, turn each conversation's issues into
+candidates grouped by `reply_id` (policy.py), build each with its strategy, check the invariant,
+filter (filters.py), write the two window waveforms to
+RUN/pairs/audio/<pair_id>/{chosen,rejected}.wav and the built pair to RUN/pairs/candidates.jsonl.gz,
+every drop with its reason to RUN/pairs/dropped.jsonl.gz, and finally the mix (filters.mix) to
+RUN/pairs.jsonl.gz. Memory holds one conversation (plus the ids the writers skip on resume).
+Resumable: built and dropped candidates are skipped on rerun, and a finished stage with the same
+config and inputs is a no-op (`runs.StageRun`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from duplexalign.errors import BadInput, JudgeError
-from duplexalign.manifest import ManifestWriter, iter_dicts, read_manifest, write_manifest
+from duplexalign.errors import BackendUnavailable, BadInput, JudgeError
+from duplexalign.judges.endpoint import LLMEndpoint, open_client
+from duplexalign.manifest import GroupReader, ManifestWriter, iter_dicts, read_manifest
 from duplexalign.pairs.base import STRATEGIES, Built, PairEnv, Rewriter
 from duplexalign.pairs.config import PairsConfig
-from duplexalign.pairs.filters import PairFilter, mix
-from duplexalign.pairs.policy import candidates, check_invariant, iter_by_conversation
+from duplexalign.pairs.filters import PairFilter, mix_ids
+from duplexalign.pairs.policy import candidates, check_invariant
 from duplexalign.records import Conversation, Issue, PreferencePair
 from duplexalign.runs import ANNOTATIONS, CONVERSATIONS, PAIRS, RunDir, StageRun, StageStats
 
@@ -34,14 +39,59 @@ CANDIDATES = "pairs/candidates.jsonl.gz"
 DROPPED = "pairs/dropped.jsonl.gz"
 
 
-def make_rewriter(cfg: PairsConfig) -> Rewriter | None:
-    """The judges' rewriter built from `cfg.rewriter` (client options), or None."""
-    if cfg.rewriter is None:
-        return None
-    from duplexalign.judges.llm import LLMClient
-    from duplexalign.judges.rewriter import Rewriter as JudgeRewriter
+def rewriter_endpoint(cfg: PairsConfig, rd: RunDir) -> LLMEndpoint:
+    """`pairs.rewriter`, else the endpoint annotate judged with (RUN/provenance.json), else the
+    local server's defaults."""
+    if cfg.rewriter is not None:
+        return cfg.rewriter
+    prov = rd.path("provenance.json")
+    llm = (json.loads(prov.read_text()).get("annotate", {}).get("config", {}).get("llm")
+           if prov.exists() else None)
+    if isinstance(llm, dict):
+        return LLMEndpoint.model_validate({k: v for k, v in llm.items()
+                                           if k in LLMEndpoint.model_fields})
+    return LLMEndpoint()
 
-    return JudgeRewriter(LLMClient(**cfg.rewriter))
+
+class LazyRewriter:
+    """The judges' rewriter over an endpoint, connected (and the local server started) on its
+    first call, so a run whose pairs all have an improved reply starts nothing. When the local
+    server is not installed, every call raises `BadInput("rewriter_unavailable")` (the pair is
+    dropped with that reason and the install hint).
+
+    Args:
+        endpoint: the LLM endpoint.
+        stack: owns the local server, when one is started.
+        cache_dir: the answer cache when the endpoint names none.
+    """
+
+    def __init__(self, endpoint: LLMEndpoint, stack: ExitStack, cache_dir: Path):
+        self.endpoint, self.stack, self.cache_dir = endpoint, stack, cache_dir
+        self._rw: Rewriter | None = None
+        self._unavailable: BackendUnavailable | None = None
+
+    def _get(self) -> Rewriter:
+        if self._unavailable is not None:
+            raise BadInput("rewriter_unavailable", str(self._unavailable))
+        if self._rw is None:
+            from duplexalign.judges.rewriter import Rewriter as JudgeRewriter
+
+            try:
+                client = open_client(self.endpoint, self.stack, self.cache_dir)
+            except BackendUnavailable as e:
+                log.warning("pairs: no rewriter (%s); pairs that need one are dropped", e)
+                self._unavailable = e
+                raise BadInput("rewriter_unavailable", str(e)) from e
+            self._rw = JudgeRewriter(client)
+        return self._rw
+
+    def rewrite(self, context: list[tuple[str, str]], problems: list[str], bad_reply: str) -> str:
+        """See `pairs.base.Rewriter.rewrite`."""
+        return self._get().rewrite(context, problems, bad_reply)
+
+    def write_reply(self, context: list[tuple[str, str]]) -> str:
+        """See `pairs.base.Rewriter.write_reply`."""
+        return self._get().write_reply(context)
 
 
 def _model_audio(rd: RunDir, conv: Conversation) -> Callable[[], Any]:
@@ -71,7 +121,7 @@ def run(cfg: PairsConfig, run_dir: str | Path, rewriter: Rewriter | None = None,
     Args:
         cfg: stage options.
         run_dir: the run directory (with conversations.jsonl.gz and annotations.jsonl.gz).
-        rewriter: LLM rewriter; None builds one from `cfg.rewriter` (or none at all).
+        rewriter: LLM rewriter; None uses `rewriter_endpoint` (connected on first use).
         voice: voice name -> TTS; None = `speech.voices.get_voice`.
 
     Returns:
@@ -87,13 +137,16 @@ def run(cfg: PairsConfig, run_dir: str | Path, rewriter: Rewriter | None = None,
     conv_path, ann_path = rd.path(CONVERSATIONS), rd.path(ANNOTATIONS)
     if voice is None:
         from duplexalign.speech.voices import get_voice as voice
-    rewriter = rewriter if rewriter is not None else make_rewriter(cfg)
-    by_conv = iter_by_conversation(read_manifest(ann_path, Issue))
+    stack = ExitStack()
+    if rewriter is None:
+        rewriter = LazyRewriter(rewriter_endpoint(cfg, rd), stack, rd.path("judge_cache"))
+    _check_issue_format(ann_path)
+    by_conv = GroupReader(read_manifest(ann_path, Issue), key=lambda i: i.conversation_id)
+    # pairs built by an earlier run, replayed into each conversation's filter
+    built_before = GroupReader(read_manifest(rd.path(CANDIDATES), PreferencePair),
+                               key=lambda p: p.conversation_id)
     cand_w = ManifestWriter(rd.path(CANDIDATES), resume=True)
     drop_w = ManifestWriter(rd.path(DROPPED), resume=True)
-    flt = PairFilter(cfg)
-    for d in iter_dicts(rd.path(CANDIDATES)):
-        flt.remember(PreferencePair.model_validate(d))
 
     def drop(item: str, conv_id: str, reason: str, detail: str = "") -> None:
         drop_w.write({"id": item, "conversation_id": conv_id, "reason": reason, "detail": detail})
@@ -101,7 +154,10 @@ def run(cfg: PairsConfig, run_dir: str | Path, rewriter: Rewriter | None = None,
     try:
         for conv in tqdm(read_manifest(conv_path, Conversation), desc="pairs", unit="conv",
                          disable=None):
-            issues = by_conv.get(conv.id)
+            issues = by_conv.take(conv.id)
+            flt = PairFilter(cfg)
+            for p in built_before.take(conv.id):
+                flt.remember(p)
             if not issues:
                 continue
             cands, drops = candidates(conv, issues, cfg)
@@ -133,25 +189,44 @@ def run(cfg: PairsConfig, run_dir: str | Path, rewriter: Rewriter | None = None,
                 cand_w.write(built.pair)
             cand_w.flush()
             drop_w.flush()
+        for i in by_conv.rest():
+            drop(i.id, i.conversation_id, "issue_out_of_order",
+                 "annotations.jsonl.gz is not in conversation order here (or names a "
+                 "conversation that is not in conversations.jsonl.gz): rerun annotate")
     except BaseException:
         cand_w.abort()
         drop_w.abort()
         raise
+    finally:
+        stack.close()
     cand_w.close()
     drop_w.close()
 
-    built_pairs = list(read_manifest(rd.path(CANDIDATES), PreferencePair))
-    kept, mixed_out = mix(built_pairs, cfg.mix, cfg.seed)
-    write_manifest(rd.path(PAIRS), kept)
-    stats.add("built", len(built_pairs))
-    stats.add("written", len(kept))
-    for p in kept:
-        stats.add(f"written/strategy/{p.strategy}")
-        stats.add(f"written/category/{p.category}")
-    for p in mixed_out:
-        stats.add(f"dropped/mix_over_target/{p.category}")
+    built = ((d["id"], d["category"]) for d in iter_dicts(rd.path(CANDIDATES)))
+    keep = mix_ids(built, cfg.mix, cfg.seed)
+    with ManifestWriter(rd.path(PAIRS), resume=False) as out:
+        for p in read_manifest(rd.path(CANDIDATES), PreferencePair):
+            stats.add("built")
+            if p.id in keep:
+                out.write(p)
+                stats.add("written")
+                stats.add(f"written/strategy/{p.strategy}")
+                stats.add(f"written/category/{p.category}")
+            else:
+                stats.add(f"dropped/mix_over_target/{p.category}")
+    stats.counts.setdefault("written", 0)
+    stats.counts.setdefault("built", 0)
     st.count_drops(DROPPED)
     stats.values["mix"] = cfg.mix
     st.finish()
-    log.info("pairs: %d written of %d built", len(kept), len(built_pairs))
+    log.info("pairs: %d written of %d built", stats.counts["written"], stats.counts["built"])
     return stats
+
+
+def _check_issue_format(path: Path) -> None:
+    """One clear line when the annotations predate reply ids (issue format 1)."""
+    first = next(iter_dicts(path), None)
+    if first is not None and "reply_id" not in first:
+        raise BadInput("old_annotations",
+                       f"{path} was written by duplexalign before reply ids (issue format 1): "
+                       "rerun `duplexalign annotate` on this run to annotate it again")

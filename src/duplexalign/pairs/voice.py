@@ -10,14 +10,12 @@ logged.
 from __future__ import annotations
 
 from duplexalign.errors import BadInput
-from duplexalign.pairs.assemble import assemble
+from duplexalign.pairs.assemble import ASSEMBLY_META, assemble
 from duplexalign.pairs.base import STRATEGIES, Built, Candidate, PairEnv, speak
 from duplexalign.segments import to_segments
 
 BASE_STRATEGY = {"content": "rewrite", "interruption": "retime", "silence": "insert"}
 """Which strategy builds the underlying pair of each category."""
-
-_ASSEMBLY_KEYS = ("rejected_source", "anchor", "carried_words", "logged_words_in_window")
 
 
 @STRATEGIES.register("voice")
@@ -37,7 +35,7 @@ def voice_transfer(cand: Candidate, env: PairEnv) -> Built:
         raise BadInput("rejected_not_one_reply", "the window holds several logged model replies")
     rejected = speak(env, alt, segs[0].text, segs[0].start)
     assert base.chosen_clip is not None
-    meta = {k: v for k, v in p.meta.items() if k not in _ASSEMBLY_KEYS}
-    return assemble(cand, env, base.chosen_clip, anchor=min(p.meta["anchor"], rejected.start),
+    meta = {k: v for k, v in p.meta.items() if k not in ASSEMBLY_META}
+    return assemble(cand, env, base.chosen_clip, anchor=min(base.anchor, rejected.start),
                     rejected_end=max(w.end for w in rejected.words), rejected=rejected, voice=alt,
                     meta={**meta, "base_strategy": BASE_STRATEGY[cand.category]})

@@ -24,6 +24,7 @@ from pydantic import Field
 from duplexalign.config import StageConfig
 from duplexalign.records import Word
 from duplexalign.runs import RunDir, StageStats, atomic_write_text
+from duplexalign.text import safe_id
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,7 @@ def problem_spans(user: list[Word], model: list[Word], meta: dict[str, Any], dur
                   ) -> list[tuple[float, float, str]]:
     """Spans to highlight in a timeline: silences after turn ends, interruptions, pause takeovers."""
     from duplexalign.evaluate.turns import TimingRules, ipus, is_turn, words_in
+    from duplexalign.segments import onset_interrupts
 
     rules = TimingRules()
     spans = []
@@ -198,9 +200,10 @@ def problem_spans(user: list[Word], model: list[Word], meta: dict[str, Any], dur
         if is_turn(words_in(model, ps, pe), rules):
             spans.append((ps, pe, "pause takeover"))
     users = ipus(user, rules.user_merge_gap)
-    for m in ipus(model, rules.model_merge_gap):
+    for m in ipus(model, rules.model_merge_gap, "model"):
         for u in users:
-            if u.start < m.start < u.end - rules.onset_tolerance and is_turn(m.words, rules):
+            if onset_interrupts(m.start, u.start, u.end, rules.onset_tolerance) and is_turn(
+                    m.words, rules):
                 spans.append((m.start, u.end, "interruption"))
     return spans
 
@@ -244,10 +247,6 @@ def _est(e: dict[str, Any]) -> str:
     return f"{e['value']:.3g}" + (f" [{lo:.3g}, {hi:.3g}]" if lo is not None else "")
 
 
-def _slug(title: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in title.lower()).strip("_")[:60]
-
-
 def render_markdown(title: str, sections: list[Section], asset_dir: str) -> tuple[str, dict]:
     """Markdown text and the {relative path: png bytes} files it references."""
     out, files = [f"# {title}\n"], {}
@@ -256,7 +255,7 @@ def render_markdown(title: str, sections: list[Section], asset_dir: str) -> tupl
         if sec.table:
             out.append(_md_table(sec.table))
         for i, (cap, png) in enumerate(sec.figures):
-            name = f"{asset_dir}/{_slug(sec.title)}_{i}.png"
+            name = f"{asset_dir}/{safe_id(sec.title)}_{i}.png"
             files[name] = png
             out.append(f"![{cap}]({name})\n")
     return "\n".join(out), files

@@ -73,7 +73,7 @@ class BuildConfig(StageConfig):
     """What the causal unit student learns from: `phones`, the TTS's phone events (the units then
     name the phones a frame spans; 0.97 phone accuracy on held-out clips), or `whisper`, k-means
     units of Whisper tiny.en features (it matched them on only 21 % of held-out frames;
-    docs/sandbox.md section 7)."""
+    docs/sandbox.md section 8)."""
     semantic_fit_clips: int = 600
     """`phones` teacher: 12 s clips of training-split sentences spoken by the training voices and
     the model voice, labelled with their phones."""
@@ -134,27 +134,15 @@ def encode_conversation(r, tokenizer, codec, duration: float) -> np.ndarray:
 
 
 def encode_conversations(rs: list, tokenizer, codec, duration: float) -> list[np.ndarray]:
-    """`encode_conversation` of many conversations, through the codec's batch encoder if it has
-    one (one student forward for all of them)."""
-    from duplexalign.streams.text import build_text_stream
+    """`encode_conversation` of many conversations with the streams stage's encoder
+    (`streams.audio.encode_many`, one batched codec call; `streams.build.conversation_codes`)."""
+    from duplexalign.streams.audio import encode_many
+    from duplexalign.streams.build import conversation_codes
 
     t = num_frames(duration)
-    wavs = [w for r in rs for w in (r.model_wav, r.user_wav)]
-    audio = (codec.encode_batch(wavs) if hasattr(codec, "encode_batch")
-             else [codec.encode(w) for w in wavs])
-    out = []
-    for i, r in enumerate(rs):
-        text = build_text_stream(r.model_words, tokenizer.encode_word, t).tokens
-        model, user = _fit_len(audio[2 * i], t), _fit_len(audio[2 * i + 1], t)
-        out.append(np.concatenate([text[None], model, user], axis=0).astype(np.int64))
-    return out
-
-
-def _fit_len(codes: np.ndarray, t: int) -> np.ndarray:
-    if codes.shape[-1] >= t:
-        return codes[:, :t]
-    pad = np.repeat(codes[:, -1:], t - codes.shape[-1], axis=1)
-    return np.concatenate([codes, pad], axis=1)
+    audio = encode_many(codec, [w for r in rs for w in (r.model_wav, r.user_wav)], t)
+    return [conversation_codes(r.model_words, audio[2 * i], audio[2 * i + 1],
+                               tokenizer.encode_word)[0] for i, r in enumerate(rs)]
 
 
 def with_decode_iters(codec, iters: int):

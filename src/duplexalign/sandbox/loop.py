@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from duplexalign.errors import ConfigError
-from duplexalign.sandbox.deploy import SCENARIOS_NAME, Assets, DeployConfig, deploy, write_logs
+from duplexalign.sandbox.deploy import Assets, DeployConfig, deploy, write_logs
 
 if TYPE_CHECKING:
     from duplexalign.sandbox.demo import DemoConfig
@@ -88,7 +88,6 @@ def align_round(cfg: DemoConfig, r: int, policy: Path, base: Path, assets: Asset
     """
     from duplexalign import pipeline
     from duplexalign.models.presets import load_model
-    from duplexalign.sandbox.oracle import use_scenarios
     from duplexalign.sandbox.validation import RolloutValidator
     from duplexalign.speech.base import ASR_BACKENDS
 
@@ -105,7 +104,6 @@ def align_round(cfg: DemoConfig, r: int, policy: Path, base: Path, assets: Asset
         deployed = deploy(load_model(policy), round_deploy(cfg.deploy, r), assets,
                           progress=progress)
         write_logs(deployed, logs, asr=ASR_BACKENDS.get(cfg.user_asr)(), progress=progress)
-    use_scenarios(logs / SCENARIOS_NAME)
     lap("deploy", t)
     stages = {**stages, "ingest": stages["ingest"].model_copy(
         update={"input": logs / "index.jsonl"})}

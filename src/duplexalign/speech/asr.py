@@ -19,23 +19,18 @@ from duplexalign.errors import BackendUnavailable, ConfigError
 from duplexalign.records import Word
 from duplexalign.speech.audio import resample
 from duplexalign.speech.base import ASR_BACKENDS
+from duplexalign.text import normalize
 
 log = logging.getLogger(__name__)
 
 ASR_RATE = 16_000
-_WORD_CHARS = re.compile(r"[^a-z0-9' ]+")
-
-
-def normalize_text(text: str) -> str:
-    """Lower-case, drop punctuation except apostrophes, collapse spaces (for WER and alignment)."""
-    return " ".join(_WORD_CHARS.sub(" ", text.lower().replace("’", "'")).split())
 
 
 def wer(reference: str, hypothesis: str) -> float:
-    """Word error rate of `hypothesis` against `reference` after `normalize_text` (jiwer)."""
+    """Word error rate of `hypothesis` against `reference` after `text.normalize` (jiwer)."""
     import jiwer
 
-    ref, hyp = normalize_text(reference), normalize_text(hypothesis)
+    ref, hyp = normalize(reference), normalize(hypothesis)
     if not ref:
         return 0.0 if not hyp else 1.0
     return float(jiwer.wer(ref, hyp if hyp else "<empty>"))
@@ -161,7 +156,7 @@ class PocketsphinxASR:
         own timings should be used instead; reliable on natural and neural voices).
         """
         tokens = [t for t in text.split() if re.search(r"[^\W_]", t)]
-        norm = [normalize_text(t).replace(" ", "") for t in tokens]
+        norm = [normalize(t).replace(" ", "") for t in tokens]
         known = [i for i, w in enumerate(norm) if w and self.decoder.lookup_word(w) is not None]
         if not known:
             return []

@@ -29,14 +29,25 @@ def load_codec(name: str, path: str | None) -> Any:
 
 def encode(codec: Any, wav: np.ndarray, num_frames: int) -> np.ndarray:
     """Codes `[K, num_frames]` int64 of mono 24 kHz `wav` `[S]` (zero-padded or cut to fit)."""
+    return encode_many(codec, [wav], num_frames)[0]
+
+
+def encode_many(codec: Any, wavs: Sequence[np.ndarray], num_frames: int) -> list[np.ndarray]:
+    """`encode` of several waveforms `[S]`, through the codec's batch encoder when it has one."""
     n = num_frames * SAMPLES_PER_FRAME
-    buf = np.zeros(n, dtype=np.float32)
-    m = min(n, len(wav))
-    buf[:m] = wav[:m]
-    codes = np.asarray(codec.encode(buf), dtype=np.int64)
-    if codes.shape[1] != num_frames:
-        raise RuntimeError(f"codec returned {codes.shape[1]} frames for {num_frames}")
-    return codes
+    bufs = []
+    for wav in wavs:
+        buf = np.zeros(n, dtype=np.float32)
+        m = min(n, len(wav))
+        buf[:m] = wav[:m]
+        bufs.append(buf)
+    raw = (codec.encode_batch(bufs) if hasattr(codec, "encode_batch")
+           else [codec.encode(b) for b in bufs])
+    out = [np.asarray(c, dtype=np.int64) for c in raw]
+    for codes in out:
+        if codes.shape[1] != num_frames:
+            raise RuntimeError(f"codec returned {codes.shape[1]} frames for {num_frames}")
+    return out
 
 
 def encode_window(codec: Any, context_wav: np.ndarray, window_wav: np.ndarray,

@@ -6,14 +6,16 @@ text row, store the conversation's tensor `[1 + 2K, T]` once per shard, then eac
 (`[1 + K, W]`: text + model codes inside the window) through `shards.ShardWriter`. Rejected variants
 that are the logged audio reuse the logged codes exactly; other variants are encoded from their window
 audio. Writes `streams/meta.json` (codec, K, cardinality, text_card, tokenizer) and drops with reasons
-to `streams/dropped.jsonl.gz`. Resumable: pairs already in the index are skipped.
+to `streams/dropped.jsonl.gz`. Pairs (written in conversation order) are merge-joined with the
+conversations, so memory holds one conversation's pairs. Resumable: pairs already in the index are
+skipped.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +25,7 @@ from tqdm import tqdm
 
 from duplexalign.config import StageConfig
 from duplexalign.errors import BadInput, ConfigError
-from duplexalign.manifest import ManifestWriter, iter_dicts, read_manifest
-from duplexalign.pairs.base import safe_id
+from duplexalign.manifest import GroupReader, ManifestWriter, iter_dicts, read_manifest
 from duplexalign.records import Conversation, PreferencePair
 from duplexalign.runs import CONVERSATIONS, PAIRS, RunDir, StageRun, StageStats, atomic_write_text
 from duplexalign.streams.audio import encode, encode_window, load_codec, rebuild_user_audio
@@ -38,6 +39,7 @@ from duplexalign.streams.build import (
 from duplexalign.streams.layout import Layout
 from duplexalign.streams.shards import PairIndex, ShardWriter
 from duplexalign.streams.tokenizer import load_tokenizer
+from duplexalign.text import safe_id
 from duplexalign.timebase import SAMPLES_PER_FRAME, num_frames, seconds_to_frame
 
 log = logging.getLogger(__name__)
@@ -91,15 +93,14 @@ def run(cfg: StreamsConfig, run_dir: str | Path) -> StageStats:
     out = rd.path(OUT)
     writer = ShardWriter(out, max_bytes=cfg.max_shard_bytes)
     drops = ManifestWriter(out / "dropped.jsonl.gz", resume=True)
-    by_conv: dict[str, list[PreferencePair]] = defaultdict(list)
-    for p in read_manifest(pairs_path, PreferencePair):
-        if not writer.has_pair(p.id) and p.id not in drops:
-            by_conv[p.conversation_id].append(p)
+    by_conv = GroupReader(read_manifest(pairs_path, PreferencePair),
+                          key=lambda p: p.conversation_id)
     text_stats: Counter = Counter()
     try:
         for conv in tqdm(read_manifest(conv_path, Conversation), desc="streams", unit="conv",
                          disable=None):
-            pairs = by_conv.pop(conv.id, [])
+            pairs = [p for p in by_conv.take(conv.id)
+                     if not writer.has_pair(p.id) and p.id not in drops]
             if not pairs:
                 continue
             try:
@@ -108,10 +109,12 @@ def run(cfg: StreamsConfig, run_dir: str | Path) -> StageStats:
                 for p in pairs:
                     drops.write({"id": p.id, "conversation_id": conv.id, "reason": e.reason,
                                  "detail": e.detail})
-        for cid, pairs in by_conv.items():
-            for p in pairs:
-                drops.write({"id": p.id, "conversation_id": cid, "reason": "conversation_missing",
-                             "detail": "pair's conversation is not in conversations.jsonl.gz"})
+        for p in by_conv.rest():
+            if not writer.has_pair(p.id):
+                drops.write({"id": p.id, "conversation_id": p.conversation_id,
+                             "reason": "conversation_missing",
+                             "detail": "pair's conversation is not in conversations.jsonl.gz "
+                                       "(or pairs.jsonl.gz is not in conversation order)"})
         writer.close()
         drops.close()
     except BaseException:
@@ -175,7 +178,7 @@ def _conversation(cfg: StreamsConfig, rd: RunDir, conv: Conversation, pairs: lis
             txt, s = variant_text(conv.words.model, v.words, ws, we, tok)
             text_stats.update({"variant_shifted_words": s.shifted_words,
                                "variant_cut_tokens": s.cut_tokens})
-            if side == "rejected" and p.meta.get("rejected_source") == "logged":
+            if side == "rejected" and p.rejected_source == "logged":
                 codes = model_codes[:, ws:we]
             else:
                 if v.audio is None:
