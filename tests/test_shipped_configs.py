@@ -42,7 +42,8 @@ def test_every_section_of_a_shipped_config_loads(path):
 def test_the_train_command_reads_the_sandbox_train_section():
     path = next(p for p in CONFIGS if p.name == "sandbox.yaml")
     cfg = load_section(TrainConfig, "train", path)
-    assert cfg.lr == 5.0e-5 and cfg.max_steps == 40 and cfg.val.every == 2
+    assert cfg.lr == 5.0e-5 and cfg.max_steps == 40 and cfg.val.every == 4
+    assert cfg.floor_anchor_weight == 0.1
     # `duplexalign train RUN --config configs/sandbox.yaml` also starts from the sandbox's model
     args = argparse.Namespace(config=str(path), overrides=["train.loss_params.beta=0.3"])
     cfg = load_stage_config(TrainConfig, "train", args)
