@@ -119,13 +119,15 @@ def conversation_specs(bank: ScenarioBank, split: str, voices: tuple[Voice, ...]
     return out
 
 
+def _sentences(items: list, extra: list[str]) -> list[str]:
+    """Each item's request and replies, then the rude lines, backchannels and `extra` (non-empty)."""
+    texts = [t for it in items for t in (it.text, it.good_reply, it.wrong_reply, it.comply_reply)]
+    return [t for t in texts + list(RUDE) + list(BACKCHANNELS) + extra if t]
+
+
 def corpus_texts(bank: ScenarioBank) -> list[str]:
     """Every sentence the sandbox can speak or hear (tokenizer training text)."""
-    texts = []
-    for items in bank.items.values():
-        for it in items:
-            texts += [it.text, it.good_reply, it.wrong_reply, it.comply_reply]
-    return [t for t in texts + list(RUDE) + list(BACKCHANNELS) if t]
+    return _sentences([it for items in bank.items.values() for it in items], [])
 
 
 def encode_conversation(r, tokenizer, codec, duration: float) -> np.ndarray:
@@ -188,10 +190,7 @@ def fit_count(cfg: BuildConfig) -> int:
 def fitting_texts(bank: ScenarioBank) -> list[str]:
     """Sentences the phonetic student is fitted on: the training split's requests and replies, the
     rude lines, backchannels and the hesitation word (never the test or validation split's)."""
-    texts = []
-    for it in bank.of("train"):
-        texts += [it.text, it.good_reply, it.wrong_reply, it.comply_reply]
-    return [t for t in texts + list(RUDE) + list(BACKCHANNELS) + ["um"] * 20 if t]
+    return _sentences(bank.of("train"), ["um"] * 20)
 
 
 def fit_codec(cfg: BuildConfig, convs: list, progress: bool, synth: Synth | None = None,

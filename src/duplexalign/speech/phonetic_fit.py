@@ -8,7 +8,7 @@ sentences in several voices and lay them end to end with random gaps, with a pho
 predict the phone at `subframes` points of each 80 ms frame from log-mel frames up to that frame,
 on noise-augmented audio; (3) cluster its phone posteriors by k-means into `units` units, which
 then mostly name the one or two phones a frame spans, whoever speaks them. Phone accuracy is
-measured on clips held out of the student's training.
+measured on clips held out of the student's training (`semantic_fit.agreement`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import torch
 from duplexalign.errors import BackendUnavailable, ConfigError
 from duplexalign.speech.base import Speech
 from duplexalign.speech.melrvq import MelRVQ, augment_noise
-from duplexalign.speech.semantic import CausalUnitNet, FitStats, SemanticCodec, StudentConfig
-from duplexalign.speech.semantic_fit import train_student
+from duplexalign.speech.semantic import CausalUnitNet, SemanticCodec, StudentConfig
+from duplexalign.speech.semantic_fit import fit_stats, heldout_split, train_student
 from duplexalign.timebase import SAMPLE_RATE, SAMPLES_PER_FRAME
 
 log = logging.getLogger(__name__)
@@ -111,18 +111,6 @@ def fit_centroids(net: CausalUnitNet, feats: list[np.ndarray], units: int, seed:
     return km.centroids.copy()
 
 
-def phone_accuracy(net: CausalUnitNet, feats: list[np.ndarray], targets: list[np.ndarray]) -> float:
-    """Share of (frame, subframe) points whose most likely phone is the label (`targets` [T_i, S])."""
-    hit = total = 0
-    with torch.no_grad():
-        for f, y in zip(feats, targets, strict=True):
-            logits = net(torch.from_numpy(f).float()[None])[0]
-            pred = logits.reshape(len(f), net.cfg.subframes, net.cfg.phones).argmax(-1).numpy()
-            hit += int((pred == y).sum())
-            total += y.size
-    return hit / max(total, 1)
-
-
 def fit_phonetic(clips: list[PhoneClip], acoustic_wavs: list[np.ndarray], units: int = 256,
                  acoustic_codebooks: int = 3, acoustic_card: int = 64, pca_dim: int = 64,
                  student: StudentConfig | None = None, steps: int = 1500, seed: int = 0,
@@ -156,23 +144,14 @@ def fit_phonetic(clips: list[PhoneClip], acoustic_wavs: list[np.ndarray], units:
     targets = [subframe_targets(np.array([index[p] for p in c.labels]), acoustic.config.stack,
                                 scfg.subframes) for c in clips]
     feats = [acoustic.features.frames(augment_noise(c.wav, rng)) for c in clips]
-    n_hold = max(1, int(round(len(clips) * heldout))) if len(clips) > 1 else 0
-    order = rng.permutation(len(clips))
-    hold, train = order[:n_hold], order[n_hold:]
+    hold, train = heldout_split(len(clips), heldout, rng)
     net = train_student([feats[i] for i in train], [targets[i] for i in train], scfg, steps,
                         seed, progress=progress)
     clean = [acoustic.features.frames(c.wav) for c in clips]
     net.centroids.copy_(torch.from_numpy(fit_centroids(net, [clean[i] for i in train], units, seed)))
     used = len(np.unique(np.concatenate([net.units_of(torch.from_numpy(clean[i]).float()[None])[0]
                                          .numpy() for i in train[:200]])))
-    stats = FitStats(frames=int(sum(len(t) for t in targets)), units=units,
-                     teacher_agreement_train=round(phone_accuracy(
-                         net, [clean[i] for i in train[:200]], [targets[i] for i in train[:200]]),
-                         4),
-                     teacher_agreement_heldout=round(phone_accuracy(
-                         net, [clean[i] for i in hold], [targets[i] for i in hold]), 4)
-                     if n_hold else float("nan"),
-                     used_units=used, steps=steps)
+    stats = fit_stats(net, clean, targets, train, hold, used_units=used, steps=steps)
     log.info("phonetic semantic codec fitted in %.0f s: %s", time.time() - t0, stats)
     codec = SemanticCodec(net, acoustic, {**stats.__dict__, "teacher": "phones",
                                           "phones": inventory,

@@ -89,6 +89,15 @@ class CausalUnitNet(nn.Module):
         b, t, _ = logits.shape
         return logits.reshape(b, t, self.cfg.subframes, self.cfg.phones).softmax(-1).reshape(b, t, -1)
 
+    def predict(self, feats: torch.Tensor) -> torch.Tensor:
+        """What the student was trained to predict, from `feats` [B, T, input_dim]: the teacher
+        unit [B, T], or for a phonetic student the phone at each subframe [B, T, subframes]."""
+        logits = self(feats)
+        if not self.cfg.phones:
+            return logits.argmax(-1)
+        b, t, _ = logits.shape
+        return logits.reshape(b, t, self.cfg.subframes, self.cfg.phones).argmax(-1)
+
     def units_of(self, feats: torch.Tensor) -> torch.Tensor:
         """Units [B, T] int64 of `feats` [B, T, input_dim]: the argmax unit, or for a phonetic
         student the nearest centroid of its phone posteriors."""

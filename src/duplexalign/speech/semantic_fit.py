@@ -104,14 +104,36 @@ def train_student(feats: list[np.ndarray], targets: list[np.ndarray], cfg: Stude
 
 
 def agreement(net: CausalUnitNet, feats: list[np.ndarray], targets: list[np.ndarray]) -> float:
-    """Share of frames where the student's unit equals the teacher's."""
+    """Share of targets the student predicts (`CausalUnitNet.predict`): teacher units [T_i], or
+    phones [T_i, subframes] for a phonetic student; clips `feats` [T_i, input_dim]."""
     hit = total = 0
     with torch.no_grad():
         for f, t in zip(feats, targets, strict=True):
-            pred = net(torch.from_numpy(f).float()[None])[0].argmax(-1).numpy()
+            pred = net.predict(torch.from_numpy(f).float()[None])[0].numpy()
             hit += int((pred == t).sum())
-            total += len(t)
+            total += t.size
     return hit / max(total, 1)
+
+
+def heldout_split(n: int, heldout: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out, training) indices of `n` clips: a share `heldout` (at least one clip when there
+    are two or more) is held out."""
+    n_hold = max(1, int(round(n * heldout))) if n > 1 else 0
+    order = rng.permutation(n)
+    return order[:n_hold], order[n_hold:]
+
+
+def fit_stats(net: CausalUnitNet, clean: list[np.ndarray], targets: list[np.ndarray],
+              train: np.ndarray, hold: np.ndarray, used_units: int, steps: int) -> FitStats:
+    """What a student fit measured: its `agreement` with the targets on (up to 200) training clips
+    and on the held-out clips, from clean features `clean` [T_i, input_dim]."""
+    def score(idx: np.ndarray) -> float:
+        return round(agreement(net, [clean[i] for i in idx], [targets[i] for i in idx]), 4)
+
+    return FitStats(frames=int(sum(len(t) for t in targets)), units=net.cfg.units,
+                    teacher_agreement_train=score(train[:200]),
+                    teacher_agreement_heldout=score(hold) if len(hold) else float("nan"),
+                    used_units=used_units, steps=steps)
 
 
 def fit_semantic(wavs: list[np.ndarray], units: int = 256, acoustic_codebooks: int = 3,
@@ -143,23 +165,14 @@ def fit_semantic(wavs: list[np.ndarray], units: int = 256, acoustic_codebooks: i
     targets, centroids = teacher_units(teacher.features(wavs), units, seed)
     rng = np.random.default_rng(seed)
     feats = [acoustic.features.frames(augment_noise(w, rng)) for w in wavs]
-    n_hold = max(1, int(round(len(wavs) * heldout))) if len(wavs) > 1 else 0
-    order = rng.permutation(len(wavs))
-    hold, train = order[:n_hold], order[n_hold:]
+    hold, train = heldout_split(len(wavs), heldout, rng)
     scfg = StudentConfig(**{**(student.__dict__ if student else {}), "units": units,
                             "input_dim": acoustic.config.stack * acoustic.config.n_mels})
     net = train_student([feats[i] for i in train], [targets[i] for i in train], scfg, steps,
                         seed, progress=progress)
     clean = [acoustic.features.frames(w) for w in wavs]
-    used = len(np.unique(np.concatenate(targets)))
-    stats = FitStats(frames=int(sum(len(t) for t in targets)), units=units,
-                     teacher_agreement_train=round(agreement(
-                         net, [clean[i] for i in train[:200]], [targets[i] for i in train[:200]]),
-                         4),
-                     teacher_agreement_heldout=round(agreement(
-                         net, [clean[i] for i in hold], [targets[i] for i in hold]), 4)
-                     if n_hold else float("nan"),
-                     used_units=used, steps=steps)
+    stats = fit_stats(net, clean, targets, train, hold,
+                      used_units=len(np.unique(np.concatenate(targets))), steps=steps)
     log.info("semantic codec fitted in %.0f s: %s", time.time() - t0, stats)
     codec = SemanticCodec(net, acoustic, {**stats.__dict__, "seconds": round(time.time() - t0, 1)})
     return codec, centroids
