@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from duplexalign.models.presets import build_model, load_model
 from duplexalign.streams.shards import ShardReader, read_index
 from duplexalign.train.data import collate
-from duplexalign.train.logprobs import ScoreConfig, frame_weights, score_pairs
+from duplexalign.train.logprobs import ScoreConfig, decision_window, frame_weights, score_pairs
 from duplexalign.train.stage import TrainConfig, fit
 
 from .helpers import make_streams
@@ -163,3 +163,31 @@ def test_fsdp_two_processes_matches_one(streams, tmp_path):
     b = dict(load_model(tmp_path / "two" / "final").named_parameters())
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
+
+
+def test_decision_window_scores_only_where_the_variants_part(streams):
+    # hand-made texts over 8 frames, window = frames 2..6
+    window = torch.zeros(3, 8, dtype=torch.bool)
+    window[:, 2:7] = True
+    chosen = torch.tensor([[3, 3, 3, 3, 0, 5, 5, 3],    # parts from rejected at frame 4
+                           [3, 3, 3, 3, 3, 3, 3, 3],    # never parts: whole window kept
+                           [3, 9, 3, 3, 3, 3, 0, 3]])   # differs at 1 (outside), parts at 6
+    rejected = torch.tensor([[3, 3, 3, 3, 3, 3, 3, 3],
+                             [3, 3, 3, 3, 3, 3, 3, 3],
+                             [3, 3, 3, 3, 3, 3, 3, 3]])
+    got = decision_window(chosen, rejected, window, 2)
+    assert got.long().tolist() == [[0, 0, 0, 0, 1, 1, 0, 0],
+                                   [0, 0, 1, 1, 1, 1, 1, 0],
+                                   [0, 0, 0, 0, 0, 0, 1, 0]]
+    # in the trainer's scoring: chosen (EPAD at 16, words from 17) parts from rejected (PAD) at
+    # frame 16, so one decision frame sums exactly the log-probs at frame 16
+    model = build_model("tiny")
+    items = list(enumerate(read_index(streams)))[:3]
+    batch = collate(ShardReader(streams), items)
+    one = ScoreConfig(decision_frames=1, share_context=False)
+    s = score_pairs(model, batch.chosen, batch.rejected, batch.window, batch.split, one)
+    from duplexalign.models.forward import rescore_text_logprobs
+
+    lp = rescore_text_logprobs(model, torch.cat([batch.chosen, batch.rejected]))
+    assert torch.allclose(s.logps, lp[:, 16], atol=1e-5)
+    assert s.lengths.tolist() == [1.0] * 6

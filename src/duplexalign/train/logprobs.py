@@ -1,7 +1,7 @@
 """Window log-probs of chosen and rejected text streams: the quantity every preference loss uses.
 
 Owns the per-frame weights inside the pair window (1 everywhere, `onset_weight` on the first
-`onset_frames` frames of the reply), the length |y| (window frames incl. PAD, or non-pad tokens), and
+`onset_frames` frames of the reply, or only the decision frames where the variants part), the length |y| (window frames incl. PAD, or non-pad tokens), and
 the forward that produces them: the text-only path (temporal transformer + text head, no depth
 transformer), with the shared context computed once per pair by default, or the full forward when
 audio-codebook log-probs are added (the paper's text+audio ablation). It also returns the
@@ -34,6 +34,12 @@ class ScoreConfig(BaseModel):
     """Emphasise the first N frames of the window (the reply onset) ..."""
     onset_weight: float = 1.0
     """... with this per-frame weight (others weigh 1)."""
+    decision_frames: int = 0
+    """> 0 scores only the decision: the first window frame where the two text streams differ and
+    the N - 1 frames after it (per-decision credit). Frames before it cancel exactly in every
+    preference margin (same tokens, same context); frames after it are conditioned on the variant's
+    own choice, so a silence pair's long run of rejected PADs no longer teaches "speak whenever it is
+    quiet". 0 = the whole window. A pair whose texts never differ keeps its whole window."""
     audio_weight: float = 0.0
     """> 0 adds the model's audio-codebook log-probs (full forward incl. depth transformer)."""
     share_context: bool = True
@@ -73,6 +79,17 @@ def floor_logp(text_lp: torch.Tensor, text: torch.Tensor, floor: torch.Tensor) -
     return (text_lp * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
+def decision_window(chosen_text: torch.Tensor, rejected_text: torch.Tensor, window: torch.Tensor,
+                    frames: int) -> torch.Tensor:
+    """`[B, T]` bool: the first `frames` window frames from the first one where `chosen_text [B, T]`
+    and `rejected_text [B, T]` differ (`window [B, T]` bool); the whole window where they never do."""
+    differ = window & (chosen_text != rejected_text)
+    t = torch.arange(window.shape[1], device=window.device)
+    first = torch.where(differ, t, window.shape[1]).min(1, keepdim=True).values  # [B, 1]
+    span = window & (t >= first) & (t < first + frames)
+    return torch.where(differ.any(1, keepdim=True), span, window)
+
+
 def frame_weights(window: torch.Tensor, cfg: ScoreConfig) -> torch.Tensor:
     """Per-frame weights `[N, T]` from a window mask `[N, T]` (bool): 0 outside, onset emphasis."""
     w = window.float()
@@ -96,6 +113,8 @@ def score_pairs(model: nn.Module, chosen: torch.Tensor, rejected: torch.Tensor,
         cfg: what to sum.
         floor: `[B, T]` bool floor labels of the chosen variants (None: `floor_logp` is 0).
     """
+    if cfg.decision_frames > 0:
+        window = decision_window(chosen[:, 0], rejected[:, 0], window, cfg.decision_frames)
     codes = torch.cat([chosen, rejected])  # [2B, R, T]
     win2 = torch.cat([window, window]) & (codes[:, 0] >= 0)
     b = chosen.shape[0]
