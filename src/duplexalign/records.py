@@ -359,6 +359,8 @@ class Decision(Record):
 
     @property
     def target_key(self) -> str:
-        """What a later decision of the same reviewer replaces: the target (and rating point)."""
-        at = f"@{self.rating.at}" if self.rating is not None else ""
-        return f"{self.target}:{self.target_id}{at}"
+        """What a later decision of the same reviewer replaces: the target (and the rating
+        point of a rating, the category of a flag: a reply may miss several categories)."""
+        extra = (f"@{self.rating.at}" if self.rating is not None
+                 else f"/{self.category}" if self.verdict == "flag" else "")
+        return f"{self.target}:{self.target_id}{extra}"

@@ -256,7 +256,8 @@ def _rating_points(duration: float) -> list[int]:
 def _replies(conv: Conversation, mine: dict[str, Decision]) -> list[dict[str, Any]]:
     from duplexalign.segments import replies
 
-    return [{"reply": r, "mine": mine.get(f"reply:{r.id}")} for r in replies(conv)]
+    return [{"reply": r, "flags": [d.category for k, d in mine.items()
+                                   if k.startswith(f"reply:{r.id}/")]} for r in replies(conv)]
 
 
 def _pair_view(p: PreferencePair, reviewer: str, mine: Decision | None) -> dict[str, Any]:
