@@ -12,7 +12,6 @@ What the JavaScript does lives in `static/review.js`; decisions are stored by `s
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import math
 from pathlib import Path
@@ -34,7 +33,7 @@ from duplexalign.records import (
     Rating,
 )
 from duplexalign.review.index import RunIndex, issue_source
-from duplexalign.review.store import DecisionLog, latest, make_decision
+from duplexalign.review.store import DecisionLog, latest, make_decision, shown_first
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
@@ -91,12 +90,6 @@ class ReviewState:
         """target_key -> the other reviewers' latest decisions."""
         return {k: [d for r, d in v.items() if r != self.reviewer]
                 for k, v in latest(self.history).items()}
-
-
-def shown_first(pair_id: str, reviewer: str) -> str:
-    """Which variant a reviewer hears as A: fixed per (pair, reviewer), blind to them."""
-    h = hashlib.sha256(f"{pair_id}\0{reviewer}".encode()).digest()[0]
-    return "chosen" if h % 2 == 0 else "rejected"
 
 
 def create_app(run_dir: str | Path, *, reviewer: str, host: str = "127.0.0.1",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import gzip
+import hashlib
 import json
 import os
 import time
@@ -118,6 +119,13 @@ def make_decision(reviewer: str, target: str, target_id: str, conversation_id: s
     return Decision(id=new_decision_id(), reviewer=reviewer, time=time.time(), target=target,
                     target_id=target_id, conversation_id=conversation_id, verdict=verdict,
                     **fields)
+
+
+def shown_first(pair_id: str, reviewer: str) -> str:
+    """Which variant of a pair a reviewer hears as A ("chosen" or "rejected"): fixed per
+    (pair, reviewer) and blind to them."""
+    h = hashlib.sha256(f"{pair_id}\0{reviewer}".encode()).digest()[0]
+    return "chosen" if h % 2 == 0 else "rejected"
 
 
 def latest(decisions: Iterable[Decision]) -> dict[str, dict[str, Decision]]:
