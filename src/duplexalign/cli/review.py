@@ -61,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("review", help="web app to review issues and pairs by ear (and Label "
                        "Studio export/import)", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter, add_help=False)
+    p.add_argument("-h", "--help", action="store_true", help="show the three forms")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="RUN [options] | export ... | import ...")
     p.set_defaults(func=main)
 
@@ -68,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     """Dispatch to the form named by the first word."""
     rest = list(args.rest)
-    if not rest or rest[0] in ("-h", "--help"):
+    if args.help or not rest or rest[0] in ("-h", "--help"):
         print(__doc__)
         for parser in (_serve_parser(), _export_parser(), _import_parser()):
             print(parser.format_usage().strip())

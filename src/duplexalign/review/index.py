@@ -27,7 +27,7 @@ from tqdm import tqdm
 from duplexalign.errors import BadInput
 from duplexalign.manifest import iter_dicts
 from duplexalign.records import Conversation, Issue, PreferencePair
-from duplexalign.runs import ANNOTATIONS, CONVERSATIONS, PAIRS
+from duplexalign.runs import ANNOTATIONS, CONVERSATIONS, PAIRS, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +82,6 @@ def build(root: Path, dest: Path) -> None:
     from duplexalign.manifest import GroupReader
 
     conv_path = root / CONVERSATIONS
-    if not conv_path.is_file():
-        raise BadInput("no_conversations", f"{conv_path} does not exist: review needs a run made "
-                       "by `duplexalign ingest` (and `annotate` for issues)")
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +125,11 @@ class RunIndex:
     """
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.root = RunDir(root, create=False).root
+        if not (self.root / CONVERSATIONS).is_file():
+            raise BadInput("no_conversations", f"{self.root / CONVERSATIONS} does not exist: "
+                           "review needs a run made by `duplexalign ingest` (and `annotate` "
+                           "for issues)")
         path = self.root / INDEX
         if self._stale(path):
             log.info("review: indexing %s", self.root)
