@@ -194,3 +194,12 @@ def test_index_follows_the_manifests(run):
     keep = [i for i in read_manifest(run / ANNOTATIONS, Issue) if i.id != "a-tone"]
     write_manifest(run / ANNOTATIONS, keep)
     assert [i.id for i in RunIndex(run).issues("conv-a")] == ["a-fact"]
+
+
+def test_a_second_reviewer_side_by_side(run):
+    ann, bob = client(run, reviewer="ann"), client(run, reviewer="bob")
+    ann.get("/conversation", params={"id": "conv-a"})  # ann's app has read the (empty) log
+    assert post(bob, target="issue", target_id="a-tone", verdict="reject").status_code == 200
+    page = ann.get("/conversation", params={"id": "conv-a"}).text  # sees bob's new decision
+    assert "others: bob=reject" in page
+    assert page.count("undecided") >= 2  # still undecided by ann herself

@@ -101,3 +101,17 @@ def test_make_decision_stamps_id_and_time():
     d1 = make_decision("ann", "issue", "i1", "c", "confirm")
     d2 = make_decision("ann", "issue", "i1", "c", "confirm")
     assert d1.id != d2.id and d2.time >= d1.time > 0
+
+
+def test_read_new_reads_each_member_once(tmp_path):
+    log = DecisionLog(tmp_path)
+    assert log.read_new(0) == ([], 0)
+    log.append([dec("ann", "confirm", 1.0, "i1")])
+    got, off = log.read_new(0)
+    assert [d.target_id for d in got] == ["i1"] and off == log.size()
+    log.append([dec("bob", "reject", 2.0, "i2"), dec("bob", "reject", 3.0, "i3")])
+    got, off2 = log.read_new(off)
+    assert [d.target_id for d in got] == ["i2", "i3"] and off2 == log.size()
+    with open(log.path, "ab") as f:  # a writer mid-append: its member is not complete yet
+        f.write(gzip.compress(b'{"id": "x"}\n', mtime=0)[:12])
+    assert log.read_new(off2) == ([], off2)

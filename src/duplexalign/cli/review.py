@@ -81,11 +81,34 @@ def main(args: argparse.Namespace) -> int:
     return _serve(_serve_parser().parse_args(rest))
 
 
+def find_run(path: str) -> str:
+    """`path` when it is a run directory, else the one run directory inside it (`duplexalign
+    demo --out DIR` writes its run to DIR/run); several or none is one clear error."""
+    from pathlib import Path
+
+    from duplexalign.errors import BadInput
+    from duplexalign.runs import CONVERSATIONS
+
+    p = Path(path)
+    if (p / CONVERSATIONS).is_file() or not p.is_dir():
+        return path
+    found = sorted({c.parent for pattern in (f"run/{CONVERSATIONS}", f"*/run/{CONVERSATIONS}")
+                    for c in p.glob(pattern)})
+    if len(found) == 1:
+        print(f"review: {path} holds one run: {found[0]}")
+        return str(found[0])
+    if found:
+        raise BadInput("several_runs", f"{path} holds several runs; give one of: "
+                       + ", ".join(str(f) for f in found))
+    return path
+
+
 def _serve(a: argparse.Namespace) -> int:
     import uvicorn
 
     from duplexalign.review.app import LOOPBACK, create_app
 
+    a.run = find_run(a.run)
     reviewer = a.reviewer or os.environ.get("USER") or getpass.getuser() or "reviewer"
     token = None if a.host in LOOPBACK else secrets.token_urlsafe(24)
     app = create_app(a.run, reviewer=reviewer, host=a.host, port=a.port, token=token)
@@ -99,6 +122,7 @@ def _serve(a: argparse.Namespace) -> int:
 def _export(a: argparse.Namespace) -> int:
     from duplexalign.review.labelstudio import export_tasks
 
+    a.run = find_run(a.run)
     counts = export_tasks(a.run, a.out, audio_prefix=a.audio_prefix)
     print(f"label-studio: {dict(counts)} -> {a.out}/tasks.json (labeling config: "
           f"{a.out}/label_config.xml)")
@@ -108,6 +132,7 @@ def _export(a: argparse.Namespace) -> int:
 def _import(a: argparse.Namespace) -> int:
     from duplexalign.review.labelstudio import import_annotations
 
+    a.run = find_run(a.run)
     counts = import_annotations(a.run, a.export)
     print(f"label-studio import: {dict(counts)} -> {a.run}/review/decisions.jsonl.gz")
     return 0

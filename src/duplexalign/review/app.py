@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import math
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -33,7 +34,7 @@ from duplexalign.records import (
     Rating,
 )
 from duplexalign.review.index import RunIndex, issue_source
-from duplexalign.review.store import DecisionLog, latest, make_decision, shown_first
+from duplexalign.review.store import DecisionLog, make_decision, shown_first
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
@@ -59,37 +60,41 @@ class DecisionIn(BaseModel):
 
 
 class ReviewState:
-    """The app's view of one run for one reviewer: the index and the decisions log, re-read
-    incrementally whenever another process appended to it."""
+    """The app's view of one run for one reviewer: the index, and every reviewer's latest
+    decisions per conversation, kept up to date by reading only what was appended to the log
+    since the last request (by this app or by another reviewer's process)."""
 
     def __init__(self, run_dir: Path, reviewer: str):
         self.root = run_dir.resolve()
         self.reviewer = reviewer
         self.index = RunIndex(self.root)
         self.log = DecisionLog(self.root)
-        self._size = -1
-        self.history: list[Decision] = []
+        self._offset = 0
+        self._lock = threading.Lock()
+        # conversation id -> target_key -> reviewer -> latest decision
+        self._latest: dict[str, dict[str, dict[str, Decision]]] = {}
 
     def refresh(self) -> None:
-        """Re-read the log when it changed (size), and update the 'decided by me' set."""
-        size = self.log.size()
-        if size == self._size:
-            return
-        self.history = list(self.log.read())
-        self._size = size
-        self.index.set_decided(d.target_id for d in self.history
-                               if d.target == "issue" and d.reviewer == self.reviewer)
+        """Take in the decisions appended since the last call."""
+        with self._lock:
+            new, self._offset = self.log.read_new(self._offset)
+            for d in new:
+                per = self._latest.setdefault(d.conversation_id, {}).setdefault(d.target_key, {})
+                old = per.get(d.reviewer)
+                if old is None or d.time >= old.time:
+                    per[d.reviewer] = d
+            self.index.set_decided(d.target_id for d in new
+                                   if d.target == "issue" and d.reviewer == self.reviewer)
 
-    def mine(self) -> dict[str, Decision]:
-        """target_key -> this reviewer's latest decision."""
+    def decisions(self, conv_id: str) -> tuple[dict[str, Decision], dict[str, list[Decision]]]:
+        """Of one conversation: target_key -> this reviewer's latest decision, and target_key ->
+        the other reviewers' latest decisions."""
         self.refresh()
-        return {k: v[self.reviewer] for k, v in latest(self.history).items()
-                if self.reviewer in v}
-
-    def others(self) -> dict[str, list[Decision]]:
-        """target_key -> the other reviewers' latest decisions."""
-        return {k: [d for r, d in v.items() if r != self.reviewer]
-                for k, v in latest(self.history).items()}
+        per = self._latest.get(conv_id, {})
+        mine = {k: v[self.reviewer] for k, v in per.items() if self.reviewer in v}
+        others = {k: [d for r, d in sorted(v.items()) if r != self.reviewer]
+                  for k, v in per.items()}
+        return mine, others
 
 
 def create_app(run_dir: str | Path, *, reviewer: str, host: str = "127.0.0.1",
@@ -167,7 +172,7 @@ def create_app(run_dir: str | Path, *, reviewer: str, host: str = "127.0.0.1",
         conv = state.index.conversation(id)
         if conv is None:
             raise HTTPException(404, f"no conversation {id!r} in this run")
-        mine, others = state.mine(), state.others()
+        mine, others = state.decisions(id)
         issues = state.index.issues(id)
         pairs = state.index.pairs(id)
         prev_id, next_id = state.index.neighbours(id)
@@ -212,8 +217,7 @@ def create_app(run_dir: str | Path, *, reviewer: str, host: str = "127.0.0.1",
 
     @app.get("/api/decisions")
     def decisions(conversation: str) -> JSONResponse:
-        return JSONResponse({k: d.to_dict() for k, d in state.mine().items()
-                             if d.conversation_id == conversation})
+        return JSONResponse({k: d.to_dict() for k, d in state.decisions(conversation)[0].items()})
 
     return app
 

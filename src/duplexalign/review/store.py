@@ -90,6 +90,20 @@ class DecisionLog:
             os.close(fd)
         return lines.count("\n")
 
+    def read_new(self, offset: int) -> tuple[list[Decision], int]:
+        """The decisions in the complete members from byte `offset` on, and the offset after
+        them (a reader that keeps the offset reads each member once; a cut tail waits)."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundError:
+            return [], 0
+        end = complete_end(data)
+        text = gzip.decompress(data[:end]).decode("utf-8") if end else ""
+        out = [Decision.model_validate_json(line) for line in text.splitlines() if line.strip()]
+        return out, offset + end
+
     def read(self) -> Iterator[Decision]:
         """Every decision in the log, oldest first (history included)."""
         return read_manifest(self.path, Decision)
