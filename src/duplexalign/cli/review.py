@@ -104,9 +104,14 @@ def find_run(path: str) -> str:
 
 
 def _serve(a: argparse.Namespace) -> int:
-    import uvicorn
+    try:
+        import uvicorn
 
-    from duplexalign.review.app import LOOPBACK, create_app
+        from duplexalign.review.app import LOOPBACK, create_app
+    except ImportError as e:
+        from duplexalign.errors import BackendUnavailable
+
+        raise BackendUnavailable("review", 'pip install -e ".[review]"', str(e)) from e
 
     a.run = find_run(a.run)
     reviewer = a.reviewer or os.environ.get("USER") or getpass.getuser() or "reviewer"
