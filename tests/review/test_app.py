@@ -203,3 +203,11 @@ def test_a_second_reviewer_side_by_side(run):
     page = ann.get("/conversation", params={"id": "conv-a"}).text  # sees bob's new decision
     assert "others: bob=reject" in page
     assert page.count("undecided") >= 2  # still undecided by ann herself
+
+
+def test_overlapping_issue_spans_stack_in_rows():
+    from duplexalign.review.app import stack_rows
+
+    # a and b overlap (row 0, 1); c starts after a ended (row 0); d overlaps c and b's end
+    assert stack_rows([(1.0, 3.0), (2.0, 5.0), (3.0, 4.0), (3.5, 6.0)]) == [0, 1, 0, 2]
+    assert stack_rows([]) == []

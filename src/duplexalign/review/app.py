@@ -176,11 +176,15 @@ def create_app(run_dir: str | Path, *, reviewer: str, host: str = "127.0.0.1",
         issues = state.index.issues(id)
         pairs = state.index.pairs(id)
         prev_id, next_id = state.index.neighbours(id)
+        rows = stack_rows([i.reply_span for i in issues])
         return render(
-            "conversation.html", conv=conv, pps=80,
-            issues=[{"issue": i, "source": issue_source(i),
+            "conversation.html", conv=conv,
+            pps=round(max(20.0, min(200.0, 1300.0 / conv.duration)), 1),
+            issue_rows=max(rows, default=0) + 1,
+            issues=[{"issue": i, "source": issue_source(i), "row": row,
                      "mine": mine.get(f"issue:{i.id}"),
-                     "others": others.get(f"issue:{i.id}", [])} for i in issues],
+                     "others": others.get(f"issue:{i.id}", [])}
+                    for i, row in zip(issues, rows, strict=True)],
             replies=_replies(conv, mine),
             pairs=[_pair_view(p, reviewer, mine.get(f"pair:{p.id}")) for p in pairs],
             ratings=[{"at": at, "mine": mine.get(f"conversation:{conv.id}@{at}")}
@@ -220,6 +224,20 @@ def create_app(run_dir: str | Path, *, reviewer: str, host: str = "127.0.0.1",
         return JSONResponse({k: d.to_dict() for k, d in state.decisions(conversation)[0].items()})
 
     return app
+
+
+def stack_rows(spans: list[tuple[float, float]]) -> list[int]:
+    """A lane row per span (in the given order) so that no two spans of a row overlap: each
+    span takes the first row whose last span ended before it starts."""
+    ends: list[float] = []
+    out = []
+    for start, end in spans:
+        row = next((k for k, e in enumerate(ends) if e <= start), len(ends))
+        if row == len(ends):
+            ends.append(end)
+        ends[row] = end
+        out.append(row)
+    return out
 
 
 def _conv_link(conv_id: str | None) -> str | None:
