@@ -96,6 +96,9 @@
     $("[data-verdict=reject]", li).addEventListener("click", () => decide(li, "reject"));
     $("[data-verdict=edit]", li).addEventListener("click", () => openEditor(li));
     $(".save-edit", li).addEventListener("click", () => decide(li, "edit"));
+    $(".reject-reason", li).addEventListener("keydown", (e) => {
+      if (e.key === "Enter") { e.preventDefault(); decide(li, "reject"); li.focus(); }
+    });
     $(".edit-text", li).addEventListener("keydown", (e) => {
       if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); decide(li, "edit"); }
       if (e.key === "Escape") { $(".editor", li).hidden = true; li.focus(); }
