@@ -115,3 +115,24 @@ def test_read_new_reads_each_member_once(tmp_path):
     with open(log.path, "ab") as f:  # a writer mid-append: its member is not complete yet
         f.write(gzip.compress(b'{"id": "x"}\n', mtime=0)[:12])
     assert log.read_new(off2) == ([], off2)
+
+
+def _append_many(root: str, reviewer: str, n: int) -> None:
+    log = DecisionLog(root)
+    for k in range(n):
+        log.append([dec(reviewer, "confirm", float(k), f"i{k}")])
+
+
+def test_two_processes_appending_at_once_lose_nothing(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_append_many, args=(str(tmp_path), r, 40)) for r in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    got = list(DecisionLog(tmp_path).read())
+    assert sorted((d.reviewer, d.target_id) for d in got) == sorted(
+        (r, f"i{k}") for r in ("a", "b") for k in range(40))
