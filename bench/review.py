@@ -21,33 +21,33 @@ import time
 from pathlib import Path
 
 from duplexalign.manifest import ManifestWriter, iter_dicts
-from duplexalign.records import ChannelWords, Conversation, Issue, JudgeInfo, Source, Word
 from duplexalign.runs import ANNOTATIONS, CONVERSATIONS
 
 CATS = [("content", "factuality"), ("content", "tone"), ("timing", "interruption"),
         ("timing", "unresponsiveness"), ("content", "safety")]
 
 
-def words(start: float, n: int) -> list[Word]:
-    return [Word(text=f"w{k}", start=round(start + 0.3 * k, 2), end=round(start + 0.3 * k + 0.25,
-                                                                            2)) for k in range(n)]
+def words(start: float, n: int) -> list[dict]:
+    return [{"text": f"w{k}", "start": round(start + 0.3 * k, 2),
+             "end": round(start + 0.3 * k + 0.25, 2)} for k in range(n)]
 
 
 def write_run(root: Path, n: int) -> None:
-    src = Source(reader="bench", path="-", digest="0")
+    """The manifests as plain dicts (the index build validates every record)."""
+    src = {"reader": "bench", "path": "-", "digest": "0"}
+    model, user = words(4.0, 24), words(0.2, 24)
     with ManifestWriter(root / CONVERSATIONS, resume=False) as cw, \
             ManifestWriter(root / ANNOTATIONS, resume=False) as iw:
         for k in range(n):
             cid = f"conv-{k:06d}"
-            cw.write(Conversation(id=cid, words=ChannelWords(model=words(4.0, 24),
-                                                             user=words(0.2, 24)),
-                                  duration=20.0, source=src))
+            cw.write({"id": cid, "words": {"model": model, "user": user}, "duration": 20.0,
+                      "source": src})
             for j in range(k % 4):
                 kind, cat = CATS[(k + j) % len(CATS)]
-                iw.write(Issue(id=f"{cid}:{j}", conversation_id=cid, reply_id=f"{cid}#r0",
-                               reply_words=(0, 24), reply_span=(4.0 + j, 11.0), kind=kind,
-                               category=cat, score=1 if kind == "content" else None,
-                               reason="bench", judge=JudgeInfo(name="bench")))
+                iw.write({"id": f"{cid}:{j}", "conversation_id": cid, "reply_id": f"{cid}#r0",
+                          "reply_words": [0, 24], "reply_span": [4.0 + j, 11.0], "kind": kind,
+                          "category": cat, "score": 1 if kind == "content" else None,
+                          "reason": "bench", "judge": {"name": "bench"}})
 
 
 def timed(fn, repeat: int = 5) -> float:

@@ -163,6 +163,7 @@ def test_a_token_guards_every_request_beyond_loopback(run):
     assert c.get("/").status_code == 401
     assert c.get("/media", params={"path": "audio/conv-a/model.wav"}).status_code == 401
     assert c.get("/?token=wrong").status_code == 401
+    assert c.get("/?token=sécret").status_code == 401  # any text is a wrong token, not a crash
     assert c.get("/?token=s3cret").status_code == 200  # sets the cookie ...
     assert c.get("/conversation", params={"id": "conv-a"}).status_code == 200  # ... used here
     body = {"target": "issue", "target_id": "a-fact", "verdict": "confirm"}

@@ -51,7 +51,7 @@ def served(tmp_path):
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.time() + 10
+    deadline = time.time() + 30
     while not server.started and time.time() < deadline:
         time.sleep(0.02)
     assert server.started, "uvicorn did not start"
@@ -78,7 +78,7 @@ def browser():
     driver.quit()
 
 
-def _wait(cond, timeout: float = 5.0):
+def _wait(cond, timeout: float = 20.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
         v = cond()

@@ -123,15 +123,13 @@ def create_app(run_dir: str | Path, *, reviewer: str, host: str = "127.0.0.1",
             return Response("unknown host", status_code=421)
         given = request.query_params.get("token") or request.cookies.get("review_token")
         header = request.headers.get("x-review-token")
-        if token is not None and not any(v and hmac.compare_digest(v, token)
-                                         for v in (given, header)):
+        if token is not None and not any(_same(v, token) for v in (given, header)):
             return Response("a token is required: use the URL the review command printed",
                             status_code=401)
         if request.method not in ("GET", "HEAD"):
             origin = request.headers.get("origin")
             same = origin == f"{request.url.scheme}://{request.headers.get('host')}"
-            if not same and not (token is not None and header
-                                 and hmac.compare_digest(header, token)):
+            if not same and not (token is not None and _same(header, token)):
                 return Response("cross-origin write refused", status_code=403)
         response = await call_next(request)
         response.headers["Content-Security-Policy"] = CSP
@@ -224,6 +222,11 @@ def create_app(run_dir: str | Path, *, reviewer: str, host: str = "127.0.0.1",
         return JSONResponse({k: d.to_dict() for k, d in state.decisions(conversation)[0].items()})
 
     return app
+
+
+def _same(given: str | None, token: str) -> bool:
+    """True when `given` is the token (constant-time; any text may be given)."""
+    return given is not None and hmac.compare_digest(given.encode(), token.encode())
 
 
 def stack_rows(spans: list[tuple[float, float]]) -> list[int]:
