@@ -32,17 +32,26 @@ from duplexalign.runs import ANNOTATIONS, CONVERSATIONS, PAIRS, RunDir
 log = logging.getLogger(__name__)
 
 INDEX = "review/index.sqlite"
-VERSION = 1
+VERSION = 2
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE conversations (row INTEGER PRIMARY KEY, id TEXT UNIQUE, duration REAL,
-                            n_issues INTEGER, body BLOB);
-CREATE TABLE issues (id TEXT PRIMARY KEY, conv_row INTEGER, conversation_id TEXT, category TEXT,
-                     source TEXT, start REAL, body BLOB);
+                            n_issues INTEGER, categories TEXT);
+CREATE TABLE conversation_body (row INTEGER PRIMARY KEY, body BLOB);
+CREATE TABLE issues (id TEXT PRIMARY KEY, conv_row INTEGER, category TEXT, source TEXT,
+                     start REAL);
+CREATE TABLE issue_body (id TEXT PRIMARY KEY, conv_row INTEGER, body BLOB);
+CREATE TABLE pairs (id TEXT PRIMARY KEY, conv_row INTEGER, body BLOB);
+"""
+INDEXES = """
 CREATE INDEX issues_conv ON issues (conv_row);
-CREATE TABLE pairs (id TEXT PRIMARY KEY, conv_row INTEGER, conversation_id TEXT, body BLOB);
+CREATE INDEX issues_category ON issues (category, conv_row);
+CREATE INDEX issues_source ON issues (source, conv_row);
+CREATE INDEX issue_body_conv ON issue_body (conv_row);
 CREATE INDEX pairs_conv ON pairs (conv_row);
 """
+"""The listing tables (`conversations`, `issues`) are narrow so that counting and paging 100k
+rows reads a few MB; the records live in the `*_body` tables, read one conversation at a time."""
 
 
 def issue_source(issue: Issue) -> str:
@@ -93,20 +102,24 @@ def build(root: Path, dest: Path) -> None:
                                  disable=None)):
         conv = Conversation.model_validate(d)
         group = issues.take(conv.id)
+        cats = []
         for i in group:
             if "reply_id" not in i:
                 raise BadInput("old_annotations", f"{root / ANNOTATIONS} was written before "
                                "reply ids: rerun `duplexalign annotate` on this run")
             issue = Issue.model_validate(i)
-            db.execute("INSERT OR REPLACE INTO issues VALUES (?,?,?,?,?,?,?)",
-                       (issue.id, row, conv.id, issue.category, issue_source(issue),
-                        issue.reply_span[0], _pack(i)))
+            cats.append(issue.category)
+            db.execute("INSERT OR REPLACE INTO issues VALUES (?,?,?,?,?)",
+                       (issue.id, row, issue.category, issue_source(issue), issue.reply_span[0]))
+            db.execute("INSERT OR REPLACE INTO issue_body VALUES (?,?,?)",
+                       (issue.id, row, _pack(i)))
         for p in pairs.take(conv.id):
             pair = PreferencePair.model_validate(p)
-            db.execute("INSERT OR REPLACE INTO pairs VALUES (?,?,?,?)",
-                       (pair.id, row, conv.id, _pack(p)))
+            db.execute("INSERT OR REPLACE INTO pairs VALUES (?,?,?)", (pair.id, row, _pack(p)))
         db.execute("INSERT INTO conversations VALUES (?,?,?,?,?)",
-                   (row, conv.id, conv.duration, len(group), _pack(d)))
+                   (row, conv.id, conv.duration, len(group), ",".join(sorted(set(cats)))))
+        db.execute("INSERT INTO conversation_body VALUES (?,?)", (row, _pack(d)))
+    db.executescript(INDEXES)
     left = sum(1 for _ in issues.rest())
     if left:
         log.warning("review: %d issues are not in conversation order or name unknown "
@@ -171,7 +184,7 @@ class RunIndex:
         if undecided:
             sub.append("i.id NOT IN (SELECT issue_id FROM decided)")
         if sub:
-            conds.append("EXISTS (SELECT 1 FROM issues i WHERE i.conv_row = c.row AND "
+            conds.append("c.row IN (SELECT i.conv_row FROM issues i WHERE "
                          + " AND ".join(sub) + ")")
             args += subargs
         return (" WHERE " + " AND ".join(conds)) if conds else "", args
@@ -184,10 +197,9 @@ class RunIndex:
             total = self._db.execute(f"SELECT COUNT(*) FROM conversations c{where}",
                                      args).fetchone()[0]
             rows = self._db.execute(
-                "SELECT c.id, c.duration, c.n_issues, (SELECT group_concat(DISTINCT category) "
-                f"FROM issues WHERE conv_row = c.row) FROM conversations c{where} "
+                f"SELECT c.id, c.duration, c.n_issues, c.categories FROM conversations c{where} "
                 "ORDER BY c.row LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
-        return [Row(r[0], r[1], r[2], r[3] or "") for r in rows], total
+        return [Row(*r) for r in rows], total
 
     def neighbours(self, conv_id: str) -> tuple[str | None, str | None]:
         """The ids of the conversations before and after `conv_id` in run order."""
@@ -205,22 +217,24 @@ class RunIndex:
     def conversation(self, conv_id: str) -> Conversation | None:
         """The conversation `conv_id`, or None."""
         with self._lock:
-            row = self._db.execute("SELECT body FROM conversations WHERE id=?",
-                                   (conv_id,)).fetchone()
+            row = self._db.execute("SELECT b.body FROM conversations c JOIN conversation_body b "
+                                   "ON b.row = c.row WHERE c.id=?", (conv_id,)).fetchone()
         return Conversation.model_validate(_unpack(row[0])) if row else None
 
     def issues(self, conv_id: str) -> list[Issue]:
         """The issues of `conv_id` in time order."""
         with self._lock:
-            rows = self._db.execute("SELECT body FROM issues WHERE conversation_id=? "
-                                    "ORDER BY start, id", (conv_id,)).fetchall()
+            rows = self._db.execute(
+                "SELECT b.body FROM issues i JOIN issue_body b ON b.id = i.id WHERE i.conv_row = "
+                "(SELECT row FROM conversations WHERE id=?) ORDER BY i.start, i.id",
+                (conv_id,)).fetchall()
         return [Issue.model_validate(_unpack(r[0])) for r in rows]
 
     def pairs(self, conv_id: str) -> list[PreferencePair]:
         """The pairs of `conv_id`."""
         with self._lock:
-            rows = self._db.execute("SELECT body FROM pairs WHERE conversation_id=? ORDER BY id",
-                                    (conv_id,)).fetchall()
+            rows = self._db.execute("SELECT body FROM pairs WHERE conv_row = (SELECT row FROM "
+                                    "conversations WHERE id=?) ORDER BY id", (conv_id,)).fetchall()
         return [PreferencePair.model_validate(_unpack(r[0])) for r in rows]
 
     def categories(self) -> list[str]:
@@ -232,15 +246,15 @@ class RunIndex:
     def issue_conversation(self, issue_id: str) -> str | None:
         """The conversation of an issue, or None when the issue is unknown."""
         with self._lock:
-            row = self._db.execute("SELECT conversation_id FROM issues WHERE id=?",
-                                   (issue_id,)).fetchone()
+            row = self._db.execute("SELECT c.id FROM issues i JOIN conversations c ON c.row = "
+                                   "i.conv_row WHERE i.id=?", (issue_id,)).fetchone()
         return row[0] if row else None
 
     def pair_conversation(self, pair_id: str) -> str | None:
         """The conversation of a pair, or None when the pair is unknown."""
         with self._lock:
-            row = self._db.execute("SELECT conversation_id FROM pairs WHERE id=?",
-                                   (pair_id,)).fetchone()
+            row = self._db.execute("SELECT c.id FROM pairs p JOIN conversations c ON c.row = "
+                                   "p.conv_row WHERE p.id=?", (pair_id,)).fetchone()
         return row[0] if row else None
 
     def close(self) -> None:
