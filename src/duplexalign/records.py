@@ -280,3 +280,87 @@ class PreferencePair(Record):
         if not (0 <= self.context_start <= s < e):
             raise ValueError("need 0 <= context_start <= window start < window end")
         return self
+
+
+Verdict = Literal["confirm", "reject", "edit", "flag", "prefer_chosen", "prefer_rejected",
+                  "neither", "rate"]
+"""What a reviewer decided: about an issue (confirm / reject / edit its improved reply), about a
+reply the judges missed (flag), about a pair (prefer_chosen / prefer_rejected / neither), or
+ratings of a conversation (rate)."""
+
+_VERDICTS_OF: dict[str, tuple[str, ...]] = {
+    "issue": ("confirm", "reject", "edit"),
+    "reply": ("flag",),
+    "pair": ("prefer_chosen", "prefer_rejected", "neither"),
+    "conversation": ("rate",),
+}
+
+
+class Rating(Record):
+    """A reviewer's 1-5 ratings of a conversation's first `at` seconds (the paper's human
+    evaluation of multi-turn quality at 30 / 90 / 120 s)."""
+
+    at: Literal[30, 90, 120]
+    coherence: int = Field(ge=1, le=5)
+    engagement: int = Field(ge=1, le=5)
+    relevance: int = Field(ge=1, le=5)
+
+
+class Decision(Record):
+    """One human decision, appended to RUN/review/decisions.jsonl.gz (never rewritten).
+
+    The latest decision of a reviewer about a target replaces that reviewer's earlier ones
+    (`review.store.latest`); earlier ones stay in the log as history.
+
+    Attributes:
+        id: unique id of this entry (a second entry about the same target gets a new id).
+        reviewer: who decided.
+        time: when, in seconds since the epoch (UTC).
+        target: "issue", "reply" (a reply the judges missed), "pair" or "conversation".
+        target_id: the `Issue.id`, `Issue.reply_id`-style reply id, `PreferencePair.id`, or
+            `Conversation.id` (ratings: one target per rating point, see `target_key`).
+        conversation_id: the conversation the target belongs to.
+        verdict: the decision (which verdicts a target allows: `_VERDICTS_OF`).
+        reason: the reviewer's optional reason (a reject's why, a flag's note).
+        text: verdict "edit": the reviewer's improved reply, which becomes the chosen text.
+        category: verdict "flag": the issue category the judges missed.
+        shown_first: pairs: which variant was played as A ("chosen" or "rejected"; A/B order
+            is blind to the reviewer).
+        rating: verdict "rate": the ratings.
+        origin: where the decision was made ("web", or "label-studio" for imported ones).
+    """
+
+    id: str
+    reviewer: str = Field(min_length=1)
+    time: float
+    target: Literal["issue", "reply", "pair", "conversation"]
+    target_id: str = Field(min_length=1)
+    conversation_id: str
+    verdict: Verdict
+    reason: str = ""
+    text: str | None = None
+    category: str | None = None
+    shown_first: Literal["chosen", "rejected"] | None = None
+    rating: Rating | None = None
+    origin: str = "web"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Decision:
+        if self.verdict not in _VERDICTS_OF[self.target]:
+            raise ValueError(f"verdict {self.verdict!r} is not one of "
+                             f"{_VERDICTS_OF[self.target]} for a {self.target}")
+        if self.verdict == "edit" and not (self.text and self.text.strip()):
+            raise ValueError("an edit needs the improved reply text")
+        if self.verdict == "flag" and self.category not in CONTENT_CATEGORIES + TIMING_CATEGORIES:
+            raise ValueError("a flag needs an issue category")
+        if (self.verdict == "rate") != (self.rating is not None):
+            raise ValueError("ratings go with verdict 'rate' only")
+        return self
+
+    @property
+    def target_key(self) -> str:
+        """What a later decision of the same reviewer replaces: the target (and the rating
+        point of a rating, the category of a flag: a reply may miss several categories)."""
+        extra = (f"@{self.rating.at}" if self.rating is not None
+                 else f"/{self.category}" if self.verdict == "flag" else "")
+        return f"{self.target}:{self.target_id}{extra}"

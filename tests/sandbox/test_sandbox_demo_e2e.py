@@ -41,3 +41,13 @@ def test_demo_quick_runs_the_loop(tmp_path, capsys):
     assert set(res["goals"]) >= {"unresponsiveness_halved", "unsafe_down_20_points"}
     assert res["validation_history"], "rollout validation never ran"
     assert "Before/after on held-out scenarios" in capsys.readouterr().out
+    # `duplexalign review` serves the quick demo's run: its list and a conversation with issues
+    from fastapi.testclient import TestClient
+
+    from duplexalign.review.app import create_app
+
+    client = TestClient(create_app(run, reviewer="ci"), base_url="http://127.0.0.1:8765")
+    assert f"{kept} conversations" in client.get("/").text
+    first = next(iter_dicts(run / "annotations.jsonl.gz"))["conversation_id"]
+    page = client.get("/conversation", params={"id": first}).text
+    assert 'data-testid="issue"' in page and 'class="lane model"' in page

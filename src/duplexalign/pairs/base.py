@@ -38,6 +38,8 @@ class Candidate:
         strategy: registered strategy name.
         reply_id: the reply's id (`Issue.reply_id`).
         reply_words: [first, end) indices of the reply's words in the model channel.
+        reviewed_reply: a reviewer's edited reply text (`pairs.review`), which wins over every
+            judge's improved reply; it enters the pair id, so a new edit makes a new pair.
     """
 
     conversation: Conversation
@@ -47,11 +49,16 @@ class Candidate:
     strategy: str
     reply_id: str = ""
     reply_words: tuple[int, int] = (0, 0)
+    reviewed_reply: str | None = None
 
     @property
     def id(self) -> str:
-        """Stable pair id: conversation, strategy and span onset in milliseconds."""
-        return f"{safe_id(self.conversation.id)}-{self.strategy}-{round(self.span[0] * 1000):07d}"
+        """Stable pair id: conversation, strategy and span onset in milliseconds (and a digest
+        of the reviewed reply, when a reviewer edited it)."""
+        base = f"{safe_id(self.conversation.id)}-{self.strategy}-{round(self.span[0] * 1000):07d}"
+        if self.reviewed_reply is None:
+            return base
+        return f"{base}-r{hashlib.sha256(self.reviewed_reply.encode()).hexdigest()[:8]}"
 
     def words(self) -> list[Word]:
         """The logged model words of the reply (by index: no search by time)."""
@@ -63,7 +70,10 @@ class Candidate:
         return next((i for i in self.issues if i.kind == "timing"), None)
 
     def improved_reply(self) -> str | None:
-        """The first non-empty improved reply a content judge wrote for this reply."""
+        """The reviewer's edited reply, else the first non-empty improved reply a content judge
+        wrote for this reply."""
+        if self.reviewed_reply and self.reviewed_reply.strip():
+            return self.reviewed_reply.strip()
         for i in self.issues:
             if i.kind == "content" and i.improved_reply and i.improved_reply.strip():
                 return i.improved_reply.strip()

@@ -6,6 +6,8 @@ window and context bounds, the per-conversation policy, filters and the category
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from duplexalign.config import StageConfig
@@ -57,6 +59,11 @@ class PairsConfig(StageConfig):
     """Target share per category (content / interruption / silence); None keeps every pair."""
     seed: int = 0
     """Seed of the gap draws and of the mix subsampling."""
+    review: Literal["ignore", "prefer", "only_confirmed"] = "prefer"
+    """Human decisions from `duplexalign review` (RUN/review/decisions.jsonl.gz): `prefer` = a
+    rejected issue makes no pair, an edited reply is the chosen text, undecided issues count as
+    judged; `only_confirmed` = only confirmed or edited issues make pairs; `ignore` = not read.
+    Pairs reviewers did not prefer are left out of the mix (pairs/reviewed.py)."""
     rewriter: LLMEndpoint | None = None
     """The rewriter's LLM endpoint (it writes the chosen reply when no judge wrote an improved
     one, and the reply inserted into a silence). None = the endpoint annotate judged with (from

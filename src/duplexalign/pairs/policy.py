@@ -40,9 +40,12 @@ def group_issues(issues: Iterable[Issue]) -> list[list[Issue]]:
     return sorted(groups.values(), key=lambda g: (g[0].reply_words, g[0].reply_span[0]))
 
 
-def candidates(conv: Conversation, issues: Iterable[Issue], cfg: PairsConfig
-               ) -> tuple[list[Candidate], list[Drop]]:
-    """The candidates of one conversation under the policy, and the drops with reasons."""
+def candidates(conv: Conversation, issues: Iterable[Issue], cfg: PairsConfig,
+               reviewed: dict[str, str] | None = None) -> tuple[list[Candidate], list[Drop]]:
+    """The candidates of one conversation under the policy, and the drops with reasons.
+
+    `reviewed` maps a `reply_id` to a reviewer's edited reply text (the candidate's chosen text).
+    """
     drops: list[Drop] = []
     usable: list[Candidate] = []
     problems = []
@@ -67,7 +70,7 @@ def candidates(conv: Conversation, issues: Iterable[Issue], cfg: PairsConfig
         if timing:
             span, words = primary.reply_span, primary.reply_words
         usable.append(Candidate(conv, tuple(group), span, category, strategy, primary.reply_id,
-                                words))
+                                words, (reviewed or {}).get(primary.reply_id)))
     keep = usable[:cfg.max_pairs_per_conversation]
     for c in usable[cfg.max_pairs_per_conversation:]:
         drops.append((c.id, "policy_extra_reply",

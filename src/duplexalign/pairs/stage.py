@@ -3,7 +3,8 @@
 Owns the orchestration: walk RUN/conversations.jsonl.gz and merge-join RUN/annotations.jsonl.gz
 (written in conversation order) one conversation at a time, turn each conversation's issues into
 candidates grouped by `reply_id` (policy.py), build each with its strategy, check the invariant,
-filter (filters.py), write the two window waveforms to
+filter (filters.py), apply the human review decisions (reviewed.py, `pairs.review`), write the two
+window waveforms to
 RUN/pairs/audio/<pair_id>/{chosen,rejected}.wav and the built pair to RUN/pairs/candidates.jsonl.gz,
 every drop with its reason to RUN/pairs/dropped.jsonl.gz, and finally the mix (filters.mix) to
 RUN/pairs.jsonl.gz. Memory holds one conversation (plus the ids the writers skip on resume).
@@ -24,11 +25,18 @@ from tqdm import tqdm
 
 from duplexalign.errors import BackendUnavailable, BadInput, JudgeError
 from duplexalign.judges.endpoint import LLMEndpoint, open_client
-from duplexalign.manifest import GroupReader, ManifestWriter, iter_dicts, read_manifest
+from duplexalign.manifest import (
+    GroupReader,
+    ManifestWriter,
+    iter_dicts,
+    read_manifest,
+    write_manifest,
+)
 from duplexalign.pairs.base import STRATEGIES, Built, PairEnv, Rewriter
 from duplexalign.pairs.config import PairsConfig
 from duplexalign.pairs.filters import PairFilter, mix_ids
 from duplexalign.pairs.policy import candidates, check_invariant
+from duplexalign.pairs.reviewed import load_review, review_inputs
 from duplexalign.records import Conversation, Issue, PreferencePair
 from duplexalign.runs import ANNOTATIONS, CONVERSATIONS, PAIRS, RunDir, StageRun, StageStats
 
@@ -130,10 +138,16 @@ def run(cfg: PairsConfig, run_dir: str | Path, rewriter: Rewriter | None = None,
     pending = RunDir(run_dir, create=False).read_stats().get("annotate", {}).get(
         "judge_failures_pending")
     st = StageRun(STAGE, cfg, run_dir, inputs=(CONVERSATIONS, ANNOTATIONS), needs="annotate",
-                  why=f"{pending} judge failures pending" if pending else "it did not finish")
+                  why=f"{pending} judge failures pending" if pending else "it did not finish",
+                  extra_inputs=lambda: review_inputs(Path(run_dir), cfg.review))
     if (prev := st.previous()) is not None:
         return prev
     rd, stats = st.rd, st.stats
+    review = load_review(rd.root, cfg.review)
+    if review.active and rd.path(DROPPED).exists():  # review drops are decided afresh each run
+        write_manifest(rd.path(DROPPED), (d for d in iter_dicts(rd.path(DROPPED))
+                                          if not str(d.get("reason", "")).startswith("review_")))
+    current: set[str] = set()  # ids of the candidates the decisions allow now
     conv_path, ann_path = rd.path(CONVERSATIONS), rd.path(ANNOTATIONS)
     if voice is None:
         from duplexalign.speech.voices import get_voice as voice
@@ -154,13 +168,17 @@ def run(cfg: PairsConfig, run_dir: str | Path, rewriter: Rewriter | None = None,
     try:
         for conv in tqdm(read_manifest(conv_path, Conversation), desc="pairs", unit="conv",
                          disable=None):
-            issues = by_conv.take(conv.id)
+            issues, edits, review_drops = review.filter_issues(by_conv.take(conv.id))
+            for item, reason, detail in review_drops:
+                drop(f"{item}@review", conv.id, reason, detail)
+            cands, drops = candidates(conv, issues, cfg, edits) if issues else ([], [])
+            current.update(c.id for c in cands)
             flt = PairFilter(cfg)
             for p in built_before.take(conv.id):
-                flt.remember(p)
+                if not review.active or p.id in current:
+                    flt.remember(p)
             if not issues:
                 continue
-            cands, drops = candidates(conv, issues, cfg)
             for item, reason, detail in drops:
                 drop(item, conv.id, reason, detail)
             env = PairEnv(conv, cfg, _model_audio(rd, conv), voice, rewriter)
@@ -202,12 +220,22 @@ def run(cfg: PairsConfig, run_dir: str | Path, rewriter: Rewriter | None = None,
     cand_w.close()
     drop_w.close()
 
-    built = ((d["id"], d["category"]) for d in iter_dicts(rd.path(CANDIDATES)))
+    unreviewed: dict[str, str] = {}  # built pair id -> why the review leaves it out
+    if review.active:
+        for d in iter_dicts(rd.path(CANDIDATES)):
+            why = (("review_superseded", "") if d["id"] not in current
+                   else review.pair_verdict(d["id"]))
+            if why is not None:
+                unreviewed[d["id"]] = why[0]
+    built = ((d["id"], d["category"]) for d in iter_dicts(rd.path(CANDIDATES))
+             if d["id"] not in unreviewed)
     keep = mix_ids(built, cfg.mix, cfg.seed)
     with ManifestWriter(rd.path(PAIRS), resume=False) as out:
         for p in read_manifest(rd.path(CANDIDATES), PreferencePair):
             stats.add("built")
-            if p.id in keep:
+            if p.id in unreviewed:
+                stats.add(f"dropped/{unreviewed[p.id]}")
+            elif p.id in keep:
                 out.write(p)
                 stats.add("written")
                 stats.add(f"written/strategy/{p.strategy}")

@@ -2,7 +2,8 @@
 
 Owns which sections a report has and where each finds its inputs in a run directory: training curves
 and reward margins (`train/metrics.jsonl`), issue counts per category (`stats.json`, annotate
-section), the before/after table and timing histograms (every evaluation output found under the run:
+section), the judges' precision and recall per category against human review decisions and the
+reviewers' agreement (`review/decisions.jsonl.gz`, `annotations.jsonl.gz`), the before/after table and timing histograms (every evaluation output found under the run:
 a `results.json` with a `tasks` section; the baseline is the one whose path says before/base/sft,
 else the oldest), and two-lane timelines of the worst samples of the latest evaluation. A section
 whose inputs are absent is kept with a line saying what is missing, so a partial run still reports.
@@ -117,6 +118,41 @@ def issues_section(root: Path) -> Section:
         return s
     s.table = [["category", "issues"]] + [[k, str(v)] for k, v in sorted(issues.items())]
     s.figures.append(("issues per category", plots.issue_counts(issues)))
+    return s
+
+
+def review_section(root: Path) -> Section:
+    """Judge precision and recall per category against human decisions, and Cohen's kappa
+    between reviewers (`duplexalign review`)."""
+    from duplexalign.manifest import read_manifest
+    from duplexalign.records import Issue
+    from duplexalign.review.agreement import calibration, reviewer_agreement
+    from duplexalign.review.store import DecisionLog
+    from duplexalign.runs import ANNOTATIONS
+
+    s = Section("Human review")
+    log_ = DecisionLog(root)
+    if not log_.path.is_file():
+        s.text = "No review decisions (`review/decisions.jsonl.gz` is absent: `duplexalign review`)."
+        return s
+    decisions = list(log_.read())
+    reviewers = sorted({d.reviewer for d in decisions})
+    cal = calibration(read_manifest(root / ANNOTATIONS, Issue), decisions)
+    s.text = (f"{len(decisions)} decisions by {len(reviewers)} reviewer(s) "
+              f"({', '.join(reviewers)}). Precision = confirmed / decided issues; recall = "
+              "confirmed / (confirmed + problems reviewers flagged as missed); with several "
+              "reviewers, the majority decision counts.")
+    s.table = [["category", "judge issues", "confirmed", "rejected", "missed", "precision",
+                "recall"]]
+    s.table += [[c.category, str(c.issues), str(c.confirmed), str(c.rejected), str(c.missed),
+                 _num(c.precision), _num(c.recall)] for c in cal]
+    agree = reviewer_agreement(decisions)
+    if agree:
+        rows = [f"| {a.a} | {a.b} | {a.shared} | {_num(a.observed)} | {_num(a.kappa)} |"
+                for a in agree]
+        s.text += ("\n\nAgreement between reviewers (issues both decided; Cohen's κ):\n\n"
+                   "| reviewer A | reviewer B | shared | agreement | κ |\n|---|---|---|---|---|\n"
+                   + "\n".join(rows))
     return s
 
 
@@ -325,7 +361,7 @@ def run(cfg: ReportConfig, run_dir: str | Path, out_dir: str | Path | None = Non
 
         raise ConfigError(f"report --out: {out} exists and is not a directory")
     evals = find_evaluations(root)
-    sections = [training_section(root), issues_section(root),
+    sections = [training_section(root), issues_section(root), review_section(root),
                 comparison_section(root, evals, cfg.resamples), timing_section(root, evals),
                 worst_section(root, evals, cfg.worst)]
     title = f"duplexalign report: {root.resolve().name}"
