@@ -18,7 +18,6 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-
 from tqdm import tqdm
 
 from duplexalign.engine import digested, ordered_map
