@@ -166,20 +166,23 @@ def _holder_class(ray: Any) -> Any:
     return ray.remote(WorkerHolder)
 
 
+def _start_pool(engine: EngineConfig, ray: Any, make_worker: WorkerFactory, n: int
+                ) -> list[Any]:
+    holder = _holder_class(ray).options(
+        num_cpus=engine.cpus_per_worker, num_gpus=engine.gpus_per_worker,
+        max_restarts=engine.max_retries, max_task_retries=engine.max_retries,
+        runtime_env={"env_vars": worker_env(engine)})
+    return [holder.remote(make_worker) for _ in range(n)]
+
+
 def _ray_map(engine: EngineConfig, make_worker: WorkerFactory, items: Iterable[Any],
              skip: Callable[[Any], bool] | None, desc: str) -> Iterator[Any]:
     ray = _import_ray()
     started = _connect(engine)
     actors: list[Any] = []
+    pids: list[int] = []
     try:
         n = _pool_size(engine, ray)
-        holder = _holder_class(ray).options(
-            num_cpus=engine.cpus_per_worker, num_gpus=engine.gpus_per_worker,
-            max_restarts=engine.max_retries, max_task_retries=engine.max_retries,
-            runtime_env={"env_vars": worker_env(engine)})
-        actors = [holder.remote(make_worker) for _ in range(n)]
-        _ray_pools.append(actors)
-        log.info("engine ray: %d workers for %s", n, desc or "the stage")
         window = engine.in_flight or 4 * n
         load = [0] * n
         pending: deque[_Slot] = deque()
@@ -196,6 +199,11 @@ def _ray_map(engine: EngineConfig, make_worker: WorkerFactory, items: Iterable[A
                 if skip is not None and skip(item):
                     pending.append(_Slot(item, ready=True))
                     continue
+                if not actors:  # the pool starts with the first item that needs a worker
+                    actors = _start_pool(engine, ray, make_worker, n)
+                    pids = ray.get([a.pid.remote() for a in actors])  # every worker built
+                    _worker_pids.append(pids)
+                    log.info("engine ray: %d workers for %s", n, desc or "the stage")
                 a = min(range(n), key=load.__getitem__)
                 slot = _Slot()
                 inflight[actors[a].call.remote(item)] = (slot, a)
@@ -217,11 +225,15 @@ def _ray_map(engine: EngineConfig, make_worker: WorkerFactory, items: Iterable[A
     finally:
         for a in actors:
             ray.kill(a)
-        if actors:
-            _ray_pools.remove(actors)
+        if pids:
+            _worker_pids.remove(pids)
         if started:
             ray.shutdown()
 
 
-_ray_pools: list[list[Any]] = []
-"""The actor pools alive in this process (tests read their worker PIDs)."""
+_worker_pids: list[list[int]] = []
+
+
+def worker_pids() -> list[int]:
+    """Process ids of the Ray workers of the maps running in this process (as first started)."""
+    return [pid for pids in _worker_pids for pid in pids]
