@@ -26,7 +26,7 @@ from factories import issue
 
 ray = pytest.importorskip("ray")
 
-from duplexalign.engine import EngineConfig, worker_pids  # noqa: E402
+from duplexalign.engine import EngineConfig, ordered_map, worker_pids  # noqa: E402
 from duplexalign.ingest.base import IngestConfig  # noqa: E402
 from duplexalign.ingest.stage import run as run_ingest  # noqa: E402
 from duplexalign.manifest import iter_dicts, write_manifest  # noqa: E402
@@ -90,6 +90,23 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert _counts(a) == _counts(b)
 
 
+def test_ray_map_keeps_input_order_through_a_small_window_and_raises_worker_errors(cluster):
+    def make():  # pickled by value (a local function), so the workers need no test module
+        def square(x: int) -> int:
+            if x < 0:
+                raise ValueError(f"negative {x}")
+            return x * x
+        return square
+
+    eng = on_ray(cluster).model_copy(update={"in_flight": 2})
+    items = list(range(40))
+    got = list(ordered_map(eng, make, items, skip=lambda x: x % 3 == 0))
+    assert got == [x if x % 3 == 0 else x * x for x in items]
+    with pytest.raises(ValueError, match="negative -1"):
+        list(ordered_map(eng, make, [1, 2, -1, 3]))
+    assert worker_pids() == []  # the pools are gone
+
+
 # ---------------------------------------------------------------- ingest with ASR
 
 def _say(voice: str, text: str, start: float) -> tuple[float, object]:
@@ -98,11 +115,10 @@ def _say(voice: str, text: str, start: float) -> tuple[float, object]:
 
 @pytest.fixture(scope="module")
 def recordings(tmp_path_factory) -> Path:
-    """Three short stereo recordings (model left, user right) and a broken file."""
+    """Two short stereo recordings (model left, user right) and a broken file."""
     root = tmp_path_factory.mktemp("rec")
     texts = [("hello can you help me", "of course what do you need"),
-             ("what time is it", "it is almost noon"),
-             ("tell me a joke", "why did the chicken cross the road")]
+             ("what time is it", "it is almost noon")]
     for i, (user, model) in enumerate(texts):
         u, m = [_say("user_0", user, 0.2)], [_say("model", model, 2.2)]
         write_audio(root / f"s{i}.wav", merge_channels([place(m, 4.5), place(u, 4.5)]))
@@ -115,21 +131,21 @@ def test_ingest_with_asr_on_ray_equals_local_and_resumes(cluster, recordings, tm
     cfg = IngestConfig(input=recordings, format="audio")
     run_ingest(cfg, local)
     stats = run_ingest(cfg.model_copy(update={"engine": on_ray(cluster)}), remote)
-    assert stats.counts["written"] == 3 and stats.counts["quarantined"] == 1
+    assert stats.counts["written"] == 2 and stats.counts["quarantined"] == 1
     assert all(len(d["words"]["model"]) >= 3 for d in iter_dicts(remote / "conversations.jsonl.gz"))
     assert_same_run(local, remote)
     assert RunDir(remote).is_done("ingest")
     # a rerun after a lost DONE marker transcribes nothing again
     RunDir(remote).clear_done("ingest")
     again = run_ingest(cfg.model_copy(update={"engine": on_ray(cluster)}), remote)
-    assert again.counts["resumed"] == 3 and again.counts["written"] == 0
+    assert again.counts["resumed"] == 2 and again.counts["written"] == 0
     assert _files(local) == _files(remote)
 
 
 # ---------------------------------------------------------------- pairs and streams
 
 ANSWERS = ["the capital of france is paris", "water boils at one hundred degrees",
-           "a spider has eight legs", "the sun is a star"]
+           "a spider has eight legs"]
 
 
 def _spoken(voice: str, text: str, start: float):
@@ -139,8 +155,8 @@ def _spoken(voice: str, text: str, start: float):
 
 @pytest.fixture(scope="module")
 def annotated(tmp_path_factory) -> Path:
-    """Four annotated conversations, each with a content issue (rewrite) and a silence (insert):
-    eight candidates, each needing new TTS speech."""
+    """Three annotated conversations, each with a content issue (rewrite) and a silence (insert):
+    six candidates, each needing new TTS speech."""
     run = tmp_path_factory.mktemp("annotated") / "run"
     convs, issues = [], []
     judge = JudgeInfo(name="test")
@@ -254,9 +270,9 @@ def test_a_driver_killed_mid_stage_resumes_on_rerun_doing_only_missing_work(
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 90
-        # kill once the first conversation's pairs are flushed (its 4 wavs + more on disk)
+        # kill once the first conversation's pairs are flushed (its 4 wavs + 1 more on disk)
         while time.time() < deadline and driver.poll() is None:
-            if audio.is_dir() and len(list(audio.rglob("*.wav"))) >= 6:
+            if audio.is_dir() and len(list(audio.rglob("*.wav"))) >= 5:
                 break
             time.sleep(0.005)
         assert driver.poll() is None, driver.stderr.read().decode()[-2000:]

@@ -1,7 +1,7 @@
 """Where a stage's per-item work runs: in this process (`local`) or on a Ray cluster (`ray`).
 
-Owns `EngineConfig` (the `engine:` block of the map-style stages: ingest, annotate, pairs, streams,
-evaluate) and `ordered_map`, the one call those stages make for their per-conversation or per-pair
+Owns `EngineConfig` (the `engine:` block of the map-style stages: ingest, annotate, pairs and
+streams) and `ordered_map`, the one call those stages make for their per-conversation or per-pair
 work. A stage hands it a *worker factory* (a picklable callable that builds the per-item function
 once, loading whatever model it holds: ASR, TTS, codec, rollout model) and an iterable of items; it
 yields one result per item, in input order, so the stage's driver loop writes its manifests exactly
@@ -212,7 +212,9 @@ def _ray_map(engine: EngineConfig, make_worker: WorkerFactory, items: Iterable[A
             while pending and pending[0].ready:
                 yield pending.popleft().value
             if not pending:
-                return
+                if exhausted:
+                    return
+                continue  # the whole window was written: take the next items
             done, _ = ray.wait(list(inflight), num_returns=1)
             for ref in done:
                 slot, a = inflight.pop(ref)
