@@ -73,3 +73,18 @@ def test_the_local_engine_never_imports_ray():
             "assert 'ray' not in sys.modules, 'ray imported'\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_the_engine_flags_reach_every_map_stage_of_a_pipeline_run():
+    from argparse import Namespace
+
+    from duplexalign import pipeline
+    from duplexalign.cli.common import engine_overrides
+
+    args = Namespace(engine="ray", engine_address="10.0.0.1:6379")
+    stages = ("ingest", "annotate", "pairs", "streams", "train")
+    sets = engine_overrides(args, tuple(s for s in stages if s in pipeline.ENGINE_STAGES))
+    configs = pipeline.load_configs(None, sets, stages)
+    for s in pipeline.ENGINE_STAGES:
+        assert configs[s].engine == EngineConfig(kind="ray", address="10.0.0.1:6379")
+    assert not hasattr(configs["train"], "engine")

@@ -48,21 +48,11 @@ from duplexalign.streams.stage import StreamsConfig  # noqa: E402
 from duplexalign.streams.stage import run as run_streams  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parents[1] / "src" / "duplexalign" / "sandbox" / "assets"
-MB = 1 << 20
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """Two Ray nodes on this machine, one CPU each, no dashboard, small object stores."""
-    from ray.cluster_utils import Cluster
-
-    c = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "include_dashboard": False, "object_store_memory": 80 * MB})
-    c.add_node(num_cpus=1, object_store_memory=80 * MB)
-    ray.init(address=c.address, logging_level="WARNING", log_to_driver=False)
-    yield c
-    ray.shutdown()
-    c.shutdown()
+def cluster(ray_cluster):
+    return ray_cluster
 
 
 def on_ray(cluster) -> EngineConfig:

@@ -1,7 +1,7 @@
 """Where a stage's per-item work runs: in this process (`local`) or on a Ray cluster (`ray`).
 
-Owns `EngineConfig` (the `engine:` block of the map-style stages: ingest, annotate, pairs and
-streams) and `ordered_map`, the one call those stages make for their per-conversation or per-pair
+Owns `EngineConfig` (the `engine:` block of the map-style stages: ingest, annotate, pairs, streams
+and the evaluation rollouts) and `ordered_map`, the one call those stages make for their per-conversation or per-pair
 work. A stage hands it a *worker factory* (a picklable callable that builds the per-item function
 once, loading whatever model it holds: ASR, TTS, codec, rollout model) and an iterable of items; it
 yields one result per item, in input order, so the stage's driver loop writes its manifests exactly
