@@ -351,10 +351,11 @@ def _finish_task(task: Task, rolls: Sequence[Rollout], ctx: TaskContext, cfg: Ev
 
 def collect_results(run_dir: RunDir, names: Sequence[str], cfg: EvaluateConfig, checkpoint: Path,
                     ckpt_digest: str) -> dict[str, Any]:
-    """`results.json`: each task's result plus the run's provenance."""
+    """`results.json`: each task's result plus the run's provenance (the config without its
+    `engine`, which does not change results: provenance.json keeps it)."""
     tasks = {n: json.loads(run_dir.path(f"{n}/result.json").read_text()) for n in names}
     return {"checkpoint": str(checkpoint), "checkpoint_digest": ckpt_digest, "tasks": tasks,
-            "config": cfg.model_dump(mode="json"), "git": git_hash(),
+            "config": cfg.model_dump(mode="json", exclude={"engine"}), "git": git_hash(),
             "packages": package_versions()}
 
 
