@@ -82,7 +82,7 @@ def test_the_engine_flags_reach_every_map_stage_of_a_pipeline_run():
     from duplexalign.cli.common import engine_overrides
 
     args = Namespace(engine="ray", engine_address="10.0.0.1:6379")
-    stages = ("ingest", "annotate", "pairs", "streams", "train")
+    stages = ("ingest", "annotate", "pairs", "streams", "train", "evaluate")
     sets = engine_overrides(args, tuple(s for s in stages if s in pipeline.ENGINE_STAGES))
     configs = pipeline.load_configs(None, sets, stages)
     for s in pipeline.ENGINE_STAGES:

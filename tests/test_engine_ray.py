@@ -281,3 +281,22 @@ def test_a_driver_killed_mid_stage_resumes_on_rerun_doing_only_missing_work(
     # the pairs on disk before the kill were not built again
     assert mtimes and all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
     assert _files(run) == pairs_only(local_run)
+
+
+def test_annotate_on_ray_equals_local(cluster, annotated, tmp_path):
+    """Timing rules (and a judge, when configured) per conversation on the workers; the driver
+    writes the issues and the progress in conversation order."""
+    from duplexalign.annotate.stage import AnnotateConfig
+    from duplexalign.annotate.stage import run as run_annotate
+
+    runs = {}
+    for label, eng in (("local", EngineConfig()), ("ray", on_ray(cluster))):
+        run = tmp_path / label
+        run.mkdir()
+        shutil.copy(annotated / "conversations.jsonl.gz", run)
+        RunDir(run).mark_done("ingest")
+        stats = run_annotate(AnnotateConfig(judge="none", progress=False, engine=eng), run)
+        assert stats.counts["conversations/annotated"] == len(ANSWERS)
+        runs[label] = run
+    assert any(iter_dicts(runs["ray"] / "annotations.jsonl.gz"))  # the silences were found
+    assert_same_run(runs["local"], runs["ray"])
