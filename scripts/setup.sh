@@ -18,7 +18,9 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/pip" install -q --upgrade pip
   # torch first, from the local CPU wheel; a bare `torch` would fetch a CUDA build.
   "$VENV/bin/pip" install -q "torch==2.13.0"
-  "$VENV/bin/pip" install -q -e ".[dev]"
+  # dev = tests + every optional backend the tests exercise; ray = the `ray` engine (its
+  # two-node tests run on a local cluster on 127.0.0.1)
+  "$VENV/bin/pip" install -q -e ".[dev,ray]"
   # moshi pins torch<2.10 in its metadata: install it alone, without dependencies.
   "$VENV/bin/pip" install -q --no-deps "moshi==0.2.13"
   echo "$want" > "$STAMP"

@@ -34,6 +34,8 @@ STAGES = ("ingest", "annotate", "pairs", "streams", "train", "evaluate", "report
 DEFAULT_STAGES = ("ingest", "annotate", "pairs", "streams", "train", "report")
 """What `duplexalign run` runs without `--stages`: `evaluate` needs benchmark data and a long
 rollout, so it runs when asked for."""
+ENGINE_STAGES = ("ingest", "annotate", "pairs", "streams", "evaluate")
+"""The map-style stages, which take an `engine:` block (`engine.py`; `--engine ray`)."""
 
 _CONFIGS = {
     "ingest": ("duplexalign.ingest.base", "IngestConfig"),

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from duplexalign.ingest.audio import read as read_audio
-from duplexalign.ingest.base import Found, IngestConfig, Rejected, Skipped
+from duplexalign.ingest.base import Found, IngestConfig, Pending, Rejected, Skipped
 from duplexalign.ingest.jsonl import read as read_jsonl
 from duplexalign.manifest import iter_dicts, read_manifest
 from duplexalign.records import Conversation
@@ -98,8 +98,10 @@ def test_audio_reader_skips_done_ids_before_asr(tmp_path):
     _stereo(tmp_path / "a.wav", tone, tone)
     _stereo(tmp_path / "b.wav", tone, tone)
     FakeASR.calls = 0
-    skipped, found = read_audio(tmp_path, IngestConfig(asr="fake-test"), done={"a"})
+    skipped, pending = read_audio(tmp_path, IngestConfig(asr="fake-test"), done={"a"})
     assert isinstance(skipped, Skipped) and skipped.conversation_id == "a"
+    assert isinstance(pending, Pending) and pending.conversation_id == "b" and FakeASR.calls == 0
+    found = pending.resolve(FakeASR())
     assert found.conversation.id == "b" and FakeASR.calls == 2  # two channels of b only
 
 

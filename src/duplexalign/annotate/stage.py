@@ -19,13 +19,17 @@ import logging
 import os
 from collections import Counter, deque
 from contextlib import ExitStack
+from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, ValidationError
 from tqdm import tqdm
 
 from duplexalign.config import StageConfig
+from duplexalign.engine import EngineConfig, ordered_map
 from duplexalign.errors import BadInput
 from duplexalign.judges.base import JUDGES, RULES, run_rules
 from duplexalign.judges.content import LLMJudgeConfig
@@ -70,12 +74,16 @@ class AnnotateConfig(StageConfig):
     """Conversations judged at the same time (each may make several calls)."""
     progress: bool = True
     """Show a progress bar."""
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    """Where conversations are judged (`engine.py`): on `ray` each worker holds the VAD model and
+    sends its judge calls to the same HTTP endpoint (`llm.url`; without one, the local server
+    started by the driver)."""
 
 
 def _digested(cfg: AnnotateConfig) -> dict:
     """The config as it enters the digest (options that do not change verdicts left out), with
     the issue format, so that a new format re-annotates."""
-    d = cfg.model_dump(mode="json", exclude={"progress", "in_flight"})
+    d = cfg.model_dump(mode="json", exclude={"progress", "in_flight", "engine"})
     for k in ENDPOINT_RUNTIME:
         d["llm"].pop(k, None)
     return {**d, "issue_format": ISSUE_FORMAT}
@@ -123,20 +131,24 @@ def run(cfg: AnnotateConfig, run_dir: str | Path) -> StageStats:
         out = stack.enter_context(ManifestWriter(rd.path(ANNOTATIONS)))
         quarantine = stack.enter_context(ManifestWriter(rd.path(QUARANTINE)))
         pending = _pending(src, progress, quarantine, stats)
-        judge = None
+        judge = client = None
         if cfg.judge != "none" and pending:
             factory = JUDGES.get(cfg.judge)
-            client = None
             if getattr(factory, "needs_llm", False):
                 client = open_client(cfg.llm, stack, rd.path("judge_cache"))
             judge = factory(cfg.llm, client)
-        vad = None
-        if cfg.vad:
-            from duplexalign.speech.base import VAD_BACKENDS
-
-            vad = VAD_BACKENDS.get(cfg.vad)()
-        asyncio.run(_annotate(pending, cfg, rd, judge, vad, out, progress, failures, stats,
-                              digest))
+        if cfg.engine.kind == "ray" and pending:
+            # workers reach the endpoint by URL (the local server, when started, runs here)
+            ep = (None if client is None else
+                  cfg.llm.model_copy(update={"url": client.base_url, "model": client.model}))
+            for j in tqdm(ordered_map(cfg.engine, partial(AnnotateWorker, cfg, str(rd.root), ep),
+                                      pending, desc="annotate"),
+                          total=len(pending), desc="annotate", unit="conv",
+                          disable=not cfg.progress):
+                _record(j, out, progress, failures, stats, digest)
+        else:
+            asyncio.run(_annotate(pending, cfg, rd, judge, _make_vad(cfg), out, progress,
+                                  failures, stats, digest))
         llm_stats = getattr(getattr(judge, "client", None), "stats", None)
         if llm_stats:
             stats.values["llm"] = dict(llm_stats)
@@ -205,27 +217,13 @@ async def _annotate(pending: list[Conversation], cfg: AnnotateConfig, rd: RunDir
                     stats: StageStats, digest: str) -> None:
     bar = tqdm(total=len(pending), desc="annotate", unit="conv", disable=not cfg.progress)
 
-    async def one(conv: Conversation):
-        try:
-            vad_segs = _vad_segments(conv, cfg, rd, vad)
-        except BadInput as e:
-            log.warning("%s: VAD skipped (%s)", conv.id, e)
-            stats.add(f"vad_skipped/{e.reason}")
-            vad_segs = None
-        reps = replies(conv, cfg.rules.segment_gap)
-        timing = run_rules(conv, cfg.rules.enabled, cfg.rules, vad_segs, reps)
-        outcome = await judge.judge(conv, reps) if judge is not None else None
-        # this conversation's own count: other conversations are judged meanwhile
-        red = dict(getattr(outcome, "redactions", None) or {})
-        return conv, timing, outcome, red
-
     # Up to `in_flight` conversations are judged at once; results are written in conversation
     # order (the window holds at most `in_flight` finished or running ones).
     it = iter(pending)
     window: deque[asyncio.Task] = deque()
     while True:
         while len(window) < cfg.in_flight and (conv := next(it, None)) is not None:
-            window.append(asyncio.ensure_future(one(conv)))
+            window.append(asyncio.ensure_future(judge_one(conv, cfg, rd, judge, vad)))
         if not window:
             break
         head = window.popleft()
@@ -235,28 +233,99 @@ async def _annotate(pending: list[Conversation], cfg: AnnotateConfig, rd: RunDir
             for task in window:
                 task.cancel()
             raise
-        conv, timing, outcome, red = head.result()
-        issues: list[Issue] = list(timing)
-        n_replies = 0
-        if outcome is not None:
-            issues += outcome.issues
-            n_replies = len(outcome.verdicts)
-            for f in outcome.failures:
-                failures.append({"conversation_id": conv.id, **f.to_dict()})
-                stats.add(f"judge_failures/{f.kind}")
-        for iss in issues:
-            out.write(iss)
-        stats.add("replies/judged", n_replies)
-        if outcome is None or not outcome.failures:
-            progress.write({"id": conv.id, "digest": digest, "issues": len(issues),
-                            "replies": n_replies, "redactions": red})
-            stats.add("conversations/annotated")
-        else:
-            stats.add("conversations/failed")
-        out.flush()
-        progress.flush()
+        _record(head.result(), out, progress, failures, stats, digest)
         bar.update(1)
     bar.close()
+
+
+@dataclass
+class Judged:
+    """One conversation's findings (a worker's result): timing issues, the judge's outcome (or
+    None), its redaction counts, and the reason VAD was skipped (or None)."""
+
+    conversation: Conversation
+    timing: list[Issue]
+    outcome: Any
+    redactions: dict
+    vad_skipped: str | None = None
+
+
+async def judge_one(conv: Conversation, cfg: AnnotateConfig, rd: RunDir, judge, vad) -> Judged:
+    """VAD (when configured), the timing rules and the content judge on one conversation."""
+    skipped = None
+    try:
+        vad_segs = _vad_segments(conv, cfg, rd, vad)
+    except BadInput as e:
+        log.warning("%s: VAD skipped (%s)", conv.id, e)
+        skipped, vad_segs = e.reason, None
+    reps = replies(conv, cfg.rules.segment_gap)
+    timing = run_rules(conv, cfg.rules.enabled, cfg.rules, vad_segs, reps)
+    outcome = await judge.judge(conv, reps) if judge is not None else None
+    # this conversation's own count: other conversations are judged meanwhile
+    red = dict(getattr(outcome, "redactions", None) or {})
+    return Judged(conv, list(timing), outcome, red, skipped)
+
+
+def _record(j: Judged, out: ManifestWriter, progress: ManifestWriter, failures: list[dict],
+            stats: StageStats, digest: str) -> None:
+    """Write one conversation's findings (in conversation order) and count them."""
+    conv, timing, outcome, red = j.conversation, j.timing, j.outcome, j.redactions
+    if j.vad_skipped is not None:
+        stats.add(f"vad_skipped/{j.vad_skipped}")
+    issues: list[Issue] = list(timing)
+    n_replies = 0
+    if outcome is not None:
+        issues += outcome.issues
+        n_replies = len(outcome.verdicts)
+        for f in outcome.failures:
+            failures.append({"conversation_id": conv.id, **f.to_dict()})
+            stats.add(f"judge_failures/{f.kind}")
+    for iss in issues:
+        out.write(iss)
+    stats.add("replies/judged", n_replies)
+    if outcome is None or not outcome.failures:
+        progress.write({"id": conv.id, "digest": digest, "issues": len(issues),
+                        "replies": n_replies, "redactions": red})
+        stats.add("conversations/annotated")
+    else:
+        stats.add("conversations/failed")
+    out.flush()
+    progress.flush()
+
+
+class AnnotateWorker:
+    """The per-conversation work of annotate on the ray engine: holds the VAD model and the
+    judge (whose LLM calls go to the HTTP endpoint `endpoint`, one shared deployment such as
+    vLLM or Ray Serve, or the local server the driver started) and runs `judge_one`.
+
+    Args:
+        cfg: the stage options.
+        root: the run directory.
+        endpoint: the judge's endpoint with its URL (None for judges without an LLM).
+    """
+
+    def __init__(self, cfg: AnnotateConfig, root: str, endpoint: Any):
+        self.cfg, self.rd = cfg, RunDir(root, create=False)
+        self._stack = ExitStack()
+        self.judge = None
+        if cfg.judge != "none":
+            factory = JUDGES.get(cfg.judge)
+            client = (open_client(endpoint, self._stack, self.rd.path("judge_cache"))
+                      if getattr(factory, "needs_llm", False) else None)
+            self.judge = factory(cfg.llm, client)
+        self.vad = _make_vad(cfg)
+
+    def __call__(self, conv: Conversation) -> Judged:
+        """Judge one conversation."""
+        return asyncio.run(judge_one(conv, self.cfg, self.rd, self.judge, self.vad))
+
+
+def _make_vad(cfg: AnnotateConfig) -> Any:
+    if not cfg.vad:
+        return None
+    from duplexalign.speech.base import VAD_BACKENDS
+
+    return VAD_BACKENDS.get(cfg.vad)()
 
 
 def _summarise(rd: RunDir, stats: StageStats, failures: list[dict]) -> None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from duplexalign.cli.common import add_config_args, load_stage_config, print_stats
+from duplexalign.cli.common import (
+    add_config_args,
+    add_engine_args,
+    engine_overrides,
+    load_stage_config,
+    print_stats,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help='model name at --judge-url; locally "qwen", "smollm2" or a .gguf path')
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_config_args(p)
+    add_engine_args(p)
     p.set_defaults(func=main)
 
 
@@ -37,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={flag}")
     if args.no_progress:
         overrides.append("progress=false")
-    cfg = load_stage_config(AnnotateConfig, "annotate", args, overrides)
+    cfg = load_stage_config(AnnotateConfig, "annotate", args, overrides + engine_overrides(args))
     stats = run(cfg, args.run)
     print_stats(stats, args.run)
     pending = stats.values.get("judge_failures_pending", 0)

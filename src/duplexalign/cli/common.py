@@ -19,6 +19,28 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
                    help="dotted override, e.g. --set annotate.llm.concurrency=8 (repeatable)")
 
 
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    """Add `--engine local|ray` and `--engine-address` (the stage's `engine:` block)."""
+    p.add_argument("--engine", choices=("local", "ray"), default=None,
+                   help="where the per-conversation work runs: local (default, in this process) "
+                        "or ray (an actor pool on a Ray cluster; pip install 'duplexalign[ray]')")
+    p.add_argument("--engine-address", default=None, metavar="auto|HOST:PORT|local",
+                   help="Ray cluster to use with --engine ray (default auto: the one `ray start "
+                        "--head` runs; local: a private one for this run)")
+
+
+def engine_overrides(args: argparse.Namespace, sections: tuple[str, ...] = ("",)) -> list[str]:
+    """`--set` items for `--engine`/`--engine-address`, one per section (`""`: no prefix)."""
+    out = []
+    for sec in sections:
+        pre = f"{sec}." if sec else ""
+        if getattr(args, "engine", None):
+            out.append(f"{pre}engine.kind={args.engine}")
+        if getattr(args, "engine_address", None):
+            out.append(f"{pre}engine.address={args.engine_address}")
+    return out
+
+
 def preset_defaults(config: str | None) -> dict[str, dict[str, Any]]:
     """Values under a preset's stage sections: a sandbox preset (one with a `sandbox:` section)
     runs its stages on the sandbox's assets (codec, tokenizer, instruct model); others: none."""

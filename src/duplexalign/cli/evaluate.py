@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from duplexalign.cli.common import add_config_args, load_stage_config
+from duplexalign.cli.common import (
+    add_config_args,
+    add_engine_args,
+    engine_overrides,
+    load_stage_config,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="at most N prompts per task")
     p.add_argument("--list", action="store_true", help="list the tasks and exit")
     add_config_args(p)
+    add_engine_args(p)
     p.set_defaults(func=_main)
 
 
@@ -37,7 +43,7 @@ def _main(args: argparse.Namespace) -> int:
         overrides.append(f"tasks={args.tasks}")
     if args.limit:
         overrides.append(f"limit={args.limit}")
-    cfg = load_stage_config(EvaluateConfig, "evaluate", args, overrides)
+    cfg = load_stage_config(EvaluateConfig, "evaluate", args, overrides + engine_overrides(args))
     cfg.checkpoint = args.checkpoint
     stats = run(cfg, args.out)
     print(f"evaluate: {dict(stats.counts)} -> {args.out}/results.json")

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from duplexalign.cli.common import add_config_args, load_stage_config, print_stats
+from duplexalign.cli.common import (
+    add_config_args,
+    add_engine_args,
+    engine_overrides,
+    load_stage_config,
+    print_stats,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-user-audio", action="store_true", default=None,
                    help="carry the user's audio forward (dropped by default for privacy)")
     add_config_args(p)
+    add_engine_args(p)
     p.set_defaults(func=main)
 
 
@@ -36,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
         overrides.append(f"format={args.format}")
     if args.keep_user_audio:
         overrides.append("keep_user_audio=true")
-    cfg = load_stage_config(IngestConfig, "ingest", args, overrides)
+    cfg = load_stage_config(IngestConfig, "ingest", args, overrides + engine_overrides(args))
     if args.input is not None:
         cfg.input = args.input  # validated on assignment
     stats = run(cfg, args.out)

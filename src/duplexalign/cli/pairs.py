@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from duplexalign.cli.common import add_config_args, load_stage_config, print_stats
+from duplexalign.cli.common import (
+    add_config_args,
+    add_engine_args,
+    engine_overrides,
+    load_stage_config,
+    print_stats,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--export-sft", metavar="DIR",
                    help="also write the chosen clips in the moshi-finetune layout")
     add_config_args(p)
+    add_engine_args(p)
     p.set_defaults(func=main)
 
 
@@ -34,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.voice_transfer:
         overrides.append("voice_transfer=true")
-    cfg = load_stage_config(PairsConfig, "pairs", args, overrides)
+    cfg = load_stage_config(PairsConfig, "pairs", args, overrides + engine_overrides(args))
     stats = run(cfg, args.run)
     print_stats(stats, args.run)
     if not stats.counts.get("written"):

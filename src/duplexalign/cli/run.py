@@ -10,7 +10,12 @@ import argparse
 import json
 import sys
 
-from duplexalign.cli.common import add_config_args, preset_defaults
+from duplexalign.cli.common import (
+    add_config_args,
+    add_engine_args,
+    engine_overrides,
+    preset_defaults,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"comma-separated subset of {','.join(STAGES)} "
                         f"(default: {','.join(DEFAULT_STAGES)})")
     add_config_args(p)
+    add_engine_args(p)
     p.set_defaults(func=main)
 
 
@@ -38,7 +44,8 @@ def main(args: argparse.Namespace) -> int:
     from duplexalign import pipeline
 
     stages = pipeline.parse_stages(args.stages)
-    configs = pipeline.load_configs(args.config, args.overrides, stages,
+    engine = engine_overrides(args, tuple(s for s in stages if s in pipeline.ENGINE_STAGES))
+    configs = pipeline.load_configs(args.config, [*args.overrides, *engine], stages,
                                     preset_defaults(args.config))
     if args.input is not None and "ingest" in configs:
         configs["ingest"].input = args.input

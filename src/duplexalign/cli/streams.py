@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from duplexalign.cli.common import add_config_args, load_stage_config, print_stats
+from duplexalign.cli.common import (
+    add_config_args,
+    add_engine_args,
+    engine_overrides,
+    load_stage_config,
+    print_stats,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--codec-path", default=None, help="local codec file")
     p.add_argument("--tokenizer", default=None, help="SentencePiece .model file")
     add_config_args(p)
+    add_engine_args(p)
     p.set_defaults(func=main)
 
 
@@ -29,7 +36,7 @@ def main(args: argparse.Namespace) -> int:
                      ("tokenizer", args.tokenizer)):
         if val is not None:
             overrides.append(f"{key}={val}")
-    cfg = load_stage_config(StreamsConfig, "streams", args, overrides)
+    cfg = load_stage_config(StreamsConfig, "streams", args, overrides + engine_overrides(args))
     stats = run(cfg, args.run)
     print_stats(stats, args.run)
     return 0

@@ -240,26 +240,49 @@ def rollout(model: torch.nn.Module, items: Sequence[UserItem], tokenizer: Any,
         One `Rollout` per item, in input order.
     """
     sampling = sampling or SamplingConfig()
-    n_user = model.num_codebooks - model.dep_q - 1
     results: list[Rollout] = []
     batches = range(0, len(items), sampling.batch_size)
     for bi, start in enumerate(tqdm(batches, desc="rollout", disable=not progress)):
-        batch = list(items[start:start + sampling.batch_size])
-        t_max = max(it.num_frames for it in batch)
-        user = torch.stack([_pad_frames(torch.as_tensor(it.user_codes[:n_user], dtype=torch.long),
-                                        t_max) for it in batch])
-        seed = sampling.seed + bi
-        gen, lp = generate(model, user, sampling, seed)
-        for j, it in enumerate(batch):
-            t = it.num_frames
-            text = gen[j, 0, :t].numpy().astype(np.int64)
-            audio = gen[j, 1:, :t].numpy().astype(np.int64)
-            wav = codec.decode(audio) if codec is not None else None
-            results.append(Rollout(
-                item=it, text_tokens=text, model_codes=audio,
-                model_words=text_stream_words(text, tokenizer), text_logprobs=lp[j, :t].numpy(),
-                sampling={**sampling.model_dump(), "batch_seed": seed, "batch_index": bi},
-                model_wav=None if wav is None else np.asarray(wav, dtype=np.float32)))
+        results += rollout_batch(model, items[start:start + sampling.batch_size], bi, tokenizer,
+                                 sampling, codec)
+    return results
+
+
+def rollout_batch(model: torch.nn.Module, batch: Sequence[UserItem], index: int, tokenizer: Any,
+                  sampling: SamplingConfig, codec: Any | None = None) -> list[Rollout]:
+    """Roll out batch number `index` of `rollout` (its seed is `sampling.seed + index`, so a
+    batch gives the same rollouts wherever and in whatever order it runs).
+
+    Args:
+        model: a moshi `LMModel`.
+        batch: at most `sampling.batch_size` user streams.
+        index: the batch's number in the whole rollout.
+        tokenizer: SentencePiece-like tokenizer of the model's text stream.
+        sampling: sampling settings.
+        codec: decodes the model's audio codes when given.
+
+    Returns:
+        One `Rollout` per item of `batch`, in order.
+    """
+    n_user = model.num_codebooks - model.dep_q - 1
+    batch = list(batch)
+    results: list[Rollout] = []
+    bi = index
+    t_max = max(it.num_frames for it in batch)
+    user = torch.stack([_pad_frames(torch.as_tensor(it.user_codes[:n_user], dtype=torch.long),
+                                    t_max) for it in batch])
+    seed = sampling.seed + bi
+    gen, lp = generate(model, user, sampling, seed)
+    for j, it in enumerate(batch):
+        t = it.num_frames
+        text = gen[j, 0, :t].numpy().astype(np.int64)
+        audio = gen[j, 1:, :t].numpy().astype(np.int64)
+        wav = codec.decode(audio) if codec is not None else None
+        results.append(Rollout(
+            item=it, text_tokens=text, model_codes=audio,
+            model_words=text_stream_words(text, tokenizer), text_logprobs=lp[j, :t].numpy(),
+            sampling={**sampling.model_dump(), "batch_seed": seed, "batch_index": bi},
+            model_wav=None if wav is None else np.asarray(wav, dtype=np.float32)))
     return results
 
 

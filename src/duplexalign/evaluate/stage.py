@@ -15,15 +15,24 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
 from duplexalign.config import StageConfig
+from duplexalign.engine import EngineConfig, ordered_map
 from duplexalign.errors import ConfigError
 from duplexalign.evaluate.metrics import DEFAULT_RESAMPLES
-from duplexalign.evaluate.rollout import Rollout, SamplingConfig, UserItem, rollout, write_stereo
+from duplexalign.evaluate.rollout import (
+    Rollout,
+    SamplingConfig,
+    UserItem,
+    rollout,
+    rollout_batch,
+    write_stereo,
+)
 from duplexalign.evaluate.tasks import TASKS, resolve_tasks
 from duplexalign.evaluate.tasks.base import Task, TaskContext
 from duplexalign.evaluate.tasks.reply_length import aggregate_lengths, length_fields
@@ -86,6 +95,8 @@ class EvaluateConfig(StageConfig):
         device: auto (cuda when a GPU is visible, else cpu), cpu, cuda or cuda:N; the model and
             its LMGen rollouts run there.
         options: per-task extra options, e.g. {multiturn: {turn_gap: 12}}.
+        engine: where the rollout batches run (`engine.py`): on `ray` each worker loads the
+            model once (`gpus_per_worker` for GPU nodes); scoring stays in the driver.
     """
 
     checkpoint: Path | None = None
@@ -108,6 +119,7 @@ class EvaluateConfig(StageConfig):
     write_audio: bool = True
     device: str = "auto"
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
 
 
 def make_context(cfg: EvaluateConfig, asr: Any | None = None, judge: Any | None = None
@@ -238,7 +250,8 @@ def run(cfg: EvaluateConfig, run_dir: str | Path) -> StageStats:
     ckpt_digest = _checkpoint_digest(checkpoint)
     pending: dict[str, str] = {}
     for name in names:
-        digest = digest_json({"cfg": cfg.model_dump(mode="json", exclude={"tasks", "checkpoint"}),
+        digest = digest_json({"cfg": cfg.model_dump(mode="json",
+                                                    exclude={"tasks", "checkpoint", "engine"}),
                               "ckpt": ckpt_digest,
                               "task": name})
         if run_dir.is_done(f"{STAGE}.{name}", digest) and run_dir.path(f"{name}/result.json"
@@ -255,8 +268,7 @@ def run(cfg: EvaluateConfig, run_dir: str | Path) -> StageStats:
         # padding stays small.
         flat = sorted(((n, it) for n in pending for it in items[n]),
                       key=lambda x: -x[1].num_frames)
-        rolls = rollout(backends["model"], [it for _, it in flat], backends["tokenizer"],
-                        cfg.sampling, codec=backends["codec"] if cfg.decode_audio else None)
+        rolls = _rollouts(cfg, checkpoint, backends, [it for _, it in flat])
         by_task: dict[str, dict[str, Rollout]] = {n: {} for n in pending}
         for (n, it), r in zip(flat, rolls, strict=True):
             by_task[n][it.id] = r
@@ -272,6 +284,46 @@ def run(cfg: EvaluateConfig, run_dir: str | Path) -> StageStats:
     stats.values["tasks"] = names
     run_dir.write_stats(stats)
     return stats
+
+
+class RolloutWorker:
+    """Rollout batches on the ray engine: holds the model, its tokenizer and the codec (loaded
+    once per worker, on `evaluate.device`) and runs `rollout_batch`.
+
+    Args:
+        cfg: evaluation options.
+        checkpoint: the model directory.
+        tokenizer: the text-stream SentencePiece model.
+    """
+
+    def __init__(self, cfg: EvaluateConfig, checkpoint: Path, tokenizer: str):
+        from duplexalign.models.device import resolve_device
+        from duplexalign.models.presets import load_model
+        from duplexalign.speech.base import CODECS
+        from duplexalign.streams.tokenizer import load_tokenizer
+
+        self.cfg = cfg
+        self.model = load_model(checkpoint, device=resolve_device(cfg.device, "evaluate.device"))
+        self.tok = load_tokenizer(tokenizer)
+        self.codec = CODECS.get(cfg.codec.name)(path=cfg.codec.path) if cfg.decode_audio else None
+
+    def __call__(self, batch: tuple[int, list[UserItem]]) -> list[Rollout]:
+        """`(index, items)` -> their rollouts."""
+        return rollout_batch(self.model, batch[1], batch[0], self.tok, self.cfg.sampling,
+                             self.codec)
+
+
+def _rollouts(cfg: EvaluateConfig, checkpoint: Path, backends: dict[str, Any],
+              items: list[UserItem]) -> list[Rollout]:
+    """Every item's rollout, in order: in this process, or batch by batch on the ray engine
+    (each batch keeps its seed, so the rollouts are the same)."""
+    if cfg.engine.kind == "local":
+        return rollout(backends["model"], items, backends["tokenizer"], cfg.sampling,
+                       codec=backends["codec"] if cfg.decode_audio else None)
+    bs = cfg.sampling.batch_size
+    batches = [(bi, items[s:s + bs]) for bi, s in enumerate(range(0, len(items), bs))]
+    make = partial(RolloutWorker, cfg, checkpoint, backends["tokenizer_path"])
+    return [r for part in ordered_map(cfg.engine, make, batches, desc="rollouts") for r in part]
 
 
 def _finish_task(task: Task, rolls: Sequence[Rollout], ctx: TaskContext, cfg: EvaluateConfig,
@@ -299,10 +351,11 @@ def _finish_task(task: Task, rolls: Sequence[Rollout], ctx: TaskContext, cfg: Ev
 
 def collect_results(run_dir: RunDir, names: Sequence[str], cfg: EvaluateConfig, checkpoint: Path,
                     ckpt_digest: str) -> dict[str, Any]:
-    """`results.json`: each task's result plus the run's provenance."""
+    """`results.json`: each task's result plus the run's provenance (the config without its
+    `engine`, which does not change results: provenance.json keeps it)."""
     tasks = {n: json.loads(run_dir.path(f"{n}/result.json").read_text()) for n in names}
     return {"checkpoint": str(checkpoint), "checkpoint_digest": ckpt_digest, "tasks": tasks,
-            "config": cfg.model_dump(mode="json"), "git": git_hash(),
+            "config": cfg.model_dump(mode="json", exclude={"engine"}), "git": git_hash(),
             "packages": package_versions()}
 
 

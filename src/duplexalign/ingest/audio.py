@@ -2,7 +2,8 @@
 
 Owns turning a folder of stereo recordings (channel 0 = model, channel 1 = user; any rate, resampled
 to 24 kHz) into conversations by running the configured ASR backend
-(`speech.base.ASR_BACKENDS.get(cfg.asr)(model=cfg.asr_model)`) on each channel. The conversation id is
+(`speech.base.ASR_BACKENDS.get(cfg.asr)(model=cfg.asr_model)`) on each channel; the reader yields
+`Pending` items whose ASR the stage runs on its engine (a worker builds the backend once). The conversation id is
 the file's path relative to the folder, without extension; files are opened through
 `files.confine` and symlinked folders are not followed. Other readers use `make_asr` and
 `transcribe` when a channel has audio but no transcript.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +24,10 @@ from duplexalign.ingest.base import (
     ChannelSource,
     Found,
     IngestConfig,
+    Pending,
     ReadResult,
     Rejected,
     Skipped,
-    guarded,
 )
 from duplexalign.ingest.files import confine, input_root, walk
 from duplexalign.ingest.validate import make_word
@@ -75,15 +77,15 @@ def audio_files(input_path: Path, cfg: IngestConfig) -> tuple[list[Path], list[R
 
 @READERS.register(NAME)
 def read(input_path: Path, cfg: IngestConfig, done: Collection[str] = ()) -> Iterator[ReadResult]:
-    """Yield one `Found` or `Rejected` per recording (`Skipped`, before any ASR, for ids in
-    `done`), and a `Rejected` per symlinked folder not followed."""
+    """Yield one `Pending` per recording (its ASR runs on the stage's engine: `resolve(asr)`;
+    `Skipped` for ids in `done`), and a `Rejected` per symlinked folder not followed."""
     input_path = Path(input_path)
     files, skipped = audio_files(input_path, cfg) if input_path.exists() else ([], [])
     yield from skipped
     if not files:
         yield Rejected(str(input_path), "input_missing", "no audio files found")
         return
-    asr: ASR | None = None
+    checked = False
     base = input_path if input_path.is_dir() else input_path.parent
     root = input_root(input_path)
     for path in files:
@@ -91,11 +93,13 @@ def read(input_path: Path, cfg: IngestConfig, done: Collection[str] = ()) -> Ite
         if conv_id in done:
             yield Skipped(str(path), conv_id)
             continue
-        asr = asr or make_asr(cfg)
-        yield guarded(str(path), _recording, path, root, conv_id, asr, cfg)
+        if not checked:  # an unknown backend is a config error before any work
+            ASR_BACKENDS.get(cfg.asr)
+            checked = True
+        yield Pending(str(path), conv_id, partial(_recording, path, root, conv_id, cfg))
 
 
-def _recording(path: Path, root: Path, conv_id: str, asr: ASR, cfg: IngestConfig) -> Found:
+def _recording(path: Path, root: Path, conv_id: str, cfg: IngestConfig, asr: ASR) -> Found:
     path = confine(path, root, cfg, "audio")
     sources = {"model": ChannelSource(path, 0), "user": ChannelSource(path, 1)}
     wavs, _ = load_channels(sources, cfg.max_duration)

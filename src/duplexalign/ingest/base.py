@@ -3,7 +3,8 @@
 Owns the interface every ingest reader implements. A reader is a function
 `read(input_path, config, done=()) -> Iterator[ReadResult]`: it yields one item per conversation
 found in the input: a parsed `Conversation` (words only), a `Found` (a conversation plus where each
-channel's audio lives in the input), a `Rejected` with a stable reason key, or a `Skipped` for an id
+channel's audio lives in the input), a `Pending` (a conversation still to transcribe, resolved by the
+stage's engine), a `Rejected` with a stable reason key, or a `Skipped` for an id
 in `done` (the ids an earlier run already wrote), so that expensive readers (ASR) need not redo them. Readers
 never raise for bad data; validation and audio handling happen in `ingest/validate.py` and
 `ingest/stage.py`.
@@ -20,6 +21,7 @@ from typing import Protocol
 from pydantic import Field
 
 from duplexalign.config import StageConfig
+from duplexalign.engine import EngineConfig
 from duplexalign.errors import BadInput
 from duplexalign.records import Channel, Conversation
 from duplexalign.registry import Registry
@@ -68,6 +70,8 @@ class IngestConfig(StageConfig):
     """A single word longer than this (seconds) is absurd and quarantines its conversation."""
     max_file_bytes: int = 64 * 1024 * 1024
     """Transcript files (JSON, one JSONL line) larger than this are absurd."""
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    """Where the per-conversation work (ASR, audio loading and checks) runs (`engine.py`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +132,24 @@ class Skipped:
     conversation_id: str
 
 
-ReadResult = Conversation | Found | Rejected | Skipped
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An input item whose conversation needs model work (ASR) before it exists: the stage runs
+    `resolve(asr)` on its engine, where a worker holds the ASR model (see `ingest/stage.py`).
+
+    Attributes:
+        item: identifier of the input item.
+        conversation_id: its conversation id (known before the model work).
+        resolve: `asr -> Found | Rejected`; picklable (a partial of a module-level function), so
+            that it can run on another machine.
+    """
+
+    item: str
+    conversation_id: str
+    resolve: Callable[..., ReadResult]
+
+
+ReadResult = Conversation | Found | Rejected | Skipped | Pending
 
 
 class ReaderFn(Protocol):

@@ -13,16 +13,23 @@ finished run with the same config and input digest is a no-op (`runs.StageRun`).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
+from duplexalign.engine import digested, ordered_map
 from duplexalign.errors import BadInput, ConfigError
+from duplexalign.ingest.audio import make_asr
 from duplexalign.ingest.base import (
     READERS,
     ChannelSource,
     Found,
     IngestConfig,
+    Pending,
+    ReadResult,
     Rejected,
     Skipped,
     guarded,
@@ -89,7 +96,7 @@ def run(cfg: IngestConfig, run_dir: str | Path) -> StageStats:
     in_digest = input_digest(input_path, exclude=root)
     # the input enters the digest by content, not by where it lies
     st = StageRun(STAGE, cfg, run_dir, create=True, extra_inputs={"input_digest": in_digest},
-                  digested=cfg.model_dump(mode="json", exclude={"input"}))
+                  digested=digested(cfg, exclude={"input"}))
     if (prev := st.previous()) is not None:
         return prev
     _ingest(cfg, input_path, st.rd, st.stats)
@@ -119,7 +126,9 @@ def _ingest(cfg: IngestConfig, input_path: Path, rd: RunDir, stats: StageStats) 
                               "source": cfg.format, "conversation_id": conv_id})
             logger.debug("quarantined %s: %s (%s)", r.item, r.reason, r.detail)
 
-        results = reader(input_path, cfg, done=frozenset(convs.done))
+        results = ordered_map(cfg.engine, partial(IngestWorker, cfg),
+                              reader(input_path, cfg, done=frozenset(convs.done)),
+                              skip=lambda r: isinstance(r, (Rejected, Skipped)), desc="ingest")
         for i, res in enumerate(tqdm(results, desc="ingest", unit="conv", disable=None)):
             stats.add("read")
             if i % 256 == 255:
@@ -131,7 +140,7 @@ def _ingest(cfg: IngestConfig, input_path: Path, rd: RunDir, stats: StageStats) 
             if isinstance(res, Skipped):
                 found, conv_id = None, res.conversation_id
             else:
-                found = res if isinstance(res, Found) else Found(res, {}, res.source.path)
+                found, prep = res.found, res.prepared
                 conv_id = found.conversation.id
             if conv_id in seen:
                 item = res.item if found is None else found.item
@@ -147,7 +156,11 @@ def _ingest(cfg: IngestConfig, input_path: Path, rd: RunDir, stats: StageStats) 
                        else Rejected(found.item, "duplicate_id", f"id {conv_id!r} written by "
                                                                  f"{owners[conv_id]}"), conv_id)
                 continue
-            out = guarded(found.item, finish, found, cfg, rd, stats)
+            if isinstance(prep, Prepared):
+                stats.add("resampled", int(prep.resampled))
+                out = prep.rejected or guarded(found.item, write_audio, prep, cfg, rd)
+            else:
+                out = prep
             if isinstance(out, Rejected):
                 reject(out, conv_id)  # a quarantined record does not claim its id
             else:
@@ -159,11 +172,63 @@ def _ingest(cfg: IngestConfig, input_path: Path, rd: RunDir, stats: StageStats) 
         stats.add("conversations", convs.count)
 
 
-def finish(found: Found, cfg: IngestConfig, rd: RunDir, stats: StageStats) -> Conversation:
-    """Load, check and copy one conversation's audio, validate it, and return the final record.
+@dataclass(frozen=True)
+class Prepared:
+    """One conversation's audio loaded and checked, not written yet (a worker's result).
+
+    Attributes:
+        conversation: the record with its duration from the audio (no audio paths yet).
+        wavs: channel -> mono 24 kHz waveform `[S]` float32.
+        resampled: whether an input was resampled to 24 kHz.
+        rejected: the first problem found by validation (then nothing is written), or None.
+    """
+
+    conversation: Conversation
+    wavs: dict[Channel, np.ndarray]
+    resampled: bool
+    rejected: Rejected | None = None
+
+
+@dataclass(frozen=True)
+class Worked:
+    """What a worker made of one reader result: the `Found` (transcribed, for a `Pending`
+    item) and its `Prepared` audio, or the `Rejected` that stopped either."""
+
+    found: Found
+    prepared: Prepared | Rejected
+
+
+class IngestWorker:
+    """The per-item work of ingest, run on the engine: a `Pending` item's ASR (the backend is
+    built once per worker, on first need), then `prepare` (load and check the audio). Pure: it
+    writes nothing, so an item retried on another worker, or prepared and then found a
+    duplicate by the driver, leaves no trace.
+
+    Args:
+        cfg: the ingest options.
+    """
+
+    def __init__(self, cfg: IngestConfig):
+        self.cfg = cfg
+        self._asr = None
+
+    def __call__(self, res: ReadResult) -> Worked | Rejected:
+        """`res` (a `Pending`, `Found` or `Conversation`) -> its `Worked`, or its `Rejected`."""
+        if isinstance(res, Pending):
+            if self._asr is None:
+                self._asr = make_asr(self.cfg)
+            res = guarded(res.item, res.resolve, self._asr)
+            if isinstance(res, Rejected):
+                return res
+        found = res if isinstance(res, Found) else Found(res, {}, res.source.path)
+        return Worked(found, guarded(found.item, prepare, found, self.cfg))
+
+
+def prepare(found: Found, cfg: IngestConfig) -> Prepared:
+    """Load and check one conversation's audio and validate the conversation.
 
     Raises:
-        BadInput: the reason of the first problem (all problems are listed in the detail).
+        BadInput: an audio file is missing (with `require_audio`) or cannot be loaded.
     """
     conv = found.conversation
     present: dict[Channel, ChannelSource] = {}
@@ -173,23 +238,27 @@ def finish(found: Found, cfg: IngestConfig, rd: RunDir, stats: StageStats) -> Co
         elif cfg.require_audio:
             raise BadInput("audio_missing", f"{ch} audio {src.path} does not exist")
     wavs, resampled = load_channels(present, cfg.max_duration) if present else ({}, False)
-    stats.add("resampled", int(resampled))
     audio_duration = max(len(w) for w in wavs.values()) / SAMPLE_RATE if wavs else None
     problems = check_conversation(conv, cfg, audio_duration)
-    if problems:
-        raise BadInput(problems[0].reason, "; ".join(f"{p.reason}: {p.detail}" for p in problems))
+    rejected = (Rejected(found.item, problems[0].reason,
+                         "; ".join(f"{p.reason}: {p.detail}" for p in problems))
+                if problems else None)
+    conv = conv.model_copy(update={"duration": audio_duration or conv.duration,
+                                   "user_audio_existed": "user" in wavs})
+    return Prepared(conv, wavs, resampled, rejected)
+
+
+def write_audio(prep: Prepared, cfg: IngestConfig, rd: RunDir) -> Conversation:
+    """Copy a prepared conversation's audio into the run directory; the final record."""
     paths: dict[str, str] = {}
-    for ch, wav in wavs.items():
+    conv = prep.conversation
+    for ch, wav in prep.wavs.items():
         if ch == "user" and not cfg.keep_user_audio:
             continue
         rel = f"audio/{safe_id(conv.id)}/{ch}.wav"
         write_mono(rd.resolve(rel), wav)
         paths[ch] = rel
-    return conv.model_copy(update={
-        "duration": audio_duration or conv.duration,
-        "audio": ChannelAudio(**paths),
-        "user_audio_existed": "user" in wavs,
-    })
+    return conv.model_copy(update={"audio": ChannelAudio(**paths)})
 
 
 def _recount_words(rd: RunDir, stats: StageStats) -> None:

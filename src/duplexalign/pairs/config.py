@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from duplexalign.config import StageConfig
+from duplexalign.engine import EngineConfig
 from duplexalign.judges.endpoint import LLMEndpoint
 
 
@@ -68,6 +69,9 @@ class PairsConfig(StageConfig):
     """The rewriter's LLM endpoint (it writes the chosen reply when no judge wrote an improved
     one, and the reply inserted into a silence). None = the endpoint annotate judged with (from
     the run's provenance), or the offline local server; it is started only when a pair needs it."""
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    """Where the candidates are built (TTS, rewriter calls): `engine.py`. On `ray` without a
+    rewriter URL the local server is started by the driver up front, for every worker."""
 
     @model_validator(mode="after")
     def _check(self) -> PairsConfig:

@@ -18,11 +18,14 @@ import json
 import logging
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from duplexalign.engine import digested, ordered_map
 from duplexalign.errors import BackendUnavailable, BadInput, JudgeError
 from duplexalign.judges.endpoint import LLMEndpoint, open_client
 from duplexalign.manifest import (
@@ -32,7 +35,7 @@ from duplexalign.manifest import (
     read_manifest,
     write_manifest,
 )
-from duplexalign.pairs.base import STRATEGIES, Built, PairEnv, Rewriter
+from duplexalign.pairs.base import STRATEGIES, Built, Candidate, PairEnv, Rewriter
 from duplexalign.pairs.config import PairsConfig
 from duplexalign.pairs.filters import PairFilter, mix_ids
 from duplexalign.pairs.policy import candidates, check_invariant
@@ -69,12 +72,13 @@ class LazyRewriter:
 
     Args:
         endpoint: the LLM endpoint.
-        stack: owns the local server, when one is started.
+        stack: owns the local server, when one is started (None: its own, never closed; for an
+            endpoint with a URL, where nothing is started).
         cache_dir: the answer cache when the endpoint names none.
     """
 
-    def __init__(self, endpoint: LLMEndpoint, stack: ExitStack, cache_dir: Path):
-        self.endpoint, self.stack, self.cache_dir = endpoint, stack, cache_dir
+    def __init__(self, endpoint: LLMEndpoint, stack: ExitStack | None, cache_dir: Path):
+        self.endpoint, self.stack, self.cache_dir = endpoint, stack or ExitStack(), cache_dir
         self._rw: Rewriter | None = None
         self._unavailable: BackendUnavailable | None = None
 
@@ -122,6 +126,86 @@ def _write_audio(rd: RunDir, built: Built) -> None:
         write_audio(rd.resolve(variant.audio), wav)
 
 
+@dataclass(frozen=True)
+class _ConversationStart:
+    """Marks where a conversation's candidates begin in the engine's stream (never sent to a
+    worker): the driver resets its filter and writes the policy's drops here."""
+
+    conversation: Conversation
+    built_before: list[PreferencePair]
+    drops: list[tuple[str, str, str]]
+
+
+class PairsWorker:
+    """The per-candidate work of pairs, run on the engine: build the candidate with its strategy
+    (TTS in the model's voice, the rewriter's HTTP calls). Returns `(candidate, Built)`, or
+    `(candidate, (reason, detail))` when it is dropped; writes nothing (the driver checks,
+    filters and writes in order). Consecutive candidates of one conversation share its
+    `PairEnv` (the logged audio is loaded once).
+
+    Args:
+        cfg: the stage options.
+        root: the run directory (its audio is read from there).
+        voice: voice name -> TTS (`speech.voices.get_voice`).
+        rewriter: the LLM rewriter (picklable for the ray engine; see `_worker_rewriter`).
+    """
+
+    def __init__(self, cfg: PairsConfig, root: str, voice: Callable[[str], Any],
+                 rewriter: Rewriter | None):
+        self.cfg, self.rd, self.voice, self.rewriter = cfg, RunDir(root, create=False), voice, \
+            rewriter
+        self._env: PairEnv | None = None
+
+    def __call__(self, cand: Candidate) -> tuple[Candidate, Built | tuple[str, str]]:
+        """Build one candidate."""
+        conv = cand.conversation
+        if self._env is None or self._env.conversation.id != conv.id:
+            self._env = PairEnv(conv, self.cfg, _model_audio(self.rd, conv), self.voice,
+                                self.rewriter)
+        try:
+            return cand, STRATEGIES.get(cand.strategy)(cand, self._env)
+        except BadInput as e:
+            return cand, (e.reason, e.detail)
+        except JudgeError as e:
+            why = getattr(e, "reason", "") or type(e).__name__
+            return cand, (f"rewriter_failed:{why}", str(e))
+
+
+class _Unavailable:
+    """The rewriter of ray workers when the driver could not start the local LLM server."""
+
+    def __init__(self, why: str):
+        self.why = why
+
+    def rewrite(self, context, problems, bad_reply) -> str:
+        raise BadInput("rewriter_unavailable", self.why)
+
+    def write_reply(self, context) -> str:
+        raise BadInput("rewriter_unavailable", self.why)
+
+
+def _worker_rewriter(cfg: PairsConfig, rd: RunDir, rewriter: Rewriter | None,
+                     stack: ExitStack) -> Rewriter | None:
+    """The rewriter the workers use. The local engine (or a rewriter given by the caller, such as
+    the sandbox oracle) uses it as is. On ray, the default one talks to an endpoint by URL: with
+    none configured, the driver starts the local server here (once, for every worker) and the
+    workers reach it at its 127.0.0.1 URL; on a multi-node cluster give `pairs.rewriter.url`
+    (a vLLM / Ray Serve / llama-server deployment every node can reach)."""
+    if rewriter is not None:
+        return rewriter
+    ep = rewriter_endpoint(cfg, rd)
+    if cfg.engine.kind == "local":
+        return LazyRewriter(ep, stack, rd.path("judge_cache"))
+    if ep.url is None:
+        try:
+            client = open_client(ep, stack, rd.path("judge_cache"))
+        except BackendUnavailable as e:
+            log.warning("pairs: no rewriter (%s); pairs that need one are dropped", e)
+            return _Unavailable(str(e))
+        ep = ep.model_copy(update={"url": client.base_url, "model": client.model})
+    return LazyRewriter(ep, None, rd.path("judge_cache"))
+
+
 def run(cfg: PairsConfig, run_dir: str | Path, rewriter: Rewriter | None = None,
         voice: Callable[[str], Any] | None = None) -> StageStats:
     """Build the preference pairs of a run directory.
@@ -139,7 +223,8 @@ def run(cfg: PairsConfig, run_dir: str | Path, rewriter: Rewriter | None = None,
         "judge_failures_pending")
     st = StageRun(STAGE, cfg, run_dir, inputs=(CONVERSATIONS, ANNOTATIONS), needs="annotate",
                   why=f"{pending} judge failures pending" if pending else "it did not finish",
-                  extra_inputs=lambda: review_inputs(Path(run_dir), cfg.review))
+                  extra_inputs=lambda: review_inputs(Path(run_dir), cfg.review),
+                  digested=digested(cfg))
     if (prev := st.previous()) is not None:
         return prev
     rd, stats = st.rd, st.stats
@@ -152,8 +237,6 @@ def run(cfg: PairsConfig, run_dir: str | Path, rewriter: Rewriter | None = None,
     if voice is None:
         from duplexalign.speech.voices import get_voice as voice
     stack = ExitStack()
-    if rewriter is None:
-        rewriter = LazyRewriter(rewriter_endpoint(cfg, rd), stack, rd.path("judge_cache"))
     _check_issue_format(ann_path)
     by_conv = GroupReader(read_manifest(ann_path, Issue), key=lambda i: i.conversation_id)
     # pairs built by an earlier run, replayed into each conversation's filter
@@ -165,48 +248,58 @@ def run(cfg: PairsConfig, run_dir: str | Path, rewriter: Rewriter | None = None,
     def drop(item: str, conv_id: str, reason: str, detail: str = "") -> None:
         drop_w.write({"id": item, "conversation_id": conv_id, "reason": reason, "detail": detail})
 
-    try:
+    def work():
+        """Per conversation: a `_ConversationStart` (driver only), then its candidates still to
+        build (the engine's items)."""
         for conv in tqdm(read_manifest(conv_path, Conversation), desc="pairs", unit="conv",
                          disable=None):
             issues, edits, review_drops = review.filter_issues(by_conv.take(conv.id))
-            for item, reason, detail in review_drops:
-                drop(f"{item}@review", conv.id, reason, detail)
             cands, drops = candidates(conv, issues, cfg, edits) if issues else ([], [])
             current.update(c.id for c in cands)
-            flt = PairFilter(cfg)
-            for p in built_before.take(conv.id):
-                if not review.active or p.id in current:
-                    flt.remember(p)
-            if not issues:
+            before = [p for p in built_before.take(conv.id)
+                      if not review.active or p.id in current]
+            drops = [(f"{item}@review", why, detail) for item, why, detail in review_drops] + drops
+            if not issues and not drops:
                 continue
-            for item, reason, detail in drops:
-                drop(item, conv.id, reason, detail)
-            env = PairEnv(conv, cfg, _model_audio(rd, conv), voice, rewriter)
-            for cand in cands:
-                if cand.id in cand_w or cand.id in drop_w:
-                    continue
-                try:
-                    built = STRATEGIES.get(cand.strategy)(cand, env)
-                except BadInput as e:
-                    drop(cand.id, conv.id, e.reason, e.detail)
-                    continue
-                except JudgeError as e:
-                    why = getattr(e, "reason", "") or type(e).__name__
-                    drop(cand.id, conv.id, f"rewriter_failed:{why}", str(e))
-                    continue
-                bad = check_invariant(built.pair, cfg.max_context_frames)
-                if bad:  # a bug, not bad data: keep the evidence, never write the pair
-                    log.error("pair %s violates the invariant: %s", cand.id, bad)
-                    drop(cand.id, conv.id, "invariant_violated", "; ".join(bad))
-                    continue
-                verdict = flt.check(built.pair, conv)
-                if verdict is not None:
-                    drop(cand.id, conv.id, *verdict)
-                    continue
-                _write_audio(rd, built)
-                cand_w.write(built.pair)
-            cand_w.flush()
-            drop_w.flush()
+            yield _ConversationStart(conv, before, drops)
+            yield from (c for c in cands if c.id not in cand_w and c.id not in drop_w)
+
+    try:
+        make = partial(PairsWorker, cfg, str(rd.root), voice,
+                       _worker_rewriter(cfg, rd, rewriter, stack))
+        flt: PairFilter | None = None
+        for res in ordered_map(cfg.engine, make, work(), desc="pairs",
+                               skip=lambda x: isinstance(x, _ConversationStart)):
+            if isinstance(res, _ConversationStart):
+                cand_w.flush()
+                drop_w.flush()
+                conv = res.conversation
+                flt = PairFilter(cfg)
+                for p in res.built_before:
+                    flt.remember(p)
+                for item, reason, detail in res.drops:
+                    drop(item, conv.id, reason, detail)
+                continue
+            cand, built = res
+            if cand.id in cand_w or cand.id in drop_w:
+                continue
+            if isinstance(built, tuple):
+                drop(cand.id, conv.id, *built)
+                continue
+            bad = check_invariant(built.pair, cfg.max_context_frames)
+            if bad:  # a bug, not bad data: keep the evidence, never write the pair
+                log.error("pair %s violates the invariant: %s", cand.id, bad)
+                drop(cand.id, conv.id, "invariant_violated", "; ".join(bad))
+                continue
+            assert flt is not None
+            verdict = flt.check(built.pair, conv)
+            if verdict is not None:
+                drop(cand.id, conv.id, *verdict)
+                continue
+            _write_audio(rd, built)
+            cand_w.write(built.pair)
+        cand_w.flush()
+        drop_w.flush()
         for i in by_conv.rest():
             drop(i.id, i.conversation_id, "issue_out_of_order",
                  "annotations.jsonl.gz is not in conversation order here (or names a "

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ from pydantic import Field
 from tqdm import tqdm
 
 from duplexalign.config import StageConfig
+from duplexalign.engine import EngineConfig, digested, ordered_map
 from duplexalign.errors import BadInput, ConfigError
 from duplexalign.manifest import GroupReader, ManifestWriter, iter_dicts, read_manifest
 from duplexalign.records import Conversation, PreferencePair
@@ -70,6 +73,8 @@ class StreamsConfig(StageConfig):
     """Flush a shard once its tensors reach this size."""
     keep_user_audio: bool = True
     """Save rebuilt user channels to streams/user_audio/ (reused on resume and by export)."""
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    """Where conversations are encoded (codec, user-channel TTS): `engine.py`."""
 
 
 def run(cfg: StreamsConfig, run_dir: str | Path) -> StageStats:
@@ -79,7 +84,7 @@ def run(cfg: StreamsConfig, run_dir: str | Path) -> StageStats:
         The stage statistics (also in RUN/stats.json under "streams").
     """
     st = StageRun(STAGE, cfg, run_dir, inputs=(PAIRS, CONVERSATIONS), needs="pairs",
-                  why="it did not finish")
+                  why="it did not finish", digested=digested(cfg))
     if cfg.tokenizer is None:
         raise ConfigError("streams.tokenizer: path of a SentencePiece .model is required "
                           "(`duplexalign tokenizer fit` makes a small one)")
@@ -87,28 +92,35 @@ def run(cfg: StreamsConfig, run_dir: str | Path) -> StageStats:
         return prev
     rd, stats = st.rd, st.stats
     pairs_path, conv_path = rd.path(PAIRS), rd.path(CONVERSATIONS)
-    tok = load_tokenizer(cfg.tokenizer)
-    codec = load_codec(cfg.codec, cfg.codec_path)
-    k = int(codec.num_codebooks)
+    enc = Encoder(cfg, str(rd.root))  # the driver's own: meta, and the local engine's worker
+    k = enc.k
     out = rd.path(OUT)
     writer = ShardWriter(out, max_bytes=cfg.max_shard_bytes)
     drops = ManifestWriter(out / "dropped.jsonl.gz", resume=True)
     by_conv = GroupReader(read_manifest(pairs_path, PreferencePair),
                           key=lambda p: p.conversation_id)
     text_stats: Counter = Counter()
-    try:
+
+    def work():
         for conv in tqdm(read_manifest(conv_path, Conversation), desc="streams", unit="conv",
                          disable=None):
             pairs = [p for p in by_conv.take(conv.id)
                      if not writer.has_pair(p.id) and p.id not in drops]
-            if not pairs:
-                continue
-            try:
-                _conversation(cfg, rd, conv, pairs, tok, codec, k, writer, text_stats)
-            except BadInput as e:
+            if pairs:
+                yield conv, pairs
+
+    make = (lambda: enc) if cfg.engine.kind == "local" else partial(Encoder, cfg, str(rd.root))
+    try:
+        for conv, pairs, got in ordered_map(cfg.engine, make, work(), desc="streams"):
+            if isinstance(got, BadInput):
                 for p in pairs:
-                    drops.write({"id": p.id, "conversation_id": conv.id, "reason": e.reason,
-                                 "detail": e.detail})
+                    drops.write({"id": p.id, "conversation_id": conv.id, "reason": got.reason,
+                                 "detail": got.detail})
+                continue
+            text_stats.update(got.text_stats)
+            for entry, chosen, rejected, chosen_floor in got.pairs:
+                writer.add_context(conv.id, got.context, got.floor)
+                writer.add_pair(entry, chosen, rejected, chosen_floor)
         for p in by_conv.rest():
             if not writer.has_pair(p.id):
                 drops.write({"id": p.id, "conversation_id": p.conversation_id,
@@ -120,6 +132,7 @@ def run(cfg: StreamsConfig, run_dir: str | Path) -> StageStats:
     except BaseException:
         drops.abort()
         raise
+    codec, tok = enc.codec, enc.tok
     meta = {"codec": cfg.codec, "codec_path": cfg.codec_path, "num_codebooks": k,
             "cardinality": int(codec.cardinality), "text_card": tok.vocab_size,
             "tokenizer": cfg.tokenizer, "layout_rows": Layout(k).num_rows,
@@ -153,9 +166,63 @@ def _user_audio(cfg: StreamsConfig, rd: RunDir, conv: Conversation) -> np.ndarra
     return wav
 
 
-def _conversation(cfg: StreamsConfig, rd: RunDir, conv: Conversation, pairs: list[PreferencePair],
-                  tok, codec, k: int, writer: ShardWriter, text_stats: Counter) -> None:
+@dataclass
+class Encoded:
+    """One conversation's tensors, made by a worker and stored by the driver in order.
+
+    Attributes:
+        context: the conversation's codes `[1 + 2K, T]` int64.
+        floor: its floor labels `[T]`.
+        pairs: per pair: its index entry, chosen and rejected rows `[1 + K, W]` each, and the
+            chosen variant's floor labels `[W]`.
+        text_stats: counts of shifted words and cut tokens.
+    """
+
+    context: torch.Tensor
+    floor: torch.Tensor
+    pairs: list[tuple[PairIndex, torch.Tensor, torch.Tensor, torch.Tensor]]
+    text_stats: Counter
+
+
+class Encoder:
+    """The per-conversation work of streams, run on the engine: holds the codec and tokenizer
+    (loaded once per worker) and encodes a conversation and its pairs (`encode_conversation`).
+
+    Args:
+        cfg: the stage options.
+        root: the run directory.
+    """
+
+    def __init__(self, cfg: StreamsConfig, root: str):
+        self.cfg, self.rd = cfg, RunDir(root, create=False)
+        self.tok = load_tokenizer(cfg.tokenizer)
+        self.codec = load_codec(cfg.codec, cfg.codec_path)
+        self.k = int(self.codec.num_codebooks)
+
+    def __call__(self, item: tuple[Conversation, list[PreferencePair]]
+                 ) -> tuple[Conversation, list[PreferencePair], Encoded | BadInput]:
+        """`(conv, pairs)` -> the same with the `Encoded` tensors, or the BadInput that drops
+        every pair of the conversation."""
+        conv, pairs = item
+        try:
+            return conv, pairs, encode_conversation(self.cfg, self.rd, conv, pairs, self.tok,
+                                                    self.codec, self.k)
+        except BadInput as e:
+            return conv, pairs, e
+
+
+def encode_conversation(cfg: StreamsConfig, rd: RunDir, conv: Conversation,
+                        pairs: list[PreferencePair], tok, codec, k: int) -> Encoded:
+    """Encode one conversation (model and user channels, text row, floor labels) and its pairs'
+    variants. Writes nothing but the rebuilt user audio cache (`_user_audio`).
+
+    Raises:
+        BadInput: missing or misfit audio (every pair of the conversation is dropped).
+    """
     from duplexalign.speech.audio import read_audio
+
+    text_stats: Counter = Counter()
+    out: list[tuple[PairIndex, torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     if conv.audio.model is None:
         raise BadInput("model_audio_missing", "no model-channel audio")
@@ -194,5 +261,5 @@ def _conversation(cfg: StreamsConfig, rd: RunDir, conv: Conversation, pairs: lis
             category=p.category, strategy=p.strategy, num_codebooks=k,
             chosen_text_tokens=int(np.isin(rows[0][0].numpy(), (0, 3), invert=True).sum()),
             rejected_text_tokens=int(np.isin(rows[1][0].numpy(), (0, 3), invert=True).sum()))
-        writer.add_context(conv.id, ctx_t, floor)
-        writer.add_pair(entry, rows[0], rows[1], torch.from_numpy(chosen_floor))
+        out.append((entry, rows[0], rows[1], torch.from_numpy(chosen_floor)))
+    return Encoded(ctx_t, floor, out, text_stats)

@@ -1,0 +1,206 @@
+"""The Ray engine against the local engine: pairs (TTS-bound) and ingest with ASR, side by side.
+
+    NO_TORCH_COMPILE=1 OMP_NUM_THREADS=1 python bench/engine.py            # ~5 min on 2 cores
+    NO_TORCH_COMPILE=1 OMP_NUM_THREADS=1 python bench/engine.py --pairs-conversations 8 \
+        --recordings 4                                                     # quick check
+
+Builds the inputs once (offline, real components): `--pairs-conversations` annotated conversations
+spoken with espeak-ng, each with a content issue (rewrite) and a silence (insert), so every pair
+needs new TTS speech in the model's voice; and `--recordings` stereo recordings of a few turns each
+for `ingest --format audio` (whisper tiny.en in every worker). Then runs each stage cold (a fresh
+run directory, models loaded by the stage as a user would see it) on the local engine, on Ray with
+1 worker and on Ray with 2 workers, one after the other, on a private one-machine Ray cluster with 2
+CPUs started here (no dashboard), and checks that every run wrote the same manifests. Prints wall
+seconds and the ratios: overhead = ray 1 worker / local (goal <= 1.2x) and scaling = ray 1 worker /
+ray 2 workers (goal >= 1.7x on 2 cores). Record the figures in docs/benchmarks.md with the command
+line and the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("NO_TORCH_COMPILE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Ray starts its workers 15 nice levels below the driver by default; on a shared box that alone
+# makes every worker lose to the local engine's process, so both run at the same priority here.
+os.environ.setdefault("RAY_worker_niceness", "0")
+
+from duplexalign.engine import EngineConfig  # noqa: E402
+from duplexalign.ingest.base import IngestConfig  # noqa: E402
+from duplexalign.ingest.stage import run as run_ingest  # noqa: E402
+from duplexalign.manifest import write_manifest  # noqa: E402
+from duplexalign.pairs.config import PairsConfig  # noqa: E402
+from duplexalign.pairs.stage import run as run_pairs  # noqa: E402
+from duplexalign.records import (  # noqa: E402
+    ChannelAudio,
+    ChannelWords,
+    Conversation,
+    Issue,
+    JudgeInfo,
+    Source,
+    Word,
+)
+from duplexalign.runs import RunDir  # noqa: E402
+from duplexalign.sandbox.oracle import OracleRewriter  # noqa: E402
+from duplexalign.segments import replies, silence_id, words_before  # noqa: E402
+from duplexalign.speech.audio import merge_channels, place, write_audio  # noqa: E402
+from duplexalign.speech.voices import get_voice  # noqa: E402
+
+QUESTIONS = ["what is the capital of france", "how many legs does a spider have",
+             "why is the sky blue", "what is the boiling point of water",
+             "who wrote the odyssey", "how far away is the moon"]
+ANSWERS = ["the capital of france is paris", "a spider has eight legs",
+           "sunlight scatters in the air and blue light scatters the most",
+           "water boils at one hundred degrees", "homer wrote the odyssey",
+           "the moon is about three hundred eighty thousand kilometers away"]
+
+
+def _spoken(voice: str, text: str, start: float):
+    sp = get_voice(voice).synthesize(text)
+    return sp.wav, [Word(text=w.text, start=start + w.start, end=start + w.end) for w in sp.words]
+
+
+def _issue(conv: Conversation, kind: str, category: str, span: tuple[float, float], **kw) -> Issue:
+    rep = next((r for r in replies(conv) if r.start - 1e-3 <= span[0] < r.end), None)
+    if rep is None:
+        k = words_before(conv.words.model, span[0])
+        rid, rng = silence_id(conv.id, span[0]), (k, k)
+    else:
+        rid, rng = rep.id, rep.word_range
+    return Issue(id=f"{conv.id}:{category}", conversation_id=conv.id, kind=kind, category=category,
+                 reply_span=span, reply_id=rid, reply_words=rng, judge=JudgeInfo(name="bench"),
+                 reason=f"{category} problem", **kw)
+
+
+def annotated_run(root: Path, n: int) -> Path:
+    """`n` annotated conversations (two pairs to build each)."""
+    run = root / "annotated"
+    convs, issues = [], []
+    for i in range(n):
+        q = QUESTIONS[i % len(QUESTIONS)]
+        _, user = _spoken(f"user_{i % 6}", q, 0.3)
+        t = user[-1].end + 0.4
+        mw, model = _spoken("model", "i am not sure about that", t)
+        t2 = model[-1].end + 1.0
+        _, user2 = _spoken(f"user_{(i + 1) % 6}", "hello are you still there", t2)
+        duration = user2[-1].end + 4.0
+        cid = f"c{i:03d}"
+        write_audio(run / "audio" / f"{cid}.model.wav", place([(t, mw)], duration))
+        conv = Conversation(id=cid, words=ChannelWords(model=model, user=user + user2),
+                            duration=duration, audio=ChannelAudio(model=f"audio/{cid}.model.wav"),
+                            source=Source(reader="bench", path="-", digest="0"))
+        convs.append(conv)
+        issues += [_issue(conv, "content", "factuality", (model[0].start, model[-1].end), score=1,
+                          improved_reply=ANSWERS[i % len(ANSWERS)]),
+                   _issue(conv, "timing", "unresponsiveness", (user2[-1].end, duration))]
+    write_manifest(run / "conversations.jsonl.gz", convs)
+    write_manifest(run / "annotations.jsonl.gz", issues)
+    RunDir(run).mark_done("ingest")
+    RunDir(run).mark_done("annotate")
+    return run
+
+
+def recordings(root: Path, n: int) -> Path:
+    """`n` stereo recordings (model left, user right) of four turns, about 10 s each."""
+    d = root / "recordings"
+    for i in range(n):
+        q, a = QUESTIONS[i % len(QUESTIONS)], ANSWERS[i % len(ANSWERS)]
+        u1, m1 = _spoken(f"user_{i % 6}", q, 0.3), None
+        t = u1[1][-1].end + 0.5
+        m1 = _spoken("model", a, t)
+        t2 = m1[1][-1].end + 0.8
+        u2 = _spoken(f"user_{i % 6}", "thank you that is helpful", t2)
+        t3 = u2[1][-1].end + 0.5
+        m2 = _spoken("model", "you are welcome is there anything else", t3)
+        dur = m2[1][-1].end + 0.5
+        model = place([(t, m1[0]), (t3, m2[0])], dur)
+        user = place([(0.3, u1[0]), (t2, u2[0])], dur)
+        write_audio(d / f"rec{i:03d}.wav", merge_channels([model, user]))
+    return d
+
+
+def _manifests(run: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): gzip.decompress(p.read_bytes())
+            for p in sorted(run.rglob("*.jsonl.gz"))}
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench_stage(name: str, once, engines: dict[str, EngineConfig], root: Path) -> dict[str, float]:
+    """Wall seconds of `once(engine, run_dir)` per engine; the manifests must agree."""
+    secs, outs = {}, {}
+    for label, eng in engines.items():
+        run = root / f"{name}-{label.replace(' ', '_')}"
+        secs[label] = _timed(lambda eng=eng, run=run: once(eng, run))
+        outs[label] = _manifests(run)
+        print(f"  {name:7s} {label:14s} {secs[label]:7.1f} s", flush=True)
+    first = next(iter(outs.values()))
+    assert all(o == first for o in outs.values()), f"{name}: engines wrote different manifests"
+    return secs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pairs-conversations", type=int, default=40)
+    ap.add_argument("--recordings", type=int, default=16)
+    ap.add_argument("--stages", default="pairs,ingest", help="which of pairs,ingest to measure")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = ap.parse_args()
+
+    import ray
+
+    root = Path(tempfile.mkdtemp(prefix="bench-engine-"))
+    t0 = time.perf_counter()
+    stages = args.stages.split(",")
+    annotated = annotated_run(root, args.pairs_conversations if "pairs" in stages else 0)
+    rec = recordings(root, args.recordings if "ingest" in stages else 0)
+    from duplexalign.speech import voices
+
+    voices._LOADED.clear()  # no synthesis cached while building the inputs helps the local run
+    print(f"inputs: {args.pairs_conversations} conversations ({2 * args.pairs_conversations} "
+          f"pairs), {args.recordings} recordings; built in {time.perf_counter() - t0:.0f} s")
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 << 20,
+             log_to_driver=False, logging_level="WARNING")
+    engines = {"local": EngineConfig(),
+               "ray 1 worker": EngineConfig(kind="ray", workers=1),
+               "ray 2 workers": EngineConfig(kind="ray", workers=2)}
+
+    def pairs_once(eng: EngineConfig, run: Path) -> None:
+        shutil.copytree(annotated, run)
+        stats = run_pairs(PairsConfig(max_pairs_per_conversation=4, engine=eng), run,
+                          rewriter=OracleRewriter())
+        assert stats.counts["written"] == 2 * args.pairs_conversations, stats.counts
+
+    def ingest_once(eng: EngineConfig, run: Path) -> None:
+        stats = run_ingest(IngestConfig(input=rec, format="audio", engine=eng), run)
+        assert stats.counts["written"] == args.recordings, stats.counts
+
+    try:
+        once = {"pairs": pairs_once, "ingest": ingest_once}
+        results = {s: bench_stage(s, once[s], engines, root) for s in stages}
+    finally:
+        ray.shutdown()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    print(f"\n{'stage':8s} {'local s':>8s} {'ray1 s':>8s} {'ray2 s':>8s} "
+          f"{'overhead ray1/local':>20s} {'scaling ray1/ray2':>18s} {'speedup local/ray2':>19s}")
+    for stage, s in results.items():
+        loc, r1, r2 = s["local"], s["ray 1 worker"], s["ray 2 workers"]
+        print(f"{stage:8s} {loc:8.1f} {r1:8.1f} {r2:8.1f} {r1 / loc:19.2f}x {r1 / r2:17.2f}x "
+              f"{loc / r2:18.2f}x")
+    print(f"load average at the end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

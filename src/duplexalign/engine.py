@@ -1,0 +1,241 @@
+"""Where a stage's per-item work runs: in this process (`local`) or on a Ray cluster (`ray`).
+
+Owns `EngineConfig` (the `engine:` block of the map-style stages: ingest, annotate, pairs, streams
+and the evaluation rollouts) and `ordered_map`, the one call those stages make for their per-conversation or per-pair
+work. A stage hands it a *worker factory* (a picklable callable that builds the per-item function
+once, loading whatever model it holds: ASR, TTS, codec, rollout model) and an iterable of items; it
+yields one result per item, in input order, so the stage's driver loop writes its manifests exactly
+as with the local engine (byte-identical by construction). `local` builds the worker once in this
+process and maps lazily, item by item, as the stages always did. `ray` starts a pool of actors (each
+builds the worker once; sized by `workers`, `cpus_per_worker`, `gpus_per_worker`), keeps a bounded
+window of items in flight, and retries an item whose actor died (the actor is restarted). Workers
+return values; only the driver appends to manifests, so a retried item is never written twice, and a
+driver killed mid-stage resumes on rerun through the stages' own skip-done writers. Ray is imported
+only here and only by the `ray` engine. It knows nothing about what the items are.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Literal, TypeVar
+
+from pydantic import Field
+
+from duplexalign.config import StageConfig
+from duplexalign.errors import BackendUnavailable, ConfigError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+WorkerFactory = Callable[[], Callable[[Any], Any]]
+"""Builds the per-item function once per worker (a picklable callable: a class or a partial)."""
+
+RAY_HINT = "pip install 'duplexalign[ray]'"
+
+
+class EngineConfig(StageConfig):
+    """Where a map-style stage runs its per-item work (`<stage>.engine` in a preset).
+
+    Left out of every stage's digest: a stage run on Ray writes what the local engine writes, so
+    switching engines never reruns a finished stage.
+    """
+
+    kind: Literal["local", "ray"] = "local"
+    """`local`: in this process, item by item. `ray`: an actor pool on a Ray cluster."""
+    address: str = "auto"
+    """Ray cluster: `auto` (the one `ray start --head` runs on this machine, or RAY_ADDRESS),
+    `HOST:PORT` of its head node, or `local` (start a private one-machine cluster for this run).
+    Ignored when this process is already connected (ray.init was called before)."""
+    workers: int | None = Field(None, ge=1)
+    """Actors in the pool; None = the cluster's CPUs (or GPUs) divided by the per-worker share."""
+    cpus_per_worker: float = Field(1.0, gt=0)
+    """CPUs each actor reserves (and its OMP_NUM_THREADS, rounded up)."""
+    gpus_per_worker: float = Field(0.0, ge=0)
+    """GPUs each actor reserves (model-holding work on GPU nodes)."""
+    in_flight: int | None = Field(None, ge=1)
+    """Items submitted ahead of the one the driver writes next; None = 4 per worker."""
+    max_retries: int = Field(3, ge=0)
+    """Times an item is retried, and an actor restarted, after its worker process died."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Extra environment variables of the workers (NO_TORCH_COMPILE=1 and OMP_NUM_THREADS are
+    always set)."""
+
+
+def digested(cfg: StageConfig, exclude: set[str] | None = None) -> dict[str, Any]:
+    """A stage config as it enters the stage digest: without `engine` (and `exclude`)."""
+    return cfg.model_dump(mode="json", exclude={"engine", *(exclude or set())})
+
+
+def ordered_map(engine: EngineConfig, make_worker: WorkerFactory, items: Iterable[T],
+                skip: Callable[[T], bool] | None = None, desc: str = "") -> Iterator[Any]:
+    """Apply the worker built by `make_worker` to every item; yield the results in input order.
+
+    Args:
+        engine: where to run.
+        make_worker: called once per worker (once in this process for `local`); returns the
+            per-item function. Must be picklable for `ray` (a module-level class or a partial).
+        items: consumed lazily (at most `in_flight` ahead of the result yielded last).
+        skip: items for which it is true are yielded back unchanged, without a worker call.
+        desc: what the work is, for log lines.
+
+    Yields:
+        `fn(item)` (or the item itself, when skipped), in the order of `items`. An exception of
+        `fn` is raised here, as with a plain loop.
+    """
+    if engine.kind == "local":
+        fn = None
+        for item in items:
+            if skip is not None and skip(item):
+                yield item
+                continue
+            fn = fn or make_worker()
+            yield fn(item)
+        return
+    yield from _ray_map(engine, make_worker, items, skip, desc)
+
+
+def worker_env(engine: EngineConfig) -> dict[str, str]:
+    """Environment variables of every Ray worker."""
+    threads = str(max(1, int(-(-engine.cpus_per_worker // 1))))
+    return {"NO_TORCH_COMPILE": "1", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+            "TOKENIZERS_PARALLELISM": "false", **engine.env}
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as e:
+        raise BackendUnavailable("engine ray", RAY_HINT) from e
+    return ray
+
+
+def _connect(engine: EngineConfig) -> bool:
+    """Connect this process to the cluster; True when this call started the connection."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return False
+    env = {"env_vars": worker_env(engine)}
+    try:
+        if engine.address == "local":
+            ray.init(include_dashboard=False, runtime_env=env, log_to_driver=False,
+                     logging_level=logging.WARNING)
+        else:
+            ray.init(address=engine.address, runtime_env=env, log_to_driver=False,
+                     logging_level=logging.WARNING)
+    except ConnectionError as e:
+        raise ConfigError(f"engine.address={engine.address}: no Ray cluster there ({e}); start "
+                          "one with `ray start --head`, or use engine.address=local") from None
+    return True
+
+
+def _pool_size(engine: EngineConfig, ray: Any) -> int:
+    if engine.workers is not None:
+        return engine.workers
+    res = ray.cluster_resources()
+    n = int(res.get("CPU", 1) // engine.cpus_per_worker)
+    if engine.gpus_per_worker > 0:
+        n = min(n, int(res.get("GPU", 0) // engine.gpus_per_worker))
+    return max(1, n)
+
+
+class _Slot:
+    __slots__ = ("ready", "value")
+
+    def __init__(self, value: Any = None, ready: bool = False):
+        self.value, self.ready = value, ready
+
+
+def _holder_class(ray: Any) -> Any:
+    class WorkerHolder:
+        """One actor: builds the worker once, then applies it to item after item."""
+
+        def __init__(self, make_worker: WorkerFactory):
+            self.fn = make_worker()
+
+        def pid(self) -> int:
+            return os.getpid()
+
+        def call(self, item: Any) -> Any:
+            return self.fn(item)
+
+    return ray.remote(WorkerHolder)
+
+
+def _start_pool(engine: EngineConfig, ray: Any, make_worker: WorkerFactory, n: int
+                ) -> list[Any]:
+    holder = _holder_class(ray).options(
+        num_cpus=engine.cpus_per_worker, num_gpus=engine.gpus_per_worker,
+        max_restarts=engine.max_retries, max_task_retries=engine.max_retries,
+        runtime_env={"env_vars": worker_env(engine)})
+    return [holder.remote(make_worker) for _ in range(n)]
+
+
+def _ray_map(engine: EngineConfig, make_worker: WorkerFactory, items: Iterable[Any],
+             skip: Callable[[Any], bool] | None, desc: str) -> Iterator[Any]:
+    ray = _import_ray()
+    started = _connect(engine)
+    actors: list[Any] = []
+    pids: list[int] = []
+    try:
+        n = _pool_size(engine, ray)
+        window = engine.in_flight or 4 * n
+        load = [0] * n
+        pending: deque[_Slot] = deque()
+        inflight: dict[Any, tuple[_Slot, int]] = {}
+        it = iter(items)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < window:
+                try:
+                    item = next(it)
+                except StopIteration:
+                    exhausted = True
+                    break
+                if skip is not None and skip(item):
+                    pending.append(_Slot(item, ready=True))
+                    continue
+                if not actors:  # the pool starts with the first item that needs a worker
+                    actors = _start_pool(engine, ray, make_worker, n)
+                    pids = ray.get([a.pid.remote() for a in actors])  # every worker built
+                    _worker_pids.append(pids)
+                    log.info("engine ray: %d workers for %s", n, desc or "the stage")
+                a = min(range(n), key=load.__getitem__)
+                slot = _Slot()
+                inflight[actors[a].call.remote(item)] = (slot, a)
+                load[a] += 1
+                pending.append(slot)
+            while pending and pending[0].ready:
+                yield pending.popleft().value
+            if not pending:
+                if exhausted:
+                    return
+                continue  # the whole window was written: take the next items
+            done, _ = ray.wait(list(inflight), num_returns=1)
+            for ref in done:
+                slot, a = inflight.pop(ref)
+                load[a] -= 1
+                try:
+                    slot.value = ray.get(ref)
+                except ray.exceptions.RayTaskError as e:
+                    raise e.as_instanceof_cause() from None
+                slot.ready = True
+    finally:
+        for a in actors:
+            ray.kill(a)
+        if pids:
+            _worker_pids.remove(pids)
+        if started:
+            ray.shutdown()
+
+
+_worker_pids: list[list[int]] = []
+
+
+def worker_pids() -> list[int]:
+    """Process ids of the Ray workers of the maps running in this process (as first started)."""
+    return [pid for pids in _worker_pids for pid in pids]
