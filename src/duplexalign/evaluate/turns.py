@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from duplexalign.fdb_rules import takeover
 from duplexalign.records import Channel, Segment, Word
-from duplexalign.segments import is_backchannel, onset_interrupts, to_segments
+from duplexalign.segments import onset_interrupts, to_segments
 
 
 class TimingRules(BaseModel):
@@ -98,11 +99,10 @@ def ipus(words: Sequence[Word], merge_gap: float, channel: Channel = "user") -> 
 
 
 def is_turn(words: Sequence[Word], rules: TimingRules) -> bool:
-    """FDB rule: model words form a turn unless empty or a short backchannel (< 1 s, <= 3 words)."""
-    if not words:
-        return False
-    return not is_backchannel(words, min(w.start for w in words), max(w.end for w in words),
-                              rules.backchannel_max_words, rules.backchannel_max_span)
+    """FDB's take-over rule (`fdb_rules.takeover`) on the time-sorted `words`: a turn unless empty
+    or a short backchannel (< `backchannel_max_span` s, <= `backchannel_max_words` words)."""
+    return takeover(sorted(words, key=lambda w: w.start), rules.backchannel_max_words,
+                    rules.backchannel_max_span) == 1
 
 
 def words_in(words: Sequence[Word], start: float, end: float) -> list[Word]:
