@@ -87,7 +87,6 @@ def build(examples: Path, work: Path) -> dict[str, Path]:
 def run_fdb(code: Path, dirs: dict[str, Path], data_dir: Path) -> dict[str, dict[str, float]]:
     """FDB's own numbers (parsed from what its functions print)."""
     import torch
-
     from silero_vad import load_silero_vad
 
     shim = Path(tempfile.mkdtemp()) / "torchaudio"
