@@ -4,7 +4,9 @@ Owns parsing of FD-Bench v1/v1.5 sample folders: `input.wav` is the user stream,
 model's time-synchronous reply stream, `output.json` the model's words
 (`{"text", "chunks": [{"text", "timestamp": [start, end]}]}`). User words come from `input.json` (same
 chunk format) or the two-speaker `transcription.json` (`[{"speaker", "item": [chunks]}]`, merged and
-sorted); a channel with audio but no transcript is transcribed with the configured ASR backend. Task
+sorted); a channel with audio but no transcript is transcribed with the configured ASR backend
+(FDB's pause and interruption samples hold the user only in `input.wav`); without `input.wav`, an
+interruption sample's user words are the cut-in text of `interrupt.json`, spread over its span. Task
 side files (`pause.json`, `turn_taking.json`, `interrupt.json`, `metadata.json`, `rating.json`) are
 kept in `meta["fdb"]`. A sample folder is any folder holding `output.json`, `output.wav` or
 `input.wav`; its id is its path relative to the input folder. Symlinked folders are not followed
@@ -92,6 +94,10 @@ def _sample(folder: Path, root: Path, conv_id: str, cfg: IngestConfig, asr: list
     else:
         words["user"] = None
     sources = {ch: ChannelSource(f[name]) for ch, name in WAVS.items() if f[name].is_file()}
+    fdb = {n.removesuffix(".json"): read_json(f[n], cfg) for n in SIDE_FILES if f[n].is_file()}
+    if words["user"] is None and "user" not in sources and "interrupt" in fdb:
+        words["user"] = _interrupt_words(fdb["interrupt"])
+        meta["user_words_from"] = "interrupt.json"
     for ch in CHANNELS:
         if words[ch] is None:
             if ch in sources:
@@ -102,7 +108,6 @@ def _sample(folder: Path, root: Path, conv_id: str, cfg: IngestConfig, asr: list
                 meta[f"{ch}_words_from"] = "asr"
             else:
                 words[ch] = []
-    fdb = {n.removesuffix(".json"): read_json(f[n], cfg) for n in SIDE_FILES if f[n].is_file()}
     if fdb:
         meta["fdb"] = fdb
     end = max((w.end for ch in CHANNELS for w in words[ch]), default=0.0)
@@ -130,6 +135,20 @@ def _chunk(c: Any, where: str) -> Word:
         raise BadInput("bad_schema", f'{where} needs "text" and "timestamp": [start, end]')
     end = ts[0] if ts[1] is None else ts[1]  # FD-Bench: a missing end means "use the start"
     return make_word(c.get("text"), ts[0], end, where)
+
+
+def _interrupt_words(doc: Any) -> list[Word]:
+    """The user's cut-in from `interrupt.json` (`[{"interrupt": text, "timestamp": [s, e]}]`): its
+    words spread evenly over the span (the file times the cut-in, not its words)."""
+    try:
+        text, (start, end) = str(doc[0]["interrupt"]), doc[0]["timestamp"]
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise BadInput("bad_schema", 'interrupt.json needs [{"interrupt", "timestamp": [s, e]}]'
+                       ) from None
+    toks = text.split()
+    step = (float(end) - float(start)) / max(len(toks), 1)
+    return [make_word(t, float(start) + i * step, float(start) + (i + 1) * step,
+                      f"interrupt.json word {i}") for i, t in enumerate(toks)]
 
 
 def _transcription(doc: Any) -> tuple[list[Word], list[Any]]:
