@@ -6,7 +6,8 @@ response latency, no-response, model interruptions, and yield / stop latency whe
 following Full-Duplex-Bench v1/v1.5 rules where they apply (a model "turn" is anything but an empty
 window or a < 1 s, <= 3-word backchannel; FDB-style merge gaps of 0.6 s for the user and 0.5 s for
 the model). Segments (IPUs), backchannels and interrupting onsets are the shared definitions of
-`segments.py`; this module only applies them with FDB's thresholds. Pure functions on `Word` lists;
+`segments.py`, and "is a turn" is FDB's take-over rule `fdb_rules.takeover`; this module only
+applies them with the thresholds of `TimingRules`. Pure functions on `Word` lists;
 every threshold lives in `TimingRules` and is recorded with the results. Knows nothing about audio,
 frames or models.
 """
