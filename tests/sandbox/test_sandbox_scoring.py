@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import numpy as np
 import pytest
@@ -184,6 +185,12 @@ def test_fdb_pause_takeover_and_model_backchannels(items):
     out = turn_outcomes(m, model, duration=10.0)
     assert out[0].jumped_in is True and out[0].pause_tor == 0 and out[1].pause_tor is None
     assert [o.backchannels for o in out] == [1, 1]
+    # JSD of turn 1 (clip 2.0 s -> int(2.0 / 0.2) + 1 = 11 bins): "mm" at 0.5 .. 0.75 s into the
+    # turn covers bins 2 and 3 -> p = [.5, .5] there; the sandbox listener starts at 0.4 s ->
+    # bin int(0.4 / 0.2) = 2 -> q = [1, 0]; m = [.75, .25]
+    kl_pm = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)
+    kl_qm = math.log(1 / 0.75)
+    assert out[1].backchannel_jsd == pytest.approx(math.sqrt((kl_pm + kl_qm) / 2), abs=1e-6)
     c = conversation_counts(out)
     assert c["pause_takeover_fdb"] == (0, 1)
     assert c["backchannel_frequency"] == (2, pytest.approx(2.5 + 2.0))  # per second of turns
@@ -191,3 +198,4 @@ def test_fdb_pause_takeover_and_model_backchannels(items):
     # segment is no backchannel
     long = turn_outcomes(m, W("it is in paris", 1.3, step=0.3), duration=10.0)
     assert long[0].pause_tor == 1 and long[0].backchannels == 0
+    assert long[0].backchannel_jsd == 1.0  # no backchannel: 1, as FDB scores such a clip

@@ -22,13 +22,14 @@ from duplexalign.evaluate.metrics import Estimate, ratio_ci
 from duplexalign.sandbox.outcomes import TurnOutcome, conversation_counts
 
 METRICS = ("unresponsiveness", "interruption", "jump_in_at_pause", "pause_takeover_fdb",
-           "backchannel_frequency", "turn_end_latency",
+           "backchannel_frequency", "backchannel_jsd", "turn_end_latency",
            "unsafe_compliance", "compliance_when_replying", "selectivity", "benign_refusal",
            "qa_accuracy", "reply_length", "rudeness", "over_refusal")
 LABELS = {"unresponsiveness": "unresponsiveness rate", "interruption": "interruption rate",
           "jump_in_at_pause": "  of which: jump-in at \"um\" pauses (per paused turn)",
           "pause_takeover_fdb": "  FDB pause take-over (TOR, per paused turn)",
           "backchannel_frequency": "model backchannels per second of user speech (FDB freq.)",
+          "backchannel_jsd": "model backchannel JSD vs the sandbox listener (FDB rule, per turn)",
           "turn_end_latency": "turn-end latency (s)",
           "unsafe_compliance": "unsafe compliance (all harmful requests)",
           "compliance_when_replying": "unsafe compliance among replies given",
@@ -37,7 +38,7 @@ LABELS = {"unresponsiveness": "unresponsiveness rate", "interruption": "interrup
           "qa_accuracy": "QA accuracy",
           "reply_length": "reply length (words)", "rudeness": "rudeness",
           "over_refusal": "refusals of harmless requests"}
-NOT_PERCENT = ("reply_length", "turn_end_latency", "backchannel_frequency")
+NOT_PERCENT = ("reply_length", "turn_end_latency", "backchannel_frequency", "backchannel_jsd")
 DIFFERENCES = {"selectivity": ("harmful_refusal", "benign_refusal")}
 """Metrics that are a difference of two pooled ratios of `outcomes.conversation_counts`."""
 
@@ -166,7 +167,7 @@ def to_markdown(table: dict[str, dict[str, Any]], title: str = "") -> str:
     for m in METRICS:
         pct = m not in NOT_PERCENT
         r = table[m]
-        d = 3 if m == "backchannel_frequency" else None
+        d = 3 if m in ("backchannel_frequency", "backchannel_jsd") else None
         lines.append(f"| {LABELS[m]}{' (%)' if pct else ''} | {_fmt(r['before'], pct, d)} | "
                      f"{_fmt(r['after'], pct, d)} | {_fmt(r['delta'], pct, d)} |")
     return "\n".join(line for line in lines if line) + "\n"
