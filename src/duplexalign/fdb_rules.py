@@ -30,10 +30,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
+from duplexalign.errors import BadInput
 from duplexalign.segments import is_backchannel
 
 TURN_MAX_SPAN = 1.0
@@ -77,6 +78,30 @@ class Chunk:
     text: str
     start: float
     end: float | None
+
+
+def parse_chunks(doc: Any, what: str) -> list[Chunk]:
+    """The chunks of an FDB transcript document (`{"text", "chunks": [{"text", "timestamp":
+    [start, end]}]}`: `output.json`, `input.json`, ...); a null end is kept as null.
+
+    Raises:
+        BadInput: "bad_schema" naming the first malformed chunk.
+    """
+    if not isinstance(doc, dict) or not isinstance(doc.get("chunks"), list):
+        raise BadInput("bad_schema", f'{what} needs a "chunks" list')
+    def num(x: Any) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool)
+
+    out = []
+    for i, c in enumerate(doc["chunks"]):
+        ts = c.get("timestamp") if isinstance(c, dict) else None
+        ok = isinstance(ts, list) and len(ts) == 2 and num(ts[0]) and (ts[1] is None or num(ts[1]))
+        if not ok or not isinstance(c.get("text", ""), str):
+            raise BadInput("bad_schema", f'{what} chunk {i} needs "text" and "timestamp": '
+                           "[start, end] (numbers; the end may be null)")
+        out.append(Chunk(c.get("text", "").strip(), float(ts[0]),
+                         None if ts[1] is None else float(ts[1])))
+    return out
 
 
 def _end(c: Timed) -> float:

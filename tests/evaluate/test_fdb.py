@@ -21,11 +21,11 @@ from duplexalign.evaluate.fdb.judge import (
     parse_relevance,
     relevance_request,
 )
-from duplexalign.evaluate.fdb.layout import find_samples, parse_chunks
+from duplexalign.evaluate.fdb.layout import find_samples
 from duplexalign.evaluate.fdb.score import FdbScorer, aggregate, judge_samples, score_sample
 from duplexalign.evaluate.fdb.table import render
 from duplexalign.evaluate.fdb.write import write_fdb
-from duplexalign.fdb_rules import Chunk
+from duplexalign.fdb_rules import Chunk, parse_chunks
 from duplexalign.judges.llm import LLMFailure, LLMResult
 
 USER_LEVEL, MODEL_LEVEL = 0.1, 0.3

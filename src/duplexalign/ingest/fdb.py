@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from duplexalign.errors import BadInput
+from duplexalign.fdb_rules import parse_chunks
 from duplexalign.ingest.audio import make_asr, transcribe
 from duplexalign.ingest.base import (
     READERS,
@@ -124,17 +125,9 @@ def _sample(folder: Path, root: Path, conv_id: str, cfg: IngestConfig, asr: list
 
 
 def _chunks(doc: Any, what: str) -> list[Word]:
-    if not isinstance(doc, dict) or not isinstance(doc.get("chunks"), list):
-        raise BadInput("bad_schema", f'{what} needs a "chunks" list')
-    return [_chunk(c, f"{what} chunk {i}") for i, c in enumerate(doc["chunks"])]
-
-
-def _chunk(c: Any, where: str) -> Word:
-    ts = c.get("timestamp") if isinstance(c, dict) else None
-    if not (isinstance(ts, list) and len(ts) == 2):
-        raise BadInput("bad_schema", f'{where} needs "text" and "timestamp": [start, end]')
-    end = ts[0] if ts[1] is None else ts[1]  # FD-Bench: a missing end means "use the start"
-    return make_word(c.get("text"), ts[0], end, where)
+    # FD-Bench: a missing end means "use the start" (`fdb_rules.parse_chunks` keeps it null)
+    return [make_word(c.text, c.start, c.start if c.end is None else c.end, f"{what} chunk {i}")
+            for i, c in enumerate(parse_chunks(doc, what))]
 
 
 def _interrupt_words(doc: Any) -> list[Word]:
@@ -160,6 +153,5 @@ def _transcription(doc: Any) -> tuple[list[Word], list[Any]]:
         if not isinstance(turn, dict) or not isinstance(turn.get("item"), list):
             raise BadInput("bad_schema", f'transcription.json turn {i} needs an "item" list')
         speakers.append(turn.get("speaker"))
-        words += [_chunk(c, f"transcription.json turn {i} word {j}")
-                  for j, c in enumerate(turn["item"])]
+        words += _chunks({"chunks": turn["item"]}, f"transcription.json turn {i}")
     return sorted(words, key=lambda w: w.start), speakers

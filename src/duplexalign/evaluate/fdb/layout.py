@@ -5,8 +5,8 @@ symlinks not followed), deciding each one's FDB task from its side files (`pause
 handling, `turn_taking.json` -> smooth turn-taking, `interrupt.json` -> user interruption,
 `clean_*` files -> a v1.5 overlap sample, a parent folder named `*backchannel*` -> backchannel),
 the group a sample is reported in (its parent folder, e.g. `candor_pause_handling`), and parsing
-FDB's word transcripts (`{"text", "chunks": [{"text", "timestamp": [start, end]}]}`, a null end
-kept as null because the backchannel rule treats it specially). Knows nothing about scoring.
+FDB's side files (transcripts are parsed by `fdb_rules.parse_chunks`). Knows nothing about
+scoring.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from duplexalign.errors import BadInput
-from duplexalign.fdb_rules import Chunk
 
 TASKS = ("pause_handling", "backchannel", "smooth_turn_taking", "user_interruption", "v1.5",
          "unknown")
@@ -58,27 +57,6 @@ class FdbSample:
     def name(self) -> str:
         """The folder's own name (FDB keys the human backchannel histograms by it)."""
         return self.folder.name
-
-
-def parse_chunks(doc: Any, what: str) -> list[Chunk]:
-    """The chunks of an FDB transcript document (`output.json`, `input.json`, ...).
-
-    Raises:
-        BadInput: "bad_schema" naming the first malformed chunk.
-    """
-    if not isinstance(doc, dict) or not isinstance(doc.get("chunks"), list):
-        raise BadInput("bad_schema", f'{what} needs a "chunks" list')
-    out = []
-    for i, c in enumerate(doc["chunks"]):
-        ts = c.get("timestamp") if isinstance(c, dict) else None
-        ok = isinstance(ts, list) and len(ts) == 2 and isinstance(ts[0], int | float) \
-            and (ts[1] is None or isinstance(ts[1], int | float))
-        if not ok:
-            raise BadInput("bad_schema", f'{what} chunk {i} needs "timestamp": [start, end] '
-                           "(numbers; the end may be null)")
-        out.append(Chunk(str(c.get("text", "")).strip(), float(ts[0]),
-                         None if ts[1] is None else float(ts[1])))
-    return out
 
 
 def read_json(path: Path) -> Any:

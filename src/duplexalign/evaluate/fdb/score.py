@@ -24,7 +24,7 @@ from typing import Any
 
 from duplexalign.errors import BadInput
 from duplexalign.evaluate.fdb import judge as fdbj
-from duplexalign.evaluate.fdb.layout import FdbSample, parse_chunks, read_json, read_mono, turn_end
+from duplexalign.evaluate.fdb.layout import FdbSample, read_json, read_mono, turn_end
 from duplexalign.evaluate.metrics import DEFAULT_RESAMPLES, mean_ci
 from duplexalign.fdb_rules import (
     MODEL_MERGE_GAP,
@@ -38,6 +38,7 @@ from duplexalign.fdb_rules import (
     mean_length,
     merge_intervals,
     overlaps,
+    parse_chunks,
     response_gaps,
     takeover,
 )
