@@ -306,6 +306,14 @@ def test_cli_scores_a_folder(fdb_dir, tmp_path, capsys, monkeypatch, data_dir):
     assert (tmp_path / "o" / "fdb" / "results.json").is_file()
     lines = (tmp_path / "o" / "fdb" / "samples.jsonl").read_text().splitlines()
     assert len(lines) == 6
+    # a broken side file fails its sample (with the reason) and nothing else
+    (fdb_dir / "candor_turn_taking" / "1" / "turn_taking.json").write_text("{not json")
+    assert main(["evaluate", "--fdb", str(fdb_dir), "--out", str(tmp_path / "o"), "--no-judge",
+                 "--set", f"data_dir={data_dir}"]) == 0
+    assert "1 sample(s) failed" in capsys.readouterr().out
+    recs = [json.loads(x) for x in (tmp_path / "o" / "fdb" / "samples.jsonl").read_text()
+            .splitlines()]
+    assert [r["failure"]["reason"] for r in recs if "failure" in r] == ["bad_json"]
     rc = main(["evaluate", "--fdb", str(tmp_path / "nothing"), "--out", str(tmp_path / "o2")])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: input_missing") and len(err.splitlines()) == 1

@@ -40,6 +40,7 @@ class FdbSample:
         group: the row it is reported in (its parent folder's relative path, or the task).
         files: names of the files present.
         side: parsed task side files by name (`interrupt.json`, `pause.json`, `turn_taking.json`).
+        error: a side file that could not be read (the sample is scored as a failure with it).
     """
 
     id: str
@@ -48,6 +49,7 @@ class FdbSample:
     group: str
     files: set[str] = field(default_factory=set)
     side: dict[str, Any] = field(default_factory=dict)
+    error: BadInput | None = None
 
     def has(self, name: str) -> bool:
         """True when the folder holds `name`."""
@@ -98,8 +100,8 @@ def find_samples(root: Path, task: str | None = None) -> list[FdbSample]:
         task: force this task for every sample (one of `TASKS`) instead of detecting it.
 
     Raises:
-        BadInput: "input_missing" when `root` holds no sample folder; "bad_json" for an unreadable
-            side file.
+        BadInput: "input_missing" when `root` holds no sample folder (an unreadable side file is
+            kept on its sample as `error`).
     """
     root = Path(root)
     if not root.is_dir():
@@ -115,9 +117,13 @@ def find_samples(root: Path, task: str | None = None) -> list[FdbSample]:
         parent = rel.parent if str(rel) != "." else Path(".")
         t = task or task_of(files, (root / parent).resolve().name)
         group = str(parent) if str(parent) != "." else (root.name or t)
-        side = {n: read_json(folder / n) for n in SIDE_TASKS if n in files}
+        side, error = {}, None
+        try:
+            side = {n: read_json(folder / n) for n in SIDE_TASKS if n in files}
+        except BadInput as e:
+            error = e
         out.append(FdbSample(id=str(rel), folder=folder, task=t, group=group, files=files,
-                             side=side))
+                             side=side, error=error))
     if not out:
         raise BadInput("input_missing", f"no folder under {root} holds {' or '.join(MARKERS)}")
     return sorted(out, key=lambda s: s.id)

@@ -153,6 +153,8 @@ def score_sample(s: FdbSample, sc: FdbScorer) -> dict[str, Any]:
     """The judge-free numbers of one sample (a failure record with a reason on bad input)."""
     rec: dict[str, Any] = {"id": s.id, "group": s.group, "task": s.task}
     try:
+        if s.error is not None:
+            raise s.error
         chunks, source = model_chunks(s, sc)
         rec["words_from"] = source
         rec["words"] = [[c.text, c.start, c.end] for c in chunks]
