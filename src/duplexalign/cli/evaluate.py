@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tasks", default=None,
                    help="comma-separated tasks or groups (spoken_qa, safety, paper); "
                         "`duplexalign evaluate --list` shows them")
-    p.add_argument("--out", default=None, help="output directory")
+    p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--limit", type=int, default=None, help="at most N prompts per task")
     p.add_argument("--list", action="store_true", help="list the tasks and exit")
     p.add_argument("--fdb", default=None, metavar="DIR",
@@ -50,8 +50,6 @@ def _main(args: argparse.Namespace) -> int:
         print("tasks: " + ", ".join(TASKS.names()))
         print("groups: " + ", ".join(f"{k} = {'+'.join(v)}" for k, v in TASK_GROUPS.items()))
         return 0
-    if not args.out:
-        raise ConfigError("evaluate: give --out DIR")
     overrides = list(args.overrides)
     if args.tasks:
         overrides.append(f"tasks={args.tasks}")
