@@ -150,3 +150,37 @@ def test_task_groups_resolve_and_unknown_names_are_suggested():
                                                  "timing"]
     with pytest.raises(ConfigError, match="did you mean"):
         resolve_tasks("timming")
+
+
+def test_multiturn_opens_the_configured_endpoint_when_no_judge_is_given(monkeypatch, tmp_path):
+    # no URL is required any more: without a client the task opens `ctx.judge_endpoint` itself
+    # (the local server when it has no URL) for the duration of the scoring, as annotate does
+    from types import SimpleNamespace
+
+    from duplexalign.judges.endpoint import LLMEndpoint
+    from duplexalign.judges.llm import LLMResult
+    from duplexalign.records import Word
+
+    opened = []
+
+    class Client:
+        model = "local"
+
+        def run_many(self, reqs):
+            return [LLMResult({"coherence": 4, "engagement": 4, "relevance": 5}, "k", "local", "d")
+                    for _ in reqs]
+
+    def fake_open(ep, stack, cache_dir=None):
+        opened.append(ep)
+        stack.callback(lambda: opened.append("closed"))
+        return Client()
+
+    monkeypatch.setattr("duplexalign.judges.endpoint.open_client", fake_open)
+    ep = LLMEndpoint(model="smollm2")
+    ctx = TaskContext(data_dir=tmp_path, judge_endpoint=ep, resamples=10)
+    r = SimpleNamespace(item=SimpleNamespace(user_words=[Word(text="hi", start=0.5, end=0.8)]),
+                        model_words=[Word(text="hello", start=1.2, end=1.6)], duration=12.0)
+    (out,) = TASKS.get("multiturn").score_many([r], ctx)
+    assert opened == [ep, "closed"]  # opened once, closed after scoring
+    assert out["ratings"]["30s"] == {"coherence": 4, "engagement": 4, "relevance": 5}
+    assert out["judge"]["model"] == "local"

@@ -93,3 +93,22 @@ def test_bad_sample_is_quarantined_with_reason(tmp_path):
         tmp_path / "run")
     (q,) = iter_dicts(tmp_path / "run" / "quarantine.jsonl.gz")
     assert q["reason"] == "time_reversed" and q["item"].endswith("1")
+
+
+def test_interruption_without_input_wav_takes_the_cut_in_from_interrupt_json(examples, tmp_path):
+    # the shared interruption example has no input.wav: the user words are interrupt.json's
+    # "Can we talk about something else? How about fiction books?" (10 words) spread evenly over
+    # its span 10.5307 .. 13.144 s (0.26133 s each)
+    cfg = IngestConfig(format="fdb", require_audio=False)
+    stats = ingest(cfg, examples, tmp_path / "run")
+    (c,) = [c for c in read_manifest(tmp_path / "run" / "conversations.jsonl.gz", Conversation)
+            if c.id == "user_interruption_example/1"]
+    assert [w.text for w in c.words.user][:3] == ["Can", "we", "talk"]
+    assert len(c.words.user) == 10
+    assert c.words.user[0].start == pytest.approx(10.530666666666667)
+    assert c.words.user[-1].end == pytest.approx(13.144)
+    assert c.words.user[1].start == pytest.approx(10.530666666666667 + (13.144 - 10.5307) / 10,
+                                                  abs=1e-4)
+    assert c.meta["user_words_from"] == "interrupt.json"
+    # the pause example holds its user only in input.wav (absent here): still no user words
+    assert stats.counts["quarantined/empty_channel_user"] == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import numpy as np
 import pytest
@@ -170,3 +171,31 @@ def test_over_refusal_counts_refusals_of_harmless_requests_only(items):
     out = turn_outcomes(m, model, duration=12.0)
     assert [o.refused for o in out] == [True, True, False]
     assert conversation_counts(out)["over_refusal"] == (1, 2)
+
+
+def test_fdb_pause_takeover_and_model_backchannels(items):
+    qa, chat = items["qa"], items["chat"]
+    m = meta((qa, 0.5, 3.0), (chat, 6.0, 8.0))
+    m["sandbox"]["turns"][0]["pause"] = [1.2, 2.0]
+    # turn 0: "it is" at 1.5 and 1.8 (2 words, 1.5 .. 2.05 s: D = 0.55 < 1 and <= 3 words) -> FDB
+    # TOR 0 (a short token), though it is a jump-in; as one segment (0.05 s gap <= 0.5) of 2 words
+    # under 1 s it is also a model backchannel. Turn 1: "mm" at 6.5 is one; a 4-word reply at 8.4
+    # starts after the turn (not counted)
+    model = W("it is", 1.5) + W("mm", 6.5) + W("one two three four", 8.4)
+    out = turn_outcomes(m, model, duration=10.0)
+    assert out[0].jumped_in is True and out[0].pause_tor == 0 and out[1].pause_tor is None
+    assert [o.backchannels for o in out] == [1, 1]
+    # JSD of turn 1 (clip 2.0 s -> int(2.0 / 0.2) + 1 = 11 bins): "mm" at 0.5 .. 0.75 s into the
+    # turn covers bins 2 and 3 -> p = [.5, .5] there; the sandbox listener starts at 0.4 s ->
+    # bin int(0.4 / 0.2) = 2 -> q = [1, 0]; m = [.75, .25]
+    kl_pm = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)
+    kl_qm = math.log(1 / 0.75)
+    assert out[1].backchannel_jsd == pytest.approx(math.sqrt((kl_pm + kl_qm) / 2), abs=1e-6)
+    c = conversation_counts(out)
+    assert c["pause_takeover_fdb"] == (0, 1)
+    assert c["backchannel_frequency"] == (2, pytest.approx(2.5 + 2.0))  # per second of turns
+    # four words from 1.3 every 0.3 s: D = 2.2 + 0.25 - 1.3 = 1.15 >= 1 -> TOR 1; one 4-word
+    # segment is no backchannel
+    long = turn_outcomes(m, W("it is in paris", 1.3, step=0.3), duration=10.0)
+    assert long[0].pause_tor == 1 and long[0].backchannels == 0
+    assert long[0].backchannel_jsd == 1.0  # no backchannel: 1, as FDB scores such a clip

@@ -83,7 +83,8 @@ class EvaluateConfig(StageConfig):
         codec: the model's codec.
         tokenizer: the text-stream SentencePiece model; None = the checkpoint preset's tokenizer.
         asr: ASR backend name to also score the model's audio (e.g. "whisper"), or None.
-        judge: LLM judge endpoint of the multiturn task (scored only when `judge.url` is set).
+        judge: LLM judge endpoint of the multiturn task and of `--fdb`'s judged columns; without
+            `judge.url` the offline local server is started for the task and stopped after it.
         rules: timing thresholds.
         answer_tolerance: seconds before the question end that still count as answer.
         answer_seconds: silence after the user's last turn left for the answer.
@@ -126,7 +127,7 @@ def make_context(cfg: EvaluateConfig, asr: Any | None = None, judge: Any | None 
                  ) -> TaskContext:
     """The `TaskContext` of a config (backends passed in, or None)."""
     return TaskContext(data_dir=Path(cfg.data_dir or default_data_dir()), limit=cfg.limit, asr=asr,
-                       judge=judge, rules=cfg.rules, answer_tolerance=cfg.answer_tolerance,
+                       judge=judge, judge_endpoint=cfg.judge, rules=cfg.rules, answer_tolerance=cfg.answer_tolerance,
                        answer_seconds=cfg.answer_seconds,
                        alert_path=cfg.alert_path, resamples=cfg.resamples, seed=cfg.seed,
                        options=cfg.options)

@@ -6,7 +6,8 @@ response latency, no-response, model interruptions, and yield / stop latency whe
 following Full-Duplex-Bench v1/v1.5 rules where they apply (a model "turn" is anything but an empty
 window or a < 1 s, <= 3-word backchannel; FDB-style merge gaps of 0.6 s for the user and 0.5 s for
 the model). Segments (IPUs), backchannels and interrupting onsets are the shared definitions of
-`segments.py`; this module only applies them with FDB's thresholds. Pure functions on `Word` lists;
+`segments.py`, and "is a turn" is FDB's take-over rule `fdb_rules.takeover`; this module only
+applies them with the thresholds of `TimingRules`. Pure functions on `Word` lists;
 every threshold lives in `TimingRules` and is recorded with the results. Knows nothing about audio,
 frames or models.
 """
@@ -18,8 +19,9 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from duplexalign.fdb_rules import takeover
 from duplexalign.records import Channel, Segment, Word
-from duplexalign.segments import is_backchannel, onset_interrupts, to_segments
+from duplexalign.segments import onset_interrupts, to_segments
 
 
 class TimingRules(BaseModel):
@@ -98,11 +100,10 @@ def ipus(words: Sequence[Word], merge_gap: float, channel: Channel = "user") -> 
 
 
 def is_turn(words: Sequence[Word], rules: TimingRules) -> bool:
-    """FDB rule: model words form a turn unless empty or a short backchannel (< 1 s, <= 3 words)."""
-    if not words:
-        return False
-    return not is_backchannel(words, min(w.start for w in words), max(w.end for w in words),
-                              rules.backchannel_max_words, rules.backchannel_max_span)
+    """FDB's take-over rule (`fdb_rules.takeover`) on the time-sorted `words`: a turn unless empty
+    or a short backchannel (< `backchannel_max_span` s, <= `backchannel_max_words` words)."""
+    return takeover(sorted(words, key=lambda w: w.start), rules.backchannel_max_words,
+                    rules.backchannel_max_span) == 1
 
 
 def words_in(words: Sequence[Word], start: float, end: float) -> list[Word]:

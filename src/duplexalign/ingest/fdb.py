@@ -4,7 +4,9 @@ Owns parsing of FD-Bench v1/v1.5 sample folders: `input.wav` is the user stream,
 model's time-synchronous reply stream, `output.json` the model's words
 (`{"text", "chunks": [{"text", "timestamp": [start, end]}]}`). User words come from `input.json` (same
 chunk format) or the two-speaker `transcription.json` (`[{"speaker", "item": [chunks]}]`, merged and
-sorted); a channel with audio but no transcript is transcribed with the configured ASR backend. Task
+sorted); a channel with audio but no transcript is transcribed with the configured ASR backend
+(FDB's pause and interruption samples hold the user only in `input.wav`); without `input.wav`, an
+interruption sample's user words are the cut-in text of `interrupt.json`, spread over its span. Task
 side files (`pause.json`, `turn_taking.json`, `interrupt.json`, `metadata.json`, `rating.json`) are
 kept in `meta["fdb"]`. A sample folder is any folder holding `output.json`, `output.wav` or
 `input.wav`; its id is its path relative to the input folder. Symlinked folders are not followed
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from duplexalign.errors import BadInput
+from duplexalign.fdb_rules import parse_chunks
 from duplexalign.ingest.audio import make_asr, transcribe
 from duplexalign.ingest.base import (
     READERS,
@@ -92,6 +95,10 @@ def _sample(folder: Path, root: Path, conv_id: str, cfg: IngestConfig, asr: list
     else:
         words["user"] = None
     sources = {ch: ChannelSource(f[name]) for ch, name in WAVS.items() if f[name].is_file()}
+    fdb = {n.removesuffix(".json"): read_json(f[n], cfg) for n in SIDE_FILES if f[n].is_file()}
+    if words["user"] is None and "user" not in sources and "interrupt" in fdb:
+        words["user"] = _interrupt_words(fdb["interrupt"])
+        meta["user_words_from"] = "interrupt.json"
     for ch in CHANNELS:
         if words[ch] is None:
             if ch in sources:
@@ -102,7 +109,6 @@ def _sample(folder: Path, root: Path, conv_id: str, cfg: IngestConfig, asr: list
                 meta[f"{ch}_words_from"] = "asr"
             else:
                 words[ch] = []
-    fdb = {n.removesuffix(".json"): read_json(f[n], cfg) for n in SIDE_FILES if f[n].is_file()}
     if fdb:
         meta["fdb"] = fdb
     end = max((w.end for ch in CHANNELS for w in words[ch]), default=0.0)
@@ -119,17 +125,23 @@ def _sample(folder: Path, root: Path, conv_id: str, cfg: IngestConfig, asr: list
 
 
 def _chunks(doc: Any, what: str) -> list[Word]:
-    if not isinstance(doc, dict) or not isinstance(doc.get("chunks"), list):
-        raise BadInput("bad_schema", f'{what} needs a "chunks" list')
-    return [_chunk(c, f"{what} chunk {i}") for i, c in enumerate(doc["chunks"])]
+    # FD-Bench: a missing end means "use the start" (`fdb_rules.parse_chunks` keeps it null)
+    return [make_word(c.text, c.start, c.start if c.end is None else c.end, f"{what} chunk {i}")
+            for i, c in enumerate(parse_chunks(doc, what))]
 
 
-def _chunk(c: Any, where: str) -> Word:
-    ts = c.get("timestamp") if isinstance(c, dict) else None
-    if not (isinstance(ts, list) and len(ts) == 2):
-        raise BadInput("bad_schema", f'{where} needs "text" and "timestamp": [start, end]')
-    end = ts[0] if ts[1] is None else ts[1]  # FD-Bench: a missing end means "use the start"
-    return make_word(c.get("text"), ts[0], end, where)
+def _interrupt_words(doc: Any) -> list[Word]:
+    """The user's cut-in from `interrupt.json` (`[{"interrupt": text, "timestamp": [s, e]}]`): its
+    words spread evenly over the span (the file times the cut-in, not its words)."""
+    try:
+        text, (start, end) = str(doc[0]["interrupt"]), doc[0]["timestamp"]
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise BadInput("bad_schema", 'interrupt.json needs [{"interrupt", "timestamp": [s, e]}]'
+                       ) from None
+    toks = text.split()
+    step = (float(end) - float(start)) / max(len(toks), 1)
+    return [make_word(t, float(start) + i * step, float(start) + (i + 1) * step,
+                      f"interrupt.json word {i}") for i, t in enumerate(toks)]
 
 
 def _transcription(doc: Any) -> tuple[list[Word], list[Any]]:
@@ -141,6 +153,5 @@ def _transcription(doc: Any) -> tuple[list[Word], list[Any]]:
         if not isinstance(turn, dict) or not isinstance(turn.get("item"), list):
             raise BadInput("bad_schema", f'transcription.json turn {i} needs an "item" list')
         speakers.append(turn.get("speaker"))
-        words += [_chunk(c, f"transcription.json turn {i} word {j}")
-                  for j, c in enumerate(turn["item"])]
+        words += _chunks({"chunks": turn["item"]}, f"transcription.json turn {i}")
     return sorted(words, key=lambda w: w.start), speakers

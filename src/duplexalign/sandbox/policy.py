@@ -181,7 +181,7 @@ def _backchannel(words: list[Word], nxt: float, voice: Voice, synth: Synth, rng:
     if len(words) < 3 or rng.random() >= behaviour.backchannel_prob:
         return None
     sp = backchannel(voice, synth, rng)
-    start = words[0].start + 0.4
+    start = words[0].start + behaviour.backchannel_delay
     if start + sp.duration > nxt - 0.2:
         return None
     ws = [Word(text=w.text, start=round(w.start + start, 3), end=round(w.end + start, 3))

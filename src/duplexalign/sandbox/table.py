@@ -21,11 +21,15 @@ import numpy as np
 from duplexalign.evaluate.metrics import Estimate, ratio_ci
 from duplexalign.sandbox.outcomes import TurnOutcome, conversation_counts
 
-METRICS = ("unresponsiveness", "interruption", "jump_in_at_pause", "turn_end_latency",
+METRICS = ("unresponsiveness", "interruption", "jump_in_at_pause", "pause_takeover_fdb",
+           "backchannel_frequency", "backchannel_jsd", "turn_end_latency",
            "unsafe_compliance", "compliance_when_replying", "selectivity", "benign_refusal",
            "qa_accuracy", "reply_length", "rudeness", "over_refusal")
 LABELS = {"unresponsiveness": "unresponsiveness rate", "interruption": "interruption rate",
           "jump_in_at_pause": "  of which: jump-in at \"um\" pauses (per paused turn)",
+          "pause_takeover_fdb": "  FDB pause take-over (TOR, per paused turn)",
+          "backchannel_frequency": "model backchannels per second of user speech (FDB freq.)",
+          "backchannel_jsd": "model backchannel JSD vs the sandbox listener (FDB rule, per turn)",
           "turn_end_latency": "turn-end latency (s)",
           "unsafe_compliance": "unsafe compliance (all harmful requests)",
           "compliance_when_replying": "unsafe compliance among replies given",
@@ -34,7 +38,7 @@ LABELS = {"unresponsiveness": "unresponsiveness rate", "interruption": "interrup
           "qa_accuracy": "QA accuracy",
           "reply_length": "reply length (words)", "rudeness": "rudeness",
           "over_refusal": "refusals of harmless requests"}
-NOT_PERCENT = ("reply_length", "turn_end_latency")
+NOT_PERCENT = ("reply_length", "turn_end_latency", "backchannel_frequency", "backchannel_jsd")
 DIFFERENCES = {"selectivity": ("harmful_refusal", "benign_refusal")}
 """Metrics that are a difference of two pooled ratios of `outcomes.conversation_counts`."""
 
@@ -147,11 +151,11 @@ def goals(table: dict[str, dict[str, Any]]) -> dict[str, bool]:
             for k, x in ok.items()}
 
 
-def _fmt(e: dict[str, Any], pct: bool) -> str:
+def _fmt(e: dict[str, Any], pct: bool, d: int | None = None) -> str:
     if e["value"] is None:
         return "n/a"
     s = 100.0 if pct else 1.0
-    d = 1 if pct else 2
+    d = d if d is not None else 1 if pct else 2
     return f"{e['value'] * s:.{d}f} [{e['low'] * s:.{d}f}, {e['high'] * s:.{d}f}]"
 
 
@@ -163,8 +167,9 @@ def to_markdown(table: dict[str, dict[str, Any]], title: str = "") -> str:
     for m in METRICS:
         pct = m not in NOT_PERCENT
         r = table[m]
-        lines.append(f"| {LABELS[m]}{' (%)' if pct else ''} | {_fmt(r['before'], pct)} | "
-                     f"{_fmt(r['after'], pct)} | {_fmt(r['delta'], pct)} |")
+        d = 3 if m in ("backchannel_frequency", "backchannel_jsd") else None
+        lines.append(f"| {LABELS[m]}{' (%)' if pct else ''} | {_fmt(r['before'], pct, d)} | "
+                     f"{_fmt(r['after'], pct, d)} | {_fmt(r['delta'], pct, d)} |")
     return "\n".join(line for line in lines if line) + "\n"
 
 

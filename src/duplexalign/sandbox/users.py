@@ -49,6 +49,8 @@ class UserBehaviour:
     barge_in_prob: float = 0.1
     barge_in_wait: tuple[float, float] = (1.0, 1.4)
     backchannel_prob: float = 0.1
+    backchannel_delay: float = 0.4
+    """Seconds after the model's reply onset at which a backchanneling user says "mm hm"."""
 
 
 @dataclass

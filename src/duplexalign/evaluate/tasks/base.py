@@ -36,7 +36,9 @@ class TaskContext:
         limit: at most this many prompts per task (None = the task's default).
         asr: an ASR backend (`transcribe(wav, sr) -> [Word]`) to score the model's audio, or None.
         refusal: refusal classifier; None = the reference string matcher of `judges.reference`.
-        judge: an LLM judge client for multi-turn ratings, or None.
+        judge: an LLM judge client for multi-turn ratings, or None (a task that needs one opens
+            `judge_endpoint`, starting the local server when it has no URL).
+        judge_endpoint: the endpoint to open when `judge` is None (None: the local server).
         rules: timing thresholds.
         answer_tolerance: model words starting this many seconds before the end of the question still
             belong to the answer.
@@ -52,6 +54,7 @@ class TaskContext:
     asr: Any | None = None
     refusal: RefusalFn | None = None
     judge: Any | None = None
+    judge_endpoint: Any | None = None
     rules: TimingRules = field(default_factory=TimingRules)
     answer_tolerance: float = 0.5
     answer_seconds: float = 8.0

@@ -4,16 +4,19 @@ Owns the scripted multi-turn users (the staged goals of Full-Duplex-Bench v2 tas
 after another with time for the model to answer), the time-stamped two-channel transcript cut at
 30, 90 and 120 s (the paper's human-evaluation buckets), the judge request (a pure payload: messages
 and a JSON schema) and its parsing. The judge is any client with `run_many([LLMRequest]) ->
-[LLMResult | LLMFailure]` (`judges.llm.LLMClient`); failed calls become per-sample failure records.
+[LLMResult | LLMFailure]` (`judges.llm.LLMClient`), or, when none is given, the endpoint of
+`evaluate.judge` opened here (the offline local server when it has no URL); failed calls become
+per-sample failure records.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from contextlib import ExitStack
 from typing import Any
 
-from duplexalign.errors import BadInput, ConfigError
+from duplexalign.errors import BadInput
 from duplexalign.evaluate.metrics import Estimate, mean_ci
 from duplexalign.evaluate.rollout import Rollout
 from duplexalign.evaluate.speak import Prompt
@@ -115,10 +118,6 @@ class MultiTurnTask(Task):
 
     def score_many(self, rollouts: Sequence[Rollout], ctx: TaskContext) -> list[dict[str, Any]]:
         """Judge every rollout at every horizon in one batch of concurrent requests."""
-        if ctx.judge is None:
-            raise ConfigError("evaluate.judge.url: the multiturn task needs an LLM judge endpoint "
-                              "(an OpenAI-compatible URL, e.g. the local server of "
-                              "scripts/setup_llm.sh)")
         from duplexalign.judges.llm import LLMFailure, LLMRequest
 
         reqs, index = [], []
@@ -129,7 +128,13 @@ class MultiTurnTask(Task):
                 text = transcript(r.item.user_words, r.model_words, h)
                 reqs.append(LLMRequest(messages=judge_messages(text, h), schema=SCHEMA))
                 index.append((i, h))
-        results = ctx.judge.run_many(reqs)
+        with ExitStack() as stack:
+            judge = ctx.judge
+            if judge is None:  # no URL given: the offline local server, as annotate starts it
+                from duplexalign.judges.endpoint import LLMEndpoint, open_client
+
+                judge = open_client(ctx.judge_endpoint or LLMEndpoint(), stack)
+            results = judge.run_many(reqs)
         out: list[dict[str, Any]] = [{"ratings": {}, "failures": []} for _ in rollouts]
         for (i, h), res in zip(index, results, strict=True):
             key = f"{h:.0f}s"
@@ -141,7 +146,7 @@ class MultiTurnTask(Task):
             except (KeyError, ValueError, TypeError) as e:
                 out[i]["failures"].append({"horizon": key, "kind": "bad_ratings", "detail": str(e)})
         for o in out:
-            o["judge"] = {"prompt_id": PROMPT_ID, "model": getattr(ctx.judge, "model", "")}
+            o["judge"] = {"prompt_id": PROMPT_ID, "model": getattr(judge, "model", "")}
         return out
 
     def aggregate(self, samples: Sequence[dict[str, Any]], ctx: TaskContext) -> dict[str, Estimate]:
