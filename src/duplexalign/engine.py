@@ -57,8 +57,12 @@ class EngineConfig(StageConfig):
     """CPUs each actor reserves (and its OMP_NUM_THREADS, rounded up)."""
     gpus_per_worker: float = Field(0.0, ge=0)
     """GPUs each actor reserves (model-holding work on GPU nodes)."""
+    batch: int = Field(1, ge=1)
+    """Items per actor call: cheap items (a short TTS line, a small encode) cost less than Ray's
+    per-call overhead, so consecutive items travel together (results still come back one by one,
+    in order)."""
     in_flight: int | None = Field(None, ge=1)
-    """Items submitted ahead of the one the driver writes next; None = 4 per worker."""
+    """Calls submitted ahead of the one the driver writes next; None = 4 per worker."""
     max_retries: int = Field(3, ge=0)
     """Times an item is retried, and an actor restarted, after its worker process died."""
     env: dict[str, str] = Field(default_factory=dict)
@@ -79,7 +83,8 @@ def ordered_map(engine: EngineConfig, make_worker: WorkerFactory, items: Iterabl
         engine: where to run.
         make_worker: called once per worker (once in this process for `local`); returns the
             per-item function. Must be picklable for `ray` (a module-level class or a partial).
-        items: consumed lazily (at most `in_flight` ahead of the result yielded last).
+        items: consumed lazily (at most `in_flight` calls of `batch` items ahead of the result
+            yielded last).
         skip: items for which it is true are yielded back unchanged, without a worker call.
         desc: what the work is, for log lines.
 
@@ -160,8 +165,8 @@ def _holder_class(ray: Any) -> Any:
         def pid(self) -> int:
             return os.getpid()
 
-        def call(self, item: Any) -> Any:
-            return self.fn(item)
+        def call(self, items: list[Any]) -> list[Any]:
+            return [self.fn(item) for item in items]
 
     return ray.remote(WorkerHolder)
 
@@ -189,6 +194,16 @@ def _ray_map(engine: EngineConfig, make_worker: WorkerFactory, items: Iterable[A
         inflight: dict[Any, tuple[_Slot, int]] = {}
         it = iter(items)
         exhausted = False
+        group: list[Any] = []
+
+        def submit() -> None:
+            a = min(range(n), key=load.__getitem__)
+            slot = _Slot()
+            inflight[actors[a].call.remote(list(group))] = (slot, a)
+            load[a] += 1
+            pending.append(slot)
+            group.clear()
+
         while True:
             while not exhausted and len(pending) < window:
                 try:
@@ -197,20 +212,22 @@ def _ray_map(engine: EngineConfig, make_worker: WorkerFactory, items: Iterable[A
                     exhausted = True
                     break
                 if skip is not None and skip(item):
-                    pending.append(_Slot(item, ready=True))
+                    if group:
+                        submit()
+                    pending.append(_Slot([item], ready=True))
                     continue
                 if not actors:  # the pool starts with the first item that needs a worker
                     actors = _start_pool(engine, ray, make_worker, n)
                     pids = ray.get([a.pid.remote() for a in actors])  # every worker built
                     _worker_pids.append(pids)
                     log.info("engine ray: %d workers for %s", n, desc or "the stage")
-                a = min(range(n), key=load.__getitem__)
-                slot = _Slot()
-                inflight[actors[a].call.remote(item)] = (slot, a)
-                load[a] += 1
-                pending.append(slot)
+                group.append(item)
+                if len(group) >= engine.batch:
+                    submit()
+            if group:  # a partial batch goes out rather than wait for more items
+                submit()
             while pending and pending[0].ready:
-                yield pending.popleft().value
+                yield from pending.popleft().value
             if not pending:
                 if exhausted:
                     return

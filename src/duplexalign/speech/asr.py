@@ -10,6 +10,7 @@ of the input. Text normalisation for scoring lives in `normalize_words`/`wer` he
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -68,14 +69,16 @@ class WhisperASR:
         model: local CTranslate2 Whisper directory (model.bin, config.json, tokenizer.json);
             None = the bundled tiny.en.
         compute_type: CTranslate2 compute type ("int8" on CPU).
-        cpu_threads: intra-op threads.
+        cpu_threads: intra-op threads; None = OMP_NUM_THREADS when set (an engine worker's CPU
+            share), else 2.
         beam_size: decoding beam.
         vad_filter: skip non-speech with faster-whisper's built-in silero VAD (faster on sparse
             channels, as a dialogue channel is).
         language: spoken language code.
     """
 
-    def __init__(self, model: str | None = None, compute_type: str = "int8", cpu_threads: int = 2,
+    def __init__(self, model: str | None = None, compute_type: str = "int8",
+                 cpu_threads: int | None = None,
                  beam_size: int = 5, vad_filter: bool = True, language: str = "en"):
         try:
             from faster_whisper import WhisperModel
@@ -86,6 +89,8 @@ class WhisperASR:
             raise ConfigError(f"asr_model: {path} is not a CTranslate2 Whisper directory "
                               "(model.bin missing); convert with ct2-transformers-converter")
         self.model_dir = path
+        if cpu_threads is None:
+            cpu_threads = int(os.environ.get("OMP_NUM_THREADS") or 2)
         self.model = WhisperModel(str(path), device="cpu", compute_type=compute_type,
                                   cpu_threads=cpu_threads)
         self.beam_size = beam_size
@@ -97,6 +102,12 @@ class WhisperASR:
         audio = resample(np.asarray(wav, dtype=np.float32), sample_rate, ASR_RATE)
         if len(audio) < ASR_RATE // 10:
             return []
+        # faster-whisper falls back to sampling (temperature 0.2, 0.4, ...) when greedy decoding
+        # looks like a hallucination; seeding CTranslate2 per call makes that sampling, and so the
+        # transcript, a function of the audio alone (the same words in any process or engine).
+        import ctranslate2
+
+        ctranslate2.set_random_seed(0)
         segments, _ = self.model.transcribe(audio, language=self.language, word_timestamps=True,
                                             vad_filter=self.vad_filter, beam_size=self.beam_size,
                                             condition_on_previous_text=False)
