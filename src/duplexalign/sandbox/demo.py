@@ -69,6 +69,10 @@ class DemoConfig(StageConfig):
     reference: Literal["policy", "base"] = "policy"
     """Reference model of the preference loss in rounds after the first: the round's starting
     policy, or the base instruct model (round 1: both are the base)."""
+    grpo_users: Literal["simulated", "replay"] = "simulated"
+    """Users of online training (`train.method: grpo`): the simulated users of `deploy` (the same
+    specs as the logs, rendered with their exact words), or replaying the logged user channel of
+    the round's ingested conversations (ASR words, TTS-rebuilt audio when it was not kept)."""
 
 def assets_dir(cfg: DemoConfig) -> Path:
     """The assets folder, built with `cfg.build` when it has no instruct checkpoint yet."""
@@ -91,7 +95,11 @@ def stage_defaults(assets: Path) -> dict[str, dict[str, Any]]:
                     "codec_path": str(assets / CODEC_NAME),
                     "tokenizer": str(assets / "tokenizer.model")},
         "train": {"init": str(assets / INSTRUCT_NAME),
-                  "val": {"every": 10, "metric": DEFAULT_WEIGHTS}},
+                  "val": {"every": 10, "metric": DEFAULT_WEIGHTS},
+                  "grpo": {"judge": "oracle",
+                           "replay": {"codec": codec_kind(assets / CODEC_NAME),
+                                      "codec_path": str(assets / CODEC_NAME),
+                                      "tokenizer": str(assets / "tokenizer.model")}}},
     }
 
 
@@ -151,7 +159,11 @@ def pairs_kind(configs: dict[str, Any]) -> str:
 
 
 def preference_loss(configs: dict[str, Any]) -> str:
-    """The preference term of `train.loss` (its other term, if any, is the `sft` anchor)."""
+    """The preference term of `train.loss` (its other term, if any, is the `sft` anchor), or
+    "grpo (<credit> credit)" for online training."""
+    train = configs["train"]
+    if train.method == "grpo":
+        return f"grpo ({train.grpo.credit} credit, {train.grpo.group_size} rollouts per user)"
     return "+".join(k for k in configs["train"].loss if k != "sft") or "sft"
 
 
