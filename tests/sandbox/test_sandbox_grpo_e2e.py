@@ -43,7 +43,10 @@ def test_demo_quick_grpo_then_replaying_its_logs(tmp_path, capsys):
     assert res["validation_history"], "rollout validation never ran"
     for m in METRICS:
         assert res["table"][m]["before"]["n"] > 0
-    assert "Before/after on held-out scenarios" in capsys.readouterr().out
+    assert len(res["rounds"][0]["online_steps"]) == 10
+    printed = capsys.readouterr().out
+    assert "Before/after on held-out scenarios" in printed
+    assert "Online training rollouts per step" in printed
 
     # (b) replay the logged users of the same run: a new environment, so the stage trains again
     assert main(["train", str(run), "--config", str(REPO_CONFIGS / "sandbox_quick.yaml"),

@@ -284,6 +284,8 @@ def run(cfg: DemoConfig, stages: dict[str, Any], out_dir: str | Path, progress: 
                        "judge_agreement": judge_agreement(res.run_dir),
                        "stats": json.loads((res.run_dir / "stats.json").read_text())
                        if (res.run_dir / "stats.json").exists() else {},
+                       "online_steps": online_steps(res.run_dir / "train" / "metrics.jsonl")
+                       if stages["train"].method == "grpo" else [],
                        "timings": {**res.timings, "evaluate": round(time.time() - t, 1)}})
         _write(out, results())  # every finished round is on disk, even if a later one fails
         log.info("demo: round %d evaluated on held-out users", res.round)
@@ -294,6 +296,36 @@ def run(cfg: DemoConfig, stages: dict[str, Any], out_dir: str | Path, progress: 
     final = results()
     _write(out, final)
     return final
+
+
+ONLINE_KEYS = ("reward/total", "reward/unresponsiveness", "reward/interruption",
+               "reward/pause_takeover", "reward/latency", "reward/content", "reward/repetition",
+               "check/silence_rate", "check/repetition_rate", "check/reply_length", "kl")
+
+
+def online_steps(metrics: Path) -> list[dict[str, float]]:
+    """GRPO's reward terms, collapse checks and KL per step (from `train/metrics.jsonl`)."""
+    if not metrics.exists():
+        return []
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    return [{"step": r["step"], **{k: r[k] for k in ONLINE_KEYS if k in r}} for r in rows]
+
+
+def _online_lines(steps: list[dict[str, float]]) -> list[str]:
+    """GRPO's training rollouts per step as a Markdown table (mean over the step's rollouts)."""
+    if not steps:
+        return []
+    keys = [k for k in ONLINE_KEYS if k in steps[0]]
+    out = ["", "## Online training rollouts per step (GRPO, training users)", "",
+           "Mean over the step's rollouts: reward terms (higher is better, per user turn), "
+           "collapse checks (silence rate per frame, repetition rate of word 3-grams, words per "
+           "reply) and the k3 KL to the reference.", "",
+           "| step | " + " | ".join(k.split("/")[-1] for k in keys) + " |",
+           "|---" * (len(keys) + 1) + "|"]
+    for r in steps:
+        out.append(f"| {r['step']} | " + " | ".join(
+            "n/a" if r.get(k) is None else f"{r[k]:.3g}" for k in keys) + " |")
+    return out
 
 
 def _write(out: Path, results: dict[str, Any]) -> None:
@@ -348,6 +380,8 @@ def render_report(results: dict[str, Any]) -> str:
     if not many:
         lines += _validation_lines(results.get("validation_history", []),
                                    results["checkpoint"])
+    for r in rounds:
+        lines += _online_lines(r.get("online_steps", []))
     if not all(results["goals"].values()):
         lines += ["", "Some goals are not met. docs/sandbox.md keeps the measurements of the known "
                   "causes (what the instruct model hears, and the silence/interruption trade-off "
