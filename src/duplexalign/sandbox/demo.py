@@ -260,13 +260,16 @@ def run(cfg: DemoConfig, stages: dict[str, Any], out_dir: str | Path, progress: 
     # 2. on-policy rounds of the ordinary loop, each scored on the held-out users
     rounds: list[dict[str, Any]] = []
 
+    online = stages["train"].method == "grpo"
+
     def results() -> dict[str, Any]:
         last = rounds[-1]
         return {"table": last["table"], "goals": last["goals"], "flaw_rates": flaws,
                 "judge": stages["annotate"].judge, "judge_agreement": last["judge_agreement"],
-                "pairs": pairs_kind(stages), "loss": preference_loss(stages),
+                "pairs": pairs_kind(stages) if not online else "none (online rollouts)",
+                "loss": preference_loss(stages),
                 "reference": cfg.reference,
-                "floor_anchor_weight": stages["train"].floor_anchor_weight,
+                "floor_anchor_weight": 0.0 if online else stages["train"].floor_anchor_weight,
                 "checkpoint": last["checkpoint"],
                 "validation_history": last["validation_history"], "stats": last["stats"],
                 "rounds": rounds, "complete": len(rounds) == cfg.rounds, "timings": timings,
