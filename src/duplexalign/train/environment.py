@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +57,13 @@ class Environment:
         name: what the environment is ("replay:<run>", "sandbox:train:<seed>").
         items: the fixed user streams (`UserItem`: user codes [K, T], user words, meta).
         tokenizer: SentencePiece-like tokenizer of the model's text stream.
+        skipped: conversations left out, by reason (their ids are in the log).
     """
 
     name: str
     items: list
     tokenizer: Any
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def digest(self) -> str:
         """Digest of the environment's identity (name and item ids), for the stage digest."""
@@ -140,7 +143,7 @@ def replay_environment(run_dir: str | Path, cfg: ReplayConfig, progress: bool = 
     if not path.is_file():
         raise ConfigError(f"{path} does not exist: run `duplexalign ingest` first")
     tok, codec = load_tokenizer(cfg.tokenizer), load_codec(cfg.codec, cfg.codec_path)
-    items, skipped = [], 0
+    items, skipped = [], Counter()
     for k, conv in enumerate(tqdm(read_manifest(path, Conversation), desc="replay users",
                                   disable=not progress)):
         if cfg.max_conversations and k >= cfg.max_conversations:
@@ -149,12 +152,13 @@ def replay_environment(run_dir: str | Path, cfg: ReplayConfig, progress: bool = 
             wav = user_audio(rd, conv, cfg.user_voice, cfg.turn_gap, keep=False)
         except BadInput as e:
             log.warning("replay: skipped %s (%s)", conv.id, e)
-            skipped += 1
+            skipped[e.reason] += 1
             continue
         codes = encode(codec, wav, num_frames(conv.duration))
         items.append(UserItem(id=conv.id, user_codes=codes, user_words=list(conv.words.user),
                               meta=conv.meta, user_wav=wav))
     if not items:
         raise ConfigError(f"replay: no conversation of {path} could be replayed "
-                          f"({skipped} skipped)")
-    return Environment(name=f"replay:{Path(run_dir).name}", items=items, tokenizer=tok)
+                          f"(skipped: {dict(skipped)})")
+    return Environment(name=f"replay:{Path(run_dir).name}", items=items, tokenizer=tok,
+                       skipped=dict(skipped))

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import random
 from contextlib import nullcontext
 from pathlib import Path
@@ -31,6 +32,7 @@ import torch
 from pydantic import Field
 
 from duplexalign.config import StageConfig
+from duplexalign.errors import ConfigError
 from duplexalign.train.environment import ReplayConfig
 from duplexalign.train.rewards import RewardConfig
 
@@ -145,6 +147,8 @@ def fit(cfg: TrainConfig, env: Environment, out_dir: str | Path,
     from duplexalign.train.validate import composite
 
     g = cfg.grpo
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("train.method=grpo runs in one process: launch it without torchrun")
     device = devices.resolve_device(cfg.device, "train.device")
     bf16 = devices.use_bf16(device, cfg.bf16)
     out = Path(out_dir)
@@ -253,6 +257,8 @@ def fit(cfg: TrainConfig, env: Environment, out_dir: str | Path,
     save_model(model, out / "final")
     stats = StageStats("train")
     stats.add("steps", step)
+    for reason, n in env.skipped.items():
+        stats.add(f"skipped/{reason}", n)
     stats.values.update({"method": "grpo", "credit": g.credit, "environment": env.name,
                          "user_streams": len(env.items), "stopped_early": stop,
                          "best_composite": best})
