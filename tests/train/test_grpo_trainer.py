@@ -118,3 +118,16 @@ def test_stack_rollouts_pads_with_the_last_frame_and_masks_it(env):
     assert codes.shape == (2, 3, 3)
     assert codes[0, 0].tolist() == [0, 1, 1]  # frame 1 repeated
     assert mask.tolist() == [[True, True, False], [True, True, True]]
+
+
+def test_kl_is_to_the_starting_model_unless_reference_init_names_another(env, tmp_path):
+    from duplexalign.models.presets import build_model, save_model
+
+    torch.manual_seed(1)  # weights unlike those fit builds from train.seed 0
+    other = tmp_path / "other"
+    save_model(build_model("tiny"), other)
+    fit(cfg(max_steps=1), env, tmp_path / "a")
+    fit(cfg(max_steps=1, reference_init=other), env, tmp_path / "b")
+    kl = [json.loads((tmp_path / d / "metrics.jsonl").read_text())["kl"] for d in ("a", "b")]
+    assert kl[0] == 0.0  # step 1 scores the starting model against itself
+    assert kl[1] > 1e-3

@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 
 class GRPOConfig(StageConfig):
     """Options of `train.method: grpo` (section `train.grpo`). The trainer's own options (model,
-    init, lr, warmup_steps, max_steps, grad_clip, micro_batch_size, seed, checkpoint_every, val)
-    apply as for DPO; the preference-loss options (loss, score, floor anchor, reference) do not."""
+    init, reference_init, lr, warmup_steps, max_steps, grad_clip, micro_batch_size, seed,
+    checkpoint_every, val) apply as for DPO (the KL's reference is `reference_init`, else the
+    starting model); the preference-loss options (loss, score, floor anchor, reference) do not."""
 
     group_size: int = Field(8, ge=2)
     """G: rollouts per user stream (the group the advantages are normalised in)."""
@@ -156,8 +157,10 @@ def fit(cfg: TrainConfig, env: Environment, out_dir: str | Path,
     model = (load_model(cfg.init, device=device) if cfg.init
              else build_model(cfg.preset(), device=device))
     freeze_for_text_only(model)
-    lora = has_lora(model)
-    ref = model if lora else copy.deepcopy(model).requires_grad_(False).eval()
+    if cfg.reference_init is not None:  # e.g. the base model in later on-policy rounds
+        ref = load_model(cfg.reference_init, device=device).requires_grad_(False).eval()
+    else:
+        ref = model if has_lora(model) else copy.deepcopy(model).requires_grad_(False).eval()
     judge = content_judge(g.judge)
     opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.depth_lr, cfg.weight_decay),
                             betas=(0.9, 0.95))
@@ -181,7 +184,7 @@ def fit(cfg: TrainConfig, env: Environment, out_dir: str | Path,
 
     @torch.no_grad()
     def all_logprobs(m: torch.nn.Module, codes: torch.Tensor, base: bool) -> torch.Tensor:
-        with lora_scale(m, 0.0) if base and lora else nullcontext():
+        with lora_scale(m, 0.0) if base and has_lora(m) else nullcontext():
             return torch.cat([logprobs(m, codes[i:i + mb]) for i in range(0, len(codes), mb)])
 
     stop = False
