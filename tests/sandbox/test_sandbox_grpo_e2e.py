@@ -36,7 +36,7 @@ def test_demo_quick_grpo_then_replaying_its_logs(tmp_path, capsys):
         for c in ("repetition_rate", "silence_rate", "reply_length"):
             assert f"check/{c}" in r
     stats = json.loads((run / "stats.json").read_text())["train"]
-    assert stats["values"]["environment"].startswith("sandbox:train:")
+    assert stats["environment"].startswith("sandbox:train:")
     assert not (run / "pairs.jsonl.gz").exists()  # online: no pairs were made
     res = json.loads((out / "demo_results.json").read_text())
     assert res["loss"].startswith("grpo (token credit")
@@ -55,8 +55,8 @@ def test_demo_quick_grpo_then_replaying_its_logs(tmp_path, capsys):
                  "--set", "train.grpo.group_size=2",
                  "--set", "train.grpo.replay.max_conversations=4"]) == 0
     stats = json.loads((run / "stats.json").read_text())["train"]
-    assert stats["values"]["environment"] == "replay:run"
-    assert stats["values"]["user_streams"] == 4
+    assert stats["environment"] == "replay:run"
+    assert stats["user_streams"] == 4
     rows = _metrics(run / "train")
     assert len(rows) == 2 and all("reward/content" in r for r in rows)
     assert (run / "train" / "final" / "model.safetensors").is_file()
