@@ -115,8 +115,8 @@ def judge_rewriter(configs: dict[str, StageConfig]) -> Any | None:
 
 
 def run(configs: dict[str, StageConfig], run_dir: str | Path,
-        stages: Sequence[str] = DEFAULT_STAGES, validators: Sequence[Any] = ()
-        ) -> dict[str, StageStats]:
+        stages: Sequence[str] = DEFAULT_STAGES, validators: Sequence[Any] = (),
+        environment: Any = None) -> dict[str, StageStats]:
     """Run `stages` in pipeline order into `run_dir`.
 
     Args:
@@ -124,6 +124,8 @@ def run(configs: dict[str, StageConfig], run_dir: str | Path,
         run_dir: the run directory (created by ingest).
         stages: which stages to run; each needs its upstream stage finished (here or before).
         validators: extra validation callbacks of the trainer (the sandbox's rollouts).
+        environment: user streams of online training (`train.method: grpo`; the sandbox's
+            simulated users); None = the trainer's default.
 
     Returns:
         stage -> its stats (`skipped` when it was already done with the same config and inputs).
@@ -135,7 +137,8 @@ def run(configs: dict[str, StageConfig], run_dir: str | Path,
         if stage == "pairs":
             out[stage] = module.run(cfg, run_dir, rewriter=judge_rewriter(configs))
         elif stage == "train":
-            out[stage] = module.run(cfg, run_dir, validators=list(validators))
+            out[stage] = module.run(cfg, run_dir, validators=list(validators),
+                                    environment=environment)
         else:
             out[stage] = module.run(cfg, run_dir)
         log.info("%s: %s", stage, "already done (same config and inputs)" if out[stage].skipped

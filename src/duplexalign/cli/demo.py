@@ -2,6 +2,7 @@
 
 Examples: `duplexalign demo --out runs/demo`, `duplexalign demo --quick`,
 `duplexalign demo --judge oracle --pairs timing --loss simpo`, `duplexalign demo --rounds 3`,
+`duplexalign demo --judge oracle --method grpo` (online GRPO instead of DPO on pairs),
 `duplexalign demo --quick --set train.lr=2e-5 --set sandbox.deploy.conversations=64`.
 The flags are shortcuts for the preset's stage sections (`--judge` sets `annotate.judge`, `--loss`
 the preference term of `train.loss`, `--pairs` the categories of `pairs.strategy_for`).
@@ -29,6 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pair categories kept (the paper's data ablation)")
     p.add_argument("--loss", choices=("dpo", "dpo_ln", "simpo", "apo_zero"), default=None,
                    help="preference loss (the paper's objective ablation)")
+    p.add_argument("--method", choices=("dpo", "grpo"), default=None,
+                   help="offline DPO on the loop's pairs (default) or online GRPO on the text "
+                        "stream against the simulated users (`train.method`)")
+    p.add_argument("--grpo-users", choices=("simulated", "replay"), default=None,
+                   help="GRPO's users: the simulated ones (default) or replaying the logs")
     p.add_argument("--rounds", type=int, default=None,
                    help="on-policy rounds: each deploys the current policy on fresh training "
                         "scenarios and trains from it; the held-out table after every round")
@@ -49,6 +55,10 @@ def _demo(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.judge is not None:
         overrides.append(f"annotate.judge={args.judge}")
+    if args.method is not None:
+        overrides.append(f"train.method={args.method}")
+    if args.grpo_users is not None:
+        overrides.append(f"sandbox.grpo_users={args.grpo_users}")
     for key in ("rounds", "reference"):
         if getattr(args, key) is not None:
             overrides.append(f"sandbox.{key}={getattr(args, key)}")

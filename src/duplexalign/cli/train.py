@@ -4,6 +4,8 @@ Example: `duplexalign train runs/demo/run --config configs/sandbox.yaml --set tr
 (the preset's `train:` section, on the sandbox's instruct model since the preset is a sandbox one).
 Launch with `torchrun --nproc_per_node 2 -m duplexalign.cli.main train RUN` for DDP/FSDP.
 Plan first: `duplexalign train RUN --config configs/moshi_7b.yaml --dry-run --world-size 8`.
+Online GRPO replaying the run's logged users instead of DPO on RUN/streams:
+`duplexalign train RUN --config configs/sandbox.yaml --set train.method=grpo` (`train.grpo.*`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ def _main(args: argparse.Namespace) -> int:
     from duplexalign.train.stage import TrainConfig, run
 
     cfg = load_stage_config(TrainConfig, "train", args, args.overrides)
+    if args.dry_run and cfg.method == "grpo":
+        from duplexalign.errors import ConfigError
+
+        raise ConfigError("--dry-run plans train.method=dpo only (GRPO's memory is that of its "
+                          "rollout batch: train.grpo.rollout_batch)")
     if args.dry_run:
         from duplexalign.train.plan import plan_train
 
@@ -35,7 +42,8 @@ def _main(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `train` subcommand."""
-    p = sub.add_parser("train", help="preference-train the model on RUN/streams (DPO-LN default)")
+    p = sub.add_parser("train", help="preference-train the model on RUN/streams (DPO-LN default), or "
+                                     "online GRPO replaying RUN's users (train.method=grpo)")
     p.add_argument("run", help="run directory (reads RUN/streams, writes RUN/train)")
     add_config_args(p)
     p.add_argument("--dry-run", action="store_true",

@@ -69,6 +69,10 @@ class DemoConfig(StageConfig):
     reference: Literal["policy", "base"] = "policy"
     """Reference model of the preference loss in rounds after the first: the round's starting
     policy, or the base instruct model (round 1: both are the base)."""
+    grpo_users: Literal["simulated", "replay"] = "simulated"
+    """Users of online training (`train.method: grpo`): the simulated users of `deploy` (the same
+    specs as the logs, rendered with their exact words), or replaying the logged user channel of
+    the round's ingested conversations (ASR words, TTS-rebuilt audio when it was not kept)."""
 
 def assets_dir(cfg: DemoConfig) -> Path:
     """The assets folder, built with `cfg.build` when it has no instruct checkpoint yet."""
@@ -91,7 +95,11 @@ def stage_defaults(assets: Path) -> dict[str, dict[str, Any]]:
                     "codec_path": str(assets / CODEC_NAME),
                     "tokenizer": str(assets / "tokenizer.model")},
         "train": {"init": str(assets / INSTRUCT_NAME),
-                  "val": {"every": 10, "metric": DEFAULT_WEIGHTS}},
+                  "val": {"every": 10, "metric": DEFAULT_WEIGHTS},
+                  "grpo": {"judge": "oracle",
+                           "replay": {"codec": codec_kind(assets / CODEC_NAME),
+                                      "codec_path": str(assets / CODEC_NAME),
+                                      "tokenizer": str(assets / "tokenizer.model")}}},
     }
 
 
@@ -151,7 +159,11 @@ def pairs_kind(configs: dict[str, Any]) -> str:
 
 
 def preference_loss(configs: dict[str, Any]) -> str:
-    """The preference term of `train.loss` (its other term, if any, is the `sft` anchor)."""
+    """The preference term of `train.loss` (its other term, if any, is the `sft` anchor), or
+    "grpo (<credit> credit)" for online training."""
+    train = configs["train"]
+    if train.method == "grpo":
+        return f"grpo ({train.grpo.credit} credit, {train.grpo.group_size} rollouts per user)"
     return "+".join(k for k in configs["train"].loss if k != "sft") or "sft"
 
 
@@ -248,13 +260,16 @@ def run(cfg: DemoConfig, stages: dict[str, Any], out_dir: str | Path, progress: 
     # 2. on-policy rounds of the ordinary loop, each scored on the held-out users
     rounds: list[dict[str, Any]] = []
 
+    online = stages["train"].method == "grpo"
+
     def results() -> dict[str, Any]:
         last = rounds[-1]
         return {"table": last["table"], "goals": last["goals"], "flaw_rates": flaws,
                 "judge": stages["annotate"].judge, "judge_agreement": last["judge_agreement"],
-                "pairs": pairs_kind(stages), "loss": preference_loss(stages),
+                "pairs": pairs_kind(stages) if not online else "none (online rollouts)",
+                "loss": preference_loss(stages),
                 "reference": cfg.reference,
-                "floor_anchor_weight": stages["train"].floor_anchor_weight,
+                "floor_anchor_weight": 0.0 if online else stages["train"].floor_anchor_weight,
                 "checkpoint": last["checkpoint"],
                 "validation_history": last["validation_history"], "stats": last["stats"],
                 "rounds": rounds, "complete": len(rounds) == cfg.rounds, "timings": timings,
@@ -272,6 +287,8 @@ def run(cfg: DemoConfig, stages: dict[str, Any], out_dir: str | Path, progress: 
                        "judge_agreement": judge_agreement(res.run_dir),
                        "stats": json.loads((res.run_dir / "stats.json").read_text())
                        if (res.run_dir / "stats.json").exists() else {},
+                       "online_steps": online_steps(res.run_dir / "train" / "metrics.jsonl")
+                       if stages["train"].method == "grpo" else [],
                        "timings": {**res.timings, "evaluate": round(time.time() - t, 1)}})
         _write(out, results())  # every finished round is on disk, even if a later one fails
         log.info("demo: round %d evaluated on held-out users", res.round)
@@ -282,6 +299,36 @@ def run(cfg: DemoConfig, stages: dict[str, Any], out_dir: str | Path, progress: 
     final = results()
     _write(out, final)
     return final
+
+
+ONLINE_KEYS = ("reward/total", "reward/unresponsiveness", "reward/interruption",
+               "reward/pause_takeover", "reward/latency", "reward/content", "reward/repetition",
+               "check/silence_rate", "check/repetition_rate", "check/reply_length", "kl")
+
+
+def online_steps(metrics: Path) -> list[dict[str, float]]:
+    """GRPO's reward terms, collapse checks and KL per step (from `train/metrics.jsonl`)."""
+    if not metrics.exists():
+        return []
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    return [{"step": r["step"], **{k: r[k] for k in ONLINE_KEYS if k in r}} for r in rows]
+
+
+def _online_lines(steps: list[dict[str, float]]) -> list[str]:
+    """GRPO's training rollouts per step as a Markdown table (mean over the step's rollouts)."""
+    if not steps:
+        return []
+    keys = [k for k in ONLINE_KEYS if k in steps[0]]
+    out = ["", "## Online training rollouts per step (GRPO, training users)", "",
+           "Mean over the step's rollouts: reward terms (higher is better, per user turn), "
+           "collapse checks (silence rate per frame, repetition rate of word 3-grams, words per "
+           "reply) and the k3 KL to the reference.", "",
+           "| step | " + " | ".join(k.split("/")[-1] for k in keys) + " |",
+           "|---" * (len(keys) + 1) + "|"]
+    for r in steps:
+        out.append(f"| {r['step']} | " + " | ".join(
+            "n/a" if r.get(k) is None else f"{r[k]:.3g}" for k in keys) + " |")
+    return out
 
 
 def _write(out: Path, results: dict[str, Any]) -> None:
@@ -336,6 +383,8 @@ def render_report(results: dict[str, Any]) -> str:
     if not many:
         lines += _validation_lines(results.get("validation_history", []),
                                    results["checkpoint"])
+    for r in rounds:
+        lines += _online_lines(r.get("online_steps", []))
     if not all(results["goals"].values()):
         lines += ["", "Some goals are not met. docs/sandbox.md keeps the measurements of the known "
                   "causes (what the instruct model hears, and the silence/interruption trade-off "

@@ -7,7 +7,10 @@ through the ordinary pipeline (`pipeline.run`: ingest, annotate, pairs, streams 
 starts from the current policy; its reference is the current policy or the base model,
 `DemoConfig.reference`), and the checkpoint
 chosen by rollout validation becomes the next round's policy. Round 1 writes to `OUT/logs` and
-`OUT/run`, round r > 1 to `OUT/round<r>/`. It knows nothing about the held-out evaluation: the demo
+`OUT/run`, round r > 1 to `OUT/round<r>/`. With `train.method: grpo` a round trains online instead
+of on pairs: after ingest and annotate, GRPO rolls the policy out against the round's simulated users
+(the deployment's specs, rendered again with their exact words) or replays the round's logs
+(`DemoConfig.grpo_users`). It knows nothing about the held-out evaluation: the demo
 scores each round's policy through the `on_round` callback.
 """
 
@@ -107,10 +110,13 @@ def align_round(cfg: DemoConfig, r: int, policy: Path, base: Path, assets: Asset
     lap("deploy", t)
     stages = {**stages, "ingest": stages["ingest"].model_copy(
         update={"input": logs / "index.jsonl"})}
+    online = stages["train"].method == "grpo"
     t = time.time()
-    stats = pipeline.run(stages, run_dir, ("ingest", "annotate", "pairs"))
-    lap("ingest..pairs", t)
-    if not stats["pairs"].counts.get("written"):
+    # online training needs no pairs: annotate still runs for the report and the judge agreement
+    stats = pipeline.run(stages, run_dir, ("ingest", "annotate") if online
+                         else ("ingest", "annotate", "pairs"))
+    lap("ingest..annotate" if online else "ingest..pairs", t)
+    if not online and not stats["pairs"].counts.get("written"):
         raise ConfigError(f"demo round {r}: the loop produced no preference pairs (see "
                           f"{run_dir}/stats.json: annotate found no issues or pairs dropped them "
                           "all); deploy more conversations with --set sandbox.deploy.conversations=N")
@@ -118,9 +124,15 @@ def align_round(cfg: DemoConfig, r: int, policy: Path, base: Path, assets: Asset
     reference = base if cfg.reference == "base" and policy != base else None
     stages["train"] = stages["train"].model_copy(update={"init": policy,
                                                          "reference_init": reference})
+    environment = None
+    if online and cfg.grpo_users == "simulated":
+        from duplexalign.sandbox.environment import simulated_users
+
+        environment = simulated_users(round_deploy(cfg.deploy, r), assets, progress=progress)
     t = time.time()
-    pipeline.run(stages, run_dir, ("streams", "train"), validators=[validator])
-    lap("streams+train", t)
+    pipeline.run(stages, run_dir, ("train",) if online else ("streams", "train"),
+                 validators=[validator], environment=environment)
+    lap("train" if online else "streams+train", t)
     best = run_dir / "train" / "best"
     chosen = best if (best / "model.safetensors").exists() else run_dir / "train" / "final"
     return RoundResult(round=r, run_dir=run_dir, start=policy, checkpoint=chosen,

@@ -149,7 +149,11 @@ def run(cfg: StreamsConfig, run_dir: str | Path) -> StageStats:
     return st.finish()
 
 
-def _user_audio(cfg: StreamsConfig, rd: RunDir, conv: Conversation) -> np.ndarray:
+def user_audio(rd: RunDir, conv: Conversation, voice: str, turn_gap: float,
+               keep: bool = True) -> np.ndarray:
+    """The user channel of `conv` at 24 kHz `[S]`: the logged audio, else the copy rebuilt
+    earlier (`RUN/streams/user_audio/`), else rebuilt by TTS with `voice` (one call per user turn,
+    turns split at `turn_gap` s) and, with `keep`, saved for the next call."""
     from duplexalign.speech.audio import read_audio, write_audio
 
     if conv.audio.user is not None:
@@ -159,9 +163,8 @@ def _user_audio(cfg: StreamsConfig, rd: RunDir, conv: Conversation) -> np.ndarra
         return read_audio(cached)
     from duplexalign.speech.voices import get_voice
 
-    wav = rebuild_user_audio(conv.words.user, conv.duration, get_voice(cfg.user_voice),
-                             cfg.turn_gap)
-    if cfg.keep_user_audio:
+    wav = rebuild_user_audio(conv.words.user, conv.duration, get_voice(voice), turn_gap)
+    if keep:
         write_audio(cached, wav)
     return wav
 
@@ -227,7 +230,7 @@ def encode_conversation(cfg: StreamsConfig, rd: RunDir, conv: Conversation,
     if conv.audio.model is None:
         raise BadInput("model_audio_missing", "no model-channel audio")
     model_wav = read_audio(rd.resolve(conv.audio.model))
-    user_wav = _user_audio(cfg, rd, conv)
+    user_wav = user_audio(rd, conv, cfg.user_voice, cfg.turn_gap, cfg.keep_user_audio)
     t = max([num_frames(conv.duration)] + [seconds_to_frame(p.window[1]) for p in pairs])
     model_codes = encode(codec, model_wav, t)
     ctx, text = conversation_codes(conv.words.model, model_codes, encode(codec, user_wav, t), tok)

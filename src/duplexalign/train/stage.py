@@ -42,6 +42,7 @@ from duplexalign.streams.shards import INDEX_NAME, ShardReader
 from duplexalign.train import checkpoint
 from duplexalign.train.compat import check_streams_fit
 from duplexalign.train.data import GlobalBatches, PairBatch, collate, count_pairs, shard_batch
+from duplexalign.train.grpo import GRPOConfig
 from duplexalign.train.logprobs import ScoreConfig, WindowScores, score_pairs
 from duplexalign.train.losses import LossParams, PreferenceLogps, combined_loss
 from duplexalign.train.metrics import MetricsLog, step_metrics
@@ -74,6 +75,11 @@ class ValConfig(StageConfig):
 class TrainConfig(StageConfig):
     """Options of `duplexalign train` (YAML section `train:`)."""
 
+    method: Literal["dpo", "grpo"] = "dpo"
+    """"dpo": offline preference training on RUN/streams (this module); "grpo": online GRPO on
+    the text stream against replayed or simulated users (`train/grpo.py`, options in `grpo`)."""
+    grpo: GRPOConfig = GRPOConfig()
+    """Options of `method: grpo` (group size, clipping, KL, credit, reward weights, judge)."""
     model: str | dict[str, Any] = "tiny"
     """A preset name, or `{preset: NAME, <preset field>: value, ...}`, e.g. `{preset: moshi_7b,
     weights: /models/moshiko, gradient_checkpointing: true, lora: {rank: 64}}`; on the command line
@@ -126,6 +132,15 @@ class TrainConfig(StageConfig):
         if self.score.share_context and resolve_model(self.model).gradient_checkpointing:
             raise ValueError("model.gradient_checkpointing cannot be combined with the shared "
                              "context path; set score.share_context=false as well")
+        return self
+
+    @model_validator(mode="after")
+    def _check_grpo(self) -> TrainConfig:
+        if self.method == "grpo" and self.grpo.judge == "none" \
+                and self.grpo.rewards.weights.get("content"):
+            raise ValueError("train.grpo.judge=none gives no content reward: set "
+                             "train.grpo.judge (oracle in the sandbox) or "
+                             "train.grpo.rewards.weights.content=0")
         return self
 
     def preset(self) -> ModelPreset:
@@ -345,7 +360,7 @@ def fit(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
     return stats
 
 
-def _claim(train_dir: Path, digest: str, cfg: TrainConfig) -> None:
+def claim_dir(train_dir: Path, digest: str, cfg: TrainConfig) -> None:
     """Tie `train_dir` to one (config, input) digest: checkpoints of another digest (older data or
     options) must not be resumed, so their folder is moved aside to `train.old-<digest>`. The
     resolved config is stored next to them (`export` rebuilds a checkpoint's model from it)."""
@@ -360,11 +375,20 @@ def _claim(train_dir: Path, digest: str, cfg: TrainConfig) -> None:
     (train_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
 
 
-def run(cfg: TrainConfig, run_dir: str | Path, validators: list[Validator] = ()) -> StageStats:
+def run(cfg: TrainConfig, run_dir: str | Path, validators: list[Validator] = (),
+        environment: Any = None) -> StageStats:
     """Run the stage inside a run directory: reads `RUN/streams`, writes `RUN/train`.
 
     The digest covers the streams index and shards, so new streams retrain and the same ones skip.
+    With `method: grpo` it trains online instead (`grpo.run`: against `environment`, the user
+    streams, or by default the run's replayed conversations).
     """
+    if cfg.method == "grpo":
+        from duplexalign.train import grpo
+
+        return grpo.run(cfg, run_dir, validators, environment)
+    if environment is not None:
+        raise ConfigError("an environment of user streams is only read by train.method=grpo")
     rank0 = int(os.environ.get("RANK", "0")) == 0
     streams_dir = Path(run_dir) / "streams"
     st = StageRun("train", cfg, run_dir, inputs=(f"streams/{INDEX_NAME}",), needs="streams",
@@ -373,6 +397,6 @@ def run(cfg: TrainConfig, run_dir: str | Path, validators: list[Validator] = ())
     if (prev := st.previous()) is not None:
         return prev
     if rank0:
-        _claim(st.rd.path("train"), st.digest, cfg)
+        claim_dir(st.rd.path("train"), st.digest, cfg)
     st.stats = fit(cfg, streams_dir, st.rd.path("train"), validators)
     return st.finish() if rank0 else st.stats

@@ -1,0 +1,292 @@
+"""Online GRPO on the text stream: `train.method: grpo` of the train stage.
+
+Owns the online loop: each step takes `prompts` user streams of an `Environment` (replayed logged
+users by default; the sandbox passes its simulated users), rolls the current policy out `group_size`
+times on each with the batched `LMGen` rollouts of `evaluate.rollout` (temperature 1 and no top-k by
+default, so that the rollouts are samples of the policy being trained), scores every rollout with the
+named reward terms of `train.rewards`, turns them into group-relative advantages and takes a
+clipped policy-gradient step on the text stream with a k3 KL to the reference (`grpo_loss`). The
+text log-probs are a teacher-forced forward of the rollout's full token tensor (text, the model's
+audio, the user's audio: the text is conditioned on both audio channels), per token or per
+speak/silence decision (`credit`). Around it the trainer's usual parts: AdamW with warmup + cosine,
+clipping, validation callbacks with the best checkpoint on a composite and early stopping, atomic
+checkpoints with exact resume (the step picks the user streams and the sampling seed, so a resumed
+run repeats the same rollouts), metrics per step (every reward term, the collapse checks, KL).
+Single process only.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+from contextlib import nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import torch
+from pydantic import Field
+
+from duplexalign.config import StageConfig
+from duplexalign.errors import ConfigError
+from duplexalign.train.environment import ReplayConfig
+from duplexalign.train.rewards import RewardConfig
+
+if TYPE_CHECKING:
+    from duplexalign.runs import StageStats
+    from duplexalign.train.environment import Environment
+    from duplexalign.train.stage import TrainConfig
+    from duplexalign.train.validate import Validator
+
+log = logging.getLogger(__name__)
+
+
+class GRPOConfig(StageConfig):
+    """Options of `train.method: grpo` (section `train.grpo`). The trainer's own options (model,
+    init, reference_init, lr, warmup_steps, max_steps, grad_clip, micro_batch_size, seed,
+    checkpoint_every, val) apply as for DPO (the KL's reference is `reference_init`, else the
+    starting model); the preference-loss options (loss, score, floor anchor, reference) do not."""
+
+    group_size: int = Field(8, ge=2)
+    """G: rollouts per user stream (the group the advantages are normalised in)."""
+    prompts: int = Field(4, ge=1)
+    """User streams per step (a step trains on prompts * group_size rollouts)."""
+    clip_eps: float = Field(0.2, gt=0)
+    """PPO clipping range of the probability ratio."""
+    kl_beta: float = Field(0.04, ge=0)
+    """Weight of the k3 KL to the reference (the starting model)."""
+    credit: Literal["token", "decision"] = "token"
+    """"token": the log-prob of each sampled text token; "decision": only the speak/silence
+    decision of each frame, p(speak) = 1 - p(PAD) (ASPIRin)."""
+    scale_advantages: bool = True
+    """Divide the centred rewards by the group's std (False: only centre them)."""
+    updates_per_step: int = Field(1, ge=1)
+    """Optimizer updates on each batch of rollouts (> 1: PPO epochs; the ratio then leaves 1)."""
+    temp: float = Field(1.0, gt=0)
+    """Sampling temperature of the audio codebooks of the rollouts."""
+    temp_text: float = Field(1.0, gt=0)
+    """Sampling temperature of the text stream (1 = samples of the trained policy)."""
+    rollout_batch: int = Field(64, ge=1)
+    """Rollouts run together by `LMGen`."""
+    judge: str = "none"
+    """Content judge of the `content` term by registry name (`oracle` in the sandbox; "none" = no
+    content term, then its weight must be 0)."""
+    rewards: RewardConfig = RewardConfig()
+    replay: ReplayConfig = ReplayConfig()
+    """Replaying the run's logged users (the environment when none is given)."""
+
+
+def step_items(items: list, prompts: int, step: int, seed: int) -> list:
+    """The user streams of step `step` (0-based): consecutive slices of a per-epoch shuffle, so
+    the choice depends on (seed, step) only and a resumed run picks the same ones."""
+    n = len(items)
+    out = []
+    for k in range(step * prompts, (step + 1) * prompts):
+        epoch, pos = divmod(k, n)
+        order = list(range(n))
+        random.Random(seed * 100_003 + epoch).shuffle(order)
+        out.append(items[order[pos]])
+    return out
+
+
+def stack_rollouts(rolls: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token tensors `[N, R, T]` of rollouts (padded with their last frame to the longest) and
+    the mask of their own frames `[N, T]`."""
+    t_max = max(r.text_tokens.shape[-1] for r in rolls)
+    codes, mask = [], torch.zeros(len(rolls), t_max, dtype=torch.bool)
+    for i, r in enumerate(rolls):
+        c = r.codes()
+        t = c.shape[-1]
+        mask[i, :t] = True
+        codes.append(torch.cat([c, c[:, -1:].expand(-1, t_max - t)], dim=-1))
+    return torch.stack(codes), mask
+
+
+def frame_logprobs(model: torch.nn.Module, codes: torch.Tensor, credit: str) -> torch.Tensor:
+    """Per-frame log-probs `[B, T]` of the text row of `codes [B, R, T]` under `model`: of the
+    token (credit "token") or of the speak/silence decision (credit "decision")."""
+    from duplexalign.models.forward import text_logits, token_logprobs
+    from duplexalign.train.grpo_loss import decision_logprobs
+
+    logits = text_logits(model, codes)
+    tokens = codes[:, 0]
+    return token_logprobs(logits, tokens) if credit == "token" else decision_logprobs(logits, tokens)
+
+
+def _mean(rows: list[dict[str, float]], key: str) -> float:
+    vals = [r[key] for r in rows if key in r]
+    return float(sum(vals) / len(vals)) if vals else float("nan")
+
+
+def fit(cfg: TrainConfig, env: Environment, out_dir: str | Path,
+        validators: list[Validator] = ()) -> StageStats:
+    """Train `cfg.init` (or the preset) online against `env`; write checkpoints, metrics, models.
+
+    Args:
+        cfg: training options (`cfg.grpo` and the trainer's own).
+        env: the user streams and the tokenizer.
+        out_dir: the stage directory (`RUN/train`): `ckpt/`, `best/`, `final/`, `metrics.jsonl`.
+        validators: validation callbacks (rollout metrics), merged into the composite.
+    """
+    from tqdm import tqdm
+
+    from duplexalign.evaluate.rollout import SamplingConfig, rollout
+    from duplexalign.models import device as devices
+    from duplexalign.models.lora import freeze_for_text_only, has_lora, lora_scale, param_groups
+    from duplexalign.models.presets import build_model, load_model, save_model
+    from duplexalign.runs import StageStats
+    from duplexalign.train import checkpoint
+    from duplexalign.train.environment import content_judge, score_rollouts
+    from duplexalign.train.grpo_loss import group_advantages, policy_loss
+    from duplexalign.train.metrics import MetricsLog
+    from duplexalign.train.rewards import TERMS, total_reward
+    from duplexalign.train.schedule import warmup_cosine
+    from duplexalign.train.validate import composite
+
+    g = cfg.grpo
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("train.method=grpo runs in one process: launch it without torchrun")
+    device = devices.resolve_device(cfg.device, "train.device")
+    bf16 = devices.use_bf16(device, cfg.bf16)
+    out = Path(out_dir)
+    torch.manual_seed(cfg.seed)
+    model = (load_model(cfg.init, device=device) if cfg.init
+             else build_model(cfg.preset(), device=device))
+    freeze_for_text_only(model)
+    if cfg.reference_init is not None:  # e.g. the base model in later on-policy rounds
+        ref = load_model(cfg.reference_init, device=device).requires_grad_(False).eval()
+    else:
+        ref = model if has_lora(model) else copy.deepcopy(model).requires_grad_(False).eval()
+    judge = content_judge(g.judge)
+    opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.depth_lr, cfg.weight_decay),
+                            betas=(0.9, 0.95))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup_steps, cfg.max_steps))
+    ckpt_root = out / "ckpt"
+    step, best, since_best = 0, -math.inf, 0
+    if (last := checkpoint.latest(ckpt_root)) is not None:
+        extra, state = checkpoint.load(last, model)
+        opt.load_state_dict(extra["optim"])
+        sched.load_state_dict(extra["sched"])
+        torch.set_rng_state(extra["rng"])
+        step, best, since_best = state["step"], state["best"], state["since_best"]
+        log.info("resumed from %s (step %d)", last, step)
+    mlog = MetricsLog(out)
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="grpo", unit="step")
+    mb = cfg.micro_batch_size
+
+    def logprobs(m: torch.nn.Module, codes: torch.Tensor) -> torch.Tensor:
+        with devices.autocast(device, bf16):
+            return frame_logprobs(m, codes.to(device), g.credit).float()
+
+    @torch.no_grad()
+    def all_logprobs(m: torch.nn.Module, codes: torch.Tensor, base: bool) -> torch.Tensor:
+        with lora_scale(m, 0.0) if base and has_lora(m) else nullcontext():
+            return torch.cat([logprobs(m, codes[i:i + mb]) for i in range(0, len(codes), mb)])
+
+    stop = False
+    while step < cfg.max_steps and not stop:
+        items = step_items(env.items, g.prompts, step, cfg.seed)
+        group = [dataclasses.replace(it, id=f"{it.id}#g{j}") for it in items
+                 for j in range(g.group_size)]
+        sampling = SamplingConfig(use_sampling=True, temp=g.temp, temp_text=g.temp_text, top_k=0,
+                                  top_k_text=0, seed=cfg.seed * 1_000_003 + step * 1000,
+                                  batch_size=g.rollout_batch)
+        rolls = rollout(model, group, env.tokenizer, sampling, progress=False)
+        model.train()
+        scored = score_rollouts(rolls, g.rewards, judge)
+        rewards = torch.tensor([total_reward(s, g.rewards.weights) for s in scored],
+                               dtype=torch.float64)
+        adv = group_advantages(rewards.view(g.prompts, g.group_size), scale=g.scale_advantages)
+        adv = adv.flatten().float().to(device)
+        codes, mask = stack_rollouts(rolls)
+        mask = mask.to(device)
+        ref_lp = all_logprobs(ref, codes, base=True)
+        old_lp = all_logprobs(model, codes, base=False) if g.updates_per_step > 1 else None
+        n = len(rolls)
+        losses, kls, clips, gnorms = [], [], [], []
+        for _ in range(g.updates_per_step):
+            for i in range(0, n, mb):
+                lp = logprobs(model, codes[i:i + mb])
+                old = lp.detach() if old_lp is None else old_lp[i:i + mb]
+                res = policy_loss(lp, old, ref_lp[i:i + mb], adv[i:i + mb], mask[i:i + mb],
+                                  g.clip_eps, g.kl_beta)
+                (res.loss.sum() / n).backward()
+                losses += res.loss.tolist()
+                kls += res.kl.tolist()
+                clips += res.clip_frac.tolist()
+            gnorms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)))
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        sched.step()
+        step += 1
+        bar.update(1)
+        spread = rewards.view(g.prompts, g.group_size).std(dim=1, unbiased=False)
+        metrics = {"loss": sum(losses) / len(losses), "kl": sum(kls) / len(kls),
+                   "clip_frac": sum(clips) / len(clips), "grad_norm": gnorms[-1],
+                   "lr": sched.get_last_lr()[0], "reward/total": float(rewards.mean()),
+                   "reward/group_std": float(spread.mean()),
+                   "groups_without_signal": float((spread < 1e-9).double().mean())}
+        for k in (*TERMS, "check/repetition_rate", "check/silence_rate", "check/reply_length"):
+            v = _mean(scored, k)
+            if not math.isnan(v):
+                metrics[k if k.startswith("check/") else f"reward/{k}"] = v
+        if cfg.val.every and step % cfg.val.every == 0 and validators:
+            vm: dict[str, float] = {}
+            for v in validators:
+                vm.update(v(model, step))
+            score = composite(vm, cfg.val.metric)
+            metrics.update(vm)
+            metrics["val/composite"] = score
+            if score > best:
+                best, since_best = score, 0
+                save_model(model, out / "best")
+                (out / "best" / "step.json").write_text(json.dumps({"step": step,
+                                                                    "score": score}))
+            else:
+                since_best += 1
+                stop = bool(cfg.val.patience) and since_best >= cfg.val.patience
+        mlog.write(step, metrics)
+        if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stop:
+            checkpoint.save(ckpt_root, step, model,
+                            {"optim": opt.state_dict(), "sched": sched.state_dict(),
+                             "rng": torch.get_rng_state()},
+                            {"step": step, "best": best, "since_best": since_best},
+                            cfg.keep_checkpoints)
+    bar.close()
+    save_model(model, out / "final")
+    stats = StageStats("train")
+    stats.add("steps", step)
+    for reason, n in env.skipped.items():
+        stats.add(f"skipped/{reason}", n)
+    stats.values.update({"method": "grpo", "credit": g.credit, "environment": env.name,
+                         "user_streams": len(env.items), "stopped_early": stop,
+                         "best_composite": best})
+    return stats
+
+
+def run(cfg: TrainConfig, run_dir: str | Path, validators: list[Validator] = (),
+        environment: Environment | None = None) -> StageStats:
+    """The train stage with `method: grpo` inside a run directory: writes `RUN/train`.
+
+    Args:
+        environment: the user streams; None replays the run's ingested conversations
+            (`train.grpo.replay`). Its identity (name and item ids) enters the stage digest.
+    """
+    from duplexalign.runs import StageRun
+    from duplexalign.train.environment import CONVERSATIONS, replay_environment
+    from duplexalign.train.stage import claim_dir
+
+    env_id = environment.digest() if environment is not None else "replay"
+    st = StageRun("train", cfg, run_dir, inputs=(CONVERSATIONS,), needs="ingest",
+                  why="no finished RUN/conversations to replay",
+                  extra_inputs={"environment": env_id})
+    if (prev := st.previous()) is not None:
+        return prev
+    env = environment if environment is not None else replay_environment(run_dir, cfg.grpo.replay)
+    claim_dir(st.rd.path("train"), st.digest, cfg)
+    st.stats = fit(cfg, env, st.rd.path("train"), validators)
+    return st.finish()

@@ -1,0 +1,92 @@
+"""GRPO's arithmetic: group-relative advantages, speak/silence projection, clipped loss with KL.
+
+Owns the pure tensor functions of online GRPO on the text stream (DeepSeekMath, arXiv 2402.03300):
+advantages normalised within the G rollouts of one user stream, the per-frame log-probs under
+per-token credit (the sampled text token) or per-decision credit (ASPIRin, arXiv 2604.10065: only
+the speak/silence decision, p(speak) = 1 - p(PAD) at each frame), and the PPO-style clipped
+policy-gradient loss with the k3 estimator of KL(pi || pi_ref) (Schulman's
+`exp(ref - logp) - (ref - logp) - 1`, unbiased and non-negative). Every rollout's loss is the mean
+over its valid frames; the batch loss is the mean over rollouts. It knows nothing about models or
+rollouts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from duplexalign.streams.layout import TEXT_PAD_ID
+
+
+def group_advantages(rewards: torch.Tensor, eps: float = 1e-4, scale: bool = True
+                     ) -> torch.Tensor:
+    """Group-relative advantages `[P, G]` of `rewards [P, G]` (P user streams, G rollouts each):
+    `(r - mean_g r) / (std_g r + eps)` (population std), or only centred when `scale` is False.
+    A group whose rollouts all scored the same gets 0."""
+    centred = rewards - rewards.mean(dim=1, keepdim=True)
+    if not scale:
+        return centred
+    return centred / (rewards.std(dim=1, unbiased=False, keepdim=True) + eps)
+
+
+def decision_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Log-probs `[B, T]` of the speak/silence decision of each frame.
+
+    Args:
+        logits: text logits `[B, T, V]`.
+        tokens: the sampled text stream `[B, T]`: PAD is "silence", any other id "speak" (EPAD
+            announces a word).
+
+    Returns:
+        `log p(PAD)` where the frame is PAD, else `log(1 - p(PAD))`.
+    """
+    lp_pad = torch.log_softmax(logits.float(), dim=-1)[..., TEXT_PAD_ID]
+    lp_speak = torch.log(-torch.expm1(lp_pad).clamp(max=-1e-12))  # log(1 - p), stable
+    return torch.where(tokens == TEXT_PAD_ID, lp_pad, lp_speak)
+
+
+@dataclass
+class PolicyLoss:
+    """The loss and what is logged with it.
+
+    Attributes:
+        loss: per-rollout loss `[B]` (mean over its frames of clipped PG + beta * k3).
+        kl: per-rollout mean k3 KL estimate `[B]`.
+        clip_frac: per-rollout share of frames where the ratio left [1 - eps, 1 + eps] `[B]`.
+    """
+
+    loss: torch.Tensor
+    kl: torch.Tensor
+    clip_frac: torch.Tensor
+
+
+def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor,
+                advantages: torch.Tensor, mask: torch.Tensor, clip_eps: float = 0.2,
+                kl_beta: float = 0.04) -> PolicyLoss:
+    """Clipped policy-gradient loss with a k3 KL penalty to the reference.
+
+    Per frame: `-min(rho * A, clip(rho, 1 - eps, 1 + eps) * A) + beta * k3`, with
+    `rho = exp(logp - old_logp)` and `k3 = exp(ref - logp) - (ref - logp) - 1`; averaged over the
+    rollout's valid frames.
+
+    Args:
+        logp: policy log-probs `[B, T]` (with gradient).
+        old_logp: log-probs of the policy that sampled the rollouts `[B, T]` (no gradient).
+        ref_logp: reference log-probs `[B, T]` (no gradient).
+        advantages: one advantage per rollout `[B]`.
+        mask: valid frames `[B, T]` (bool).
+        clip_eps: clipping range.
+        kl_beta: weight of the KL penalty.
+    """
+    m = mask.to(logp.dtype)
+    ratio = torch.exp(logp - old_logp)
+    a = advantages[:, None].to(logp.dtype)
+    pg = -torch.minimum(ratio * a, ratio.clamp(1 - clip_eps, 1 + clip_eps) * a)
+    d = ref_logp - logp
+    k3 = torch.exp(d) - d - 1
+    n = m.sum(dim=1).clamp(min=1)
+    loss = ((pg + kl_beta * k3) * m).sum(dim=1) / n
+    clipped = ((ratio - 1).abs() > clip_eps).to(logp.dtype)
+    return PolicyLoss(loss=loss, kl=(k3.detach() * m).sum(dim=1) / n,
+                      clip_frac=(clipped.detach() * m).sum(dim=1) / n)

@@ -1,0 +1,143 @@
+"""Rewards of an online rollout: named terms, weighted in config, each logged apart.
+
+Owns what a rollout of the policy against a fixed user stream is worth, as a dict of named terms
+(higher is better, each about in [-1, 0] per user turn) and their weighted sum:
+- `interruption`, `unresponsiveness`, `pause_takeover`: minus the issues the annotate stage's timing
+  rules (`judges/rules.py`, over the turn-taking definitions of `segments.py`) find in the rollout,
+  per user turn;
+- `latency`: minus the mean wait from a user turn's end to the model's next onset, as a fraction of
+  `rules.unresponsive_after` (a turn the model does not answer in time counts as the full wait);
+- `content`: minus the replies a content judge flags (any category), per user turn (the sandbox's
+  `oracle`; any registered judge that needs no LLM client);
+- `repetition`: minus the share of the model's word n-grams that repeat an earlier one (degeneracy).
+It also owns the collapse checks logged per step (repetition rate, silence rate, reply length). It
+knows nothing about models, tensors or how rollouts are made: its input is a `Conversation`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from duplexalign.config import StageConfig
+from duplexalign.judges.base import RULES
+from duplexalign.judges.rules import TimingRulesConfig, activity, is_backchannel
+from duplexalign.records import Conversation, Word
+from duplexalign.segments import replies, to_segments, turns
+from duplexalign.streams.layout import TEXT_EPAD_ID, TEXT_PAD_ID
+from duplexalign.text import normalize
+
+TIMING_TERMS = ("interruption", "unresponsiveness", "pause_takeover")
+TERMS = (*TIMING_TERMS, "latency", "content", "repetition")
+
+
+def _all_rules() -> TimingRulesConfig:
+    return TimingRulesConfig(enabled=list(TIMING_TERMS))
+
+
+class RewardConfig(StageConfig):
+    """Reward terms of GRPO (section `train.grpo.rewards`)."""
+
+    weights: dict[str, float] = Field(default_factory=lambda: {
+        "interruption": 1.0, "unresponsiveness": 1.0, "pause_takeover": 1.0, "latency": 0.5,
+        "content": 1.0, "repetition": 1.0})
+    """Weight per term by name (interruption, unresponsiveness, pause_takeover, latency, content,
+    repetition); a term left out or at 0 is still logged but does not enter the reward."""
+    rules: TimingRulesConfig = Field(default_factory=_all_rules)
+    """Thresholds of the timing rules (the same model as `annotate.rules`; keep them equal)."""
+    repetition_n: int = Field(3, ge=1)
+    """Length of the word n-grams of the repetition penalty."""
+
+    @field_validator("weights")
+    @classmethod
+    def _known(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - set(TERMS))
+        if unknown:
+            raise ValueError(f"unknown reward term(s) {unknown}; terms are {list(TERMS)}")
+        return v
+
+
+def user_turns(conv: Conversation, cfg: TimingRulesConfig) -> list[tuple[float, float]]:
+    """The user's non-backchannel turns `(start, end)` (`segments.turns` over the rules' user
+    activity, split at `cfg.turn_end_silence`)."""
+    out = []
+    for turn in turns(activity(conv, "user", cfg), cfg.turn_end_silence):
+        words = [w for s in turn for w in s.words]
+        seg = turn[0].model_copy(update={"end": turn[-1].end, "words": words})
+        if not is_backchannel(seg, cfg):
+            out.append((turn[0].start, turn[-1].end))
+    return out
+
+
+def turn_latencies(conv: Conversation, cfg: TimingRulesConfig) -> list[float]:
+    """Per user turn, seconds from its end to the first model reply that starts at or after it,
+    capped at `cfg.unresponsive_after` (also when no reply comes in time)."""
+    onsets = [s.start for s in to_segments(conv.words.model, "model", cfg.segment_gap)]
+    cap = cfg.unresponsive_after
+    return [min([o - e for o in onsets if e <= o < e + cap], default=cap)
+            for _, e in user_turns(conv, cfg)]
+
+
+def repetition_rate(words: Sequence[Word], n: int = 3) -> float:
+    """Share of the word n-grams of `words` (normalised text) equal to an earlier n-gram; 0 when
+    there are none. "a b c a b c" with n=3: n-grams abc, bca, cab, abc: 1 of 4 repeats -> 0.25."""
+    toks = [t for w in words for t in normalize(w.text).split()]
+    grams = [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+    seen: set[tuple[str, ...]] = set()
+    rep = 0
+    for g in grams:
+        rep += g in seen
+        seen.add(g)
+    return rep / len(grams) if grams else 0.0
+
+
+def judge_flags(judge: Any, convs: Sequence[Conversation]) -> list[int]:
+    """Replies flagged (any category) per conversation by a content judge (`async judge(conv)`),
+    judged concurrently."""
+    async def all_of():
+        return await asyncio.gather(*(judge.judge(c, replies(c)) for c in convs))
+
+    return [sum(1 for v in out.verdicts if v.flagged) for out in asyncio.run(all_of())]
+
+
+def reward_terms(conv: Conversation, cfg: RewardConfig, flagged: int | None = None
+                 ) -> dict[str, float]:
+    """The named terms of one rollout (higher is better).
+
+    Args:
+        conv: the rollout as a conversation: the model's words from its text stream, the user's
+            fixed words, the duration and the user side's meta.
+        cfg: reward options.
+        flagged: replies a content judge flagged; None leaves the `content` term out.
+    """
+    n_turns = max(1, len(user_turns(conv, cfg.rules)))
+    out = {name: -len(RULES.get(name)(conv, cfg.rules)) / n_turns for name in TIMING_TERMS}
+    lat = turn_latencies(conv, cfg.rules)
+    out["latency"] = -float(np.mean(lat)) / cfg.rules.unresponsive_after if lat else 0.0
+    if flagged is not None:
+        out["content"] = -flagged / n_turns
+    out["repetition"] = -repetition_rate(conv.words.model, cfg.repetition_n)
+    return out
+
+
+def total_reward(terms: dict[str, float], weights: dict[str, float]) -> float:
+    """Weighted sum of the terms (a weighted term that was not computed is an error)."""
+    missing = [k for k, w in weights.items() if w and k not in terms]
+    if missing:
+        raise KeyError(f"reward term(s) {missing} have a weight but were not computed")
+    return float(sum(w * terms[k] for k, w in weights.items() if w))
+
+
+def collapse_checks(conv: Conversation, text_tokens: np.ndarray, n: int = 3) -> dict[str, float]:
+    """What a collapsing policy changes first: `repetition_rate` of its words, `silence_rate`
+    (share of text frames that are PAD or EPAD, of `text_tokens` [T]) and `reply_length` (words
+    per reply; 0 without replies)."""
+    reps = to_segments(conv.words.model, "model")
+    t = np.asarray(text_tokens)
+    silent = float(np.isin(t, (TEXT_PAD_ID, TEXT_EPAD_ID)).mean()) if t.size else 1.0
+    return {"repetition_rate": repetition_rate(conv.words.model, n), "silence_rate": silent,
+            "reply_length": float(np.mean([len(s.words) for s in reps])) if reps else 0.0}

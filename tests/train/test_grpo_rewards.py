@@ -1,0 +1,110 @@
+"""GRPO's reward terms on hand-built timelines (default timing thresholds: segment gap 0.8 s,
+turn end 1 s, unresponsive after 3 s, interruption overlap >= 0.5 s with >= 1 s of user speech
+left, pauses 0.3-1 s between units split at 0.2 s), with the expected values spelled out."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from factories import conversation, timed
+
+from duplexalign.sandbox.oracle import OracleJudge
+from duplexalign.train.rewards import (
+    RewardConfig,
+    collapse_checks,
+    judge_flags,
+    repetition_rate,
+    reward_terms,
+    total_reward,
+)
+
+CFG = RewardConfig()
+
+
+def test_prompt_reply_scores_only_its_latency():
+    # user: 6 words at 0.0, 0.3, ..., 1.5 (each 0.25 s) -> one turn [0, 1.75]
+    # model: 4 words from 2.25 -> onset 0.5 s after the turn's end, no issue
+    conv = conversation(model=timed("paris is the capital", 2.25),
+                        user=timed("what is the capital of france", 0.0), duration=10.0)
+    assert reward_terms(conv, CFG) == pytest.approx({
+        "interruption": 0.0, "unresponsiveness": 0.0, "pause_takeover": 0.0,
+        "latency": -0.5 / 3.0,  # 0.5 s of the 3 s unresponsive threshold
+        "repetition": 0.0})  # no judge: no content term
+
+
+def test_cut_in_then_silence_is_an_interruption_and_unresponsive():
+    # model "no no no no" at 0.5-1.65 inside the user turn [0, 1.75]: overlap 1.15 s >= 0.5,
+    # user goes on 1.25 s >= 1 -> interruption; after 1.75 the model never speaks -> silence of
+    # 8.25 s >= 3 (unresponsive) and the latency is the 3 s cap; 3-grams (no no no) x 2: 1 of 2
+    # repeats an earlier one
+    conv = conversation(model=timed("no no no no", 0.5),
+                        user=timed("what is the capital of france", 0.0), duration=10.0)
+    assert reward_terms(conv, CFG) == pytest.approx({
+        "interruption": -1.0, "unresponsiveness": -1.0, "pause_takeover": 0.0,
+        "latency": -1.0, "repetition": -0.5})
+
+
+def test_jump_in_at_an_um_pause_is_a_pause_takeover():
+    # user "i want um" [0, 0.85], pause 0.75 s, "to know the time" [1.6, 2.75]: one turn (gap
+    # < 1 s) made of two units; the model starts at 1.0 inside the pause (overlap 1.15 s, user goes
+    # on 1.75 s: also an interruption), then answers again at 3.25 (0.5 s after the turn's end)
+    model = timed("sure here it is", 1.0) + timed("it is noon now", 3.25)
+    conv = conversation(model=model, user=timed("i want um", 0.0) + timed("to know the time", 1.6),
+                        duration=10.0)
+    assert reward_terms(conv, CFG) == pytest.approx({
+        "interruption": -1.0, "unresponsiveness": 0.0, "pause_takeover": -1.0,
+        "latency": -0.5 / 3.0, "repetition": 0.0})
+
+
+def test_terms_are_per_user_turn_and_content_comes_from_the_judge():
+    # turn 1 [0, 1.45] answered "four" at 1.95 (0.5 s); turn 2 [4.0, 5.75] never answered
+    user = timed("what is two plus two", 0.0) + timed("and what is three plus three", 4.0)
+    conv = conversation(model=timed("four", 1.95), user=user, duration=12.0)
+    terms = reward_terms(conv, CFG, flagged=1)
+    assert terms["unresponsiveness"] == pytest.approx(-1 / 2)  # 1 silent turn of 2
+    assert terms["latency"] == pytest.approx(-(0.5 + 3.0) / 2 / 3.0)
+    assert terms["content"] == pytest.approx(-1 / 2)  # 1 flagged reply per 2 turns
+
+
+def test_oracle_flags_the_wrong_answer_only():
+    def qa(answer):
+        return {"kind": "qa", "text": "?", "answers": [answer], "good_reply": answer}
+
+    meta = {"sandbox": {"turns": [{"start": 0.0, "end": 1.45, "item": qa("four")},
+                                  {"start": 4.0, "end": 5.75, "item": qa("six")}]}}
+    conv = conversation(model=timed("four", 1.95) + timed("seven", 6.2),
+                        user=timed("what is two plus two", 0.0) + timed("and three", 4.0),
+                        duration=12.0, meta=meta)
+    assert judge_flags(OracleJudge(), [conv]) == [1]  # "seven" is not "six"
+
+
+def test_total_is_the_weighted_sum_and_a_missing_weighted_term_is_an_error():
+    terms = {"interruption": -1.0, "unresponsiveness": -0.5, "pause_takeover": 0.0,
+             "latency": -0.2, "repetition": -0.1}
+    w = {"interruption": 1.0, "unresponsiveness": 2.0, "latency": 0.5, "repetition": 0.0}
+    assert total_reward(terms, w) == pytest.approx(-1.0 - 1.0 - 0.1)
+    with pytest.raises(KeyError, match="content"):
+        total_reward(terms, {"content": 1.0})
+
+
+def test_repetition_rate_counts_repeated_ngrams():
+    words = timed("a b c a b c", 0.0)
+    assert repetition_rate(words, 3) == pytest.approx(1 / 4)  # abc bca cab abc
+    assert repetition_rate(words, 1) == pytest.approx(3 / 6)
+    assert repetition_rate(timed("a b", 0.0), 3) == 0.0
+
+
+def test_collapse_checks():
+    conv = conversation(model=timed("one two", 0.0) + timed("three", 3.0), duration=4.0)
+    tokens = np.array([3, 3, 0, 10, 11, 3, 3, 3])  # 6 of 8 frames PAD or EPAD
+    c = collapse_checks(conv, tokens)
+    assert c == pytest.approx({"repetition_rate": 0.0, "silence_rate": 0.75,
+                               "reply_length": 1.5})  # replies of 2 and 1 words
+
+
+def test_unknown_weight_is_rejected():
+    with pytest.raises(ValueError, match="unknown reward term"):
+        RewardConfig(weights={"interupt": 1.0})
+    assert not math.isnan(CFG.weights["latency"])
