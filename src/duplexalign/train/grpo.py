@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -145,7 +144,7 @@ def fit(cfg: TrainConfig, env: Environment, out_dir: str | Path,
     from duplexalign.train.metrics import MetricsLog
     from duplexalign.train.rewards import TERMS, total_reward
     from duplexalign.train.schedule import warmup_cosine
-    from duplexalign.train.validate import composite
+    from duplexalign.train.validate import save_best, track_best, validate
 
     g = cfg.grpo
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -235,20 +234,12 @@ def fit(cfg: TrainConfig, env: Environment, out_dir: str | Path,
             if not math.isnan(v):
                 metrics[k if k.startswith("check/") else f"reward/{k}"] = v
         if cfg.val.every and step % cfg.val.every == 0 and validators:
-            vm: dict[str, float] = {}
-            for v in validators:
-                vm.update(v(model, step))
-            score = composite(vm, cfg.val.metric)
+            vm, score = validate(validators, model, step, cfg.val.metric)
             metrics.update(vm)
             metrics["val/composite"] = score
-            if score > best:
-                best, since_best = score, 0
-                save_model(model, out / "best")
-                (out / "best" / "step.json").write_text(json.dumps({"step": step,
-                                                                    "score": score}))
-            else:
-                since_best += 1
-                stop = bool(cfg.val.patience) and since_best >= cfg.val.patience
+            best, since_best, stop = track_best(score, best, since_best, cfg.val.patience)
+            if since_best == 0:
+                save_best(model, out, step, score)
         mlog.write(step, metrics)
         if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stop:
             checkpoint.save(ckpt_root, step, model,

@@ -54,7 +54,13 @@ from duplexalign.train.refcache import (
     weights_digest,
 )
 from duplexalign.train.schedule import warmup_cosine
-from duplexalign.train.validate import HeldOutPreferences, Validator, composite
+from duplexalign.train.validate import (
+    HeldOutPreferences,
+    Validator,
+    save_best,
+    track_best,
+    validate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -325,21 +331,13 @@ def fit(cfg: TrainConfig, streams_dir: str | Path, out_dir: str | Path,
         metrics.update({"grad_norm": float(gnorm), "lr": sched.get_last_lr()[0]})
         mlog.write(step, metrics)
         if cfg.val.every and step % cfg.val.every == 0 and vals:
-            vm: dict[str, float] = {}
-            for v in vals:
-                vm.update(v(model, step))
-            score = composite(vm, cfg.val.metric)
+            vm, score = validate(vals, model, step, cfg.val.metric)
             mlog.write(step, {**vm, "val/composite": score})
-            if score > best:
-                best, since_best = score, 0
+            best, since_best, stop = track_best(score, best, since_best, cfg.val.patience)
+            if since_best == 0:
                 with _full_params(sharded):
                     if rank == 0:
-                        save_model(model, out / "best")
-                        (out / "best" / "step.json").write_text(json.dumps({"step": step,
-                                                                            "score": score}))
-            else:
-                since_best += 1
-                stop = bool(cfg.val.patience) and since_best >= cfg.val.patience
+                        save_best(model, out, step, score)
         due = step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stop
         # FSDP keeps sharded optimizer state: resumable checkpoints are written for 1 process/DDP
         if due and rank == 0 and (world == 1 or cfg.distributed == "ddp"):

@@ -3,13 +3,15 @@
 Owns `Validator` (a callable `(model, step) -> {metric: value}`; the evaluation stage and the sandbox
 plug rollout metrics in through it), `HeldOutPreferences` (preference accuracy, margin and the drift of
 chosen log-probs per frame on held-out pairs, against cached reference sums), and `composite`, the
-weighted score the trainer keeps the best checkpoint on and stops early on. The DPO loss is never a
+weighted score the trainer keeps the best checkpoint on and stops early on, with the bookkeeping both
+trainers (DPO and GRPO) share: `validate`, `track_best` and `save_best`. The DPO loss is never a
 stopping signal: the sandbox probe found it at ln 2 while the model had already collapsed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -71,3 +73,30 @@ def composite(metrics: dict[str, float], weights: dict[str, float]) -> float:
     if missing:
         raise KeyError(f"validation metrics {missing} not produced (have {sorted(metrics)})")
     return sum(w * metrics[k] for k, w in weights.items())
+
+
+def validate(validators: Iterable[Validator], model: nn.Module, step: int,
+             weights: dict[str, float]) -> tuple[dict[str, float], float]:
+    """Every validator's metrics at `step`, merged, and their `composite` under `weights`."""
+    metrics: dict[str, float] = {}
+    for v in validators:
+        metrics.update(v(model, step))
+    return metrics, composite(metrics, weights)
+
+
+def track_best(score: float, best: float, since_best: int, patience: int
+               ) -> tuple[float, int, bool]:
+    """`(best, since_best, stop)` after a validation scoring `score`: `since_best` is 0 when the
+    score is a new best; `stop` once `patience` validations in a row (0 = never) did not improve."""
+    if score > best:
+        return score, 0, False
+    since_best += 1
+    return best, since_best, bool(patience) and since_best >= patience
+
+
+def save_best(model: nn.Module, out: Path, step: int, score: float) -> None:
+    """The best checkpoint: the weights in `out/best` and its step and score in `step.json`."""
+    from duplexalign.models.presets import save_model
+
+    save_model(model, out / "best")
+    (out / "best" / "step.json").write_text(json.dumps({"step": step, "score": score}))
