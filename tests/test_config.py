@@ -72,6 +72,28 @@ def test_override_does_not_mutate_input():
     assert data == {"a": {"b": 1}} and out == {"a": {"b": 2, "c": {"d": "x"}}}
 
 
+class Weighted(BaseModel):
+    weights: dict[str, float] = {"a": 1.0, "b": 2.0}
+
+
+class TrainLike(StageConfig):
+    loss: Weighted = Weighted()
+
+
+def test_override_of_one_key_of_a_default_mapping_keeps_the_other_keys():
+    cfg = load_section(TrainLike, "train", overrides=["train.loss.weights.b=5"])
+    assert cfg.loss.weights == {"a": 1.0, "b": 5.0}
+    # a new key joins the defaults; a mapping the preset spells out is the base instead
+    assert apply_overrides({}, ["loss.weights.c=3"], TrainLike) == {
+        "loss": {"weights": {"a": 1.0, "b": 2.0, "c": 3}}}
+    assert apply_overrides({"loss": {"weights": {"a": 0}}}, ["loss.weights.c=3"], TrainLike) == {
+        "loss": {"weights": {"a": 0, "c": 3}}}
+    # a top-level key -> model callable (the pipeline's sections)
+    assert apply_overrides({}, ["train.loss.weights.a=0"],
+                           lambda k: TrainLike if k == "train" else None) == {
+        "train": {"loss": {"weights": {"a": 0, "b": 2.0}}}}
+
+
 def test_yaml_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_yaml(tmp_path / "missing.yaml")

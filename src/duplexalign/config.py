@@ -60,8 +60,36 @@ def _did_you_mean(name: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Return a copy of `data` with `a.b.c=value` overrides applied (values parsed as YAML)."""
+def _mapping_default(schema: Any, parts: list[str]) -> dict[str, Any] | None:
+    """The default of the mapping-valued field at dotted `parts` under `schema` (a pydantic model
+    class, or a callable from a top-level key to one), or None when `parts` names no such field."""
+    model = schema
+    for i, p in enumerate(parts):
+        if model is not None and not isinstance(model, type):
+            model = model(p) if i == 0 else None
+            if model is not None:
+                continue
+        fields = getattr(model, "model_fields", None)
+        if not fields or p not in fields:
+            return None
+        field = fields[p]
+        if i == len(parts) - 1:
+            value = field.get_default(call_default_factory=True)
+            return _deepcopy(value) if isinstance(value, dict) else None
+        ann = field.annotation
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return None
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str], schema: Any = None
+                    ) -> dict[str, Any]:
+    """Return a copy of `data` with `a.b.c=value` overrides applied (values parsed as YAML).
+
+    With `schema` (the pydantic model class of `data`, or a callable from a top-level key to its
+    model class), an override of one key of a mapping-valued field that `data` does not spell out
+    (`rewards.weights.content=2`) starts from that field's default mapping, so the other keys keep
+    their defaults instead of vanishing.
+    """
     out = _deepcopy(data)
     problems = []
     for item in overrides:
@@ -74,9 +102,9 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             problems.append(f"override {item!r} has an empty key")
             continue
         node = out
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
             if not isinstance(node.get(p), dict):
-                node[p] = {}
+                node[p] = _mapping_default(schema, parts[:i + 1]) or {}
             node = node[p]
         try:
             node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
@@ -173,4 +201,4 @@ def load_section(model: type[C], section: str, path: str | Path | None = None,
     if not isinstance(sec, dict):
         raise ConfigError(f"{section}: must be a mapping")
     local = split_overrides(overrides, [section], model.model_fields)[section]
-    return build(model, apply_overrides(merge(defaults or {}, sec), local), prefix=section)
+    return build(model, apply_overrides(merge(defaults or {}, sec), local, model), prefix=section)

@@ -87,7 +87,8 @@ def load_configs(path: str | Path | None, overrides: Iterable[str] = (),
     data = load_yaml(path) if path else {}
     overrides = list(overrides)
     split_overrides(overrides, [*stages, *also_reads])  # raises on overrides nothing reads
-    data = apply_overrides(data, overrides)
+    data = apply_overrides(data, overrides,
+                           lambda key: config_type(key) if key in _CONFIGS else None)
     out: dict[str, StageConfig] = {}
     for stage in STAGES:
         if stage not in stages and stage not in data:

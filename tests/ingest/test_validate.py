@@ -1,6 +1,7 @@
 """Validation reasons, one per problem, and a property test: malformed inputs never crash the stage,
 each is accepted or quarantined with a known reason, and good inputs in the same batch are unaffected."""
 
+import copy
 import json
 import math
 import random
@@ -212,6 +213,12 @@ ODD_VALUES = [None, True, -1, 0, 1e308, float("nan"), float("inf"), "", "\udc80"
               [[]], {"text": "a"}, "a" * 300, -0.0]
 
 
+def _odd(rng):
+    """A fresh copy of one of ODD_VALUES (a shared list or dict put into a line and then mutated
+    by a later op could change the table, or become a circular reference)."""
+    return copy.deepcopy(rng.choice(ODD_VALUES))
+
+
 def hostile_line(rng: random.Random) -> bytes:
     """One JSONL line: a valid conversation with up to three random mutations (odd values in any
     field, unknown channel keys, hostile audio paths), or its bytes cut or flipped."""
@@ -222,14 +229,14 @@ def hostile_line(rng: random.Random) -> bytes:
     for _ in range(rng.randint(0, 3)):
         op = rng.randrange(7)
         if op == 0:
-            line[rng.choice(["id", "duration", "words", "meta", "audio"])] = rng.choice(ODD_VALUES)
+            line[rng.choice(["id", "duration", "words", "meta", "audio"])] = _odd(rng)
         elif op == 1 and isinstance(line.get("words"), dict):
             line["words"][rng.choice(["assistant", "MODEL", "", "user ", "model"])] = \
-                rng.choice([[], [["w", 1.0, 1.1]], ODD_VALUES[rng.randrange(len(ODD_VALUES))]])
+                rng.choice([[], [["w", 1.0, 1.1]], _odd(rng)])
         elif op == 2 and isinstance(line.get("words"), dict):
             ws = line["words"].get(rng.choice(["model", "user"]))
             if isinstance(ws, list) and ws and isinstance(ws[0], list) and len(ws[0]) == 3:
-                ws[0][rng.randrange(3)] = rng.choice(ODD_VALUES)
+                ws[0][rng.randrange(3)] = _odd(rng)
         elif op == 3:
             line["audio"] = rng.choice([rng.choice(HOSTILE_AUDIO),
                                         {"model": rng.choice(HOSTILE_AUDIO)},
@@ -237,7 +244,7 @@ def hostile_line(rng: random.Random) -> bytes:
         elif op == 4:
             line.pop(rng.choice(list(line)), None)
         elif op == 5:
-            line["meta"] = {"k": rng.choice(ODD_VALUES)}
+            line["meta"] = {"k": _odd(rng)}
         else:
             line["duration"] = rng.choice([-1.0, 0.0, 1e-9, 4 * 3600 + 1, "10"])
     raw = json.dumps(line).encode("utf-8", "surrogatepass")

@@ -133,7 +133,8 @@ def demo_config(path: str | Path | None, overrides: list[str]) -> DemoConfig:
 
     data = load_yaml(path) if path else {}
     mine = split_overrides(overrides, ["sandbox", *STAGES])["sandbox"]
-    return build(DemoConfig, apply_overrides(data.get("sandbox") or {}, mine), prefix="sandbox")
+    return build(DemoConfig, apply_overrides(data.get("sandbox") or {}, mine, DemoConfig),
+                 prefix="sandbox")
 
 
 def ablate(configs: dict[str, Any], pairs: str | None = None, loss: str | None = None) -> None:
