@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from duplexalign.train.grpo_loss import decision_logprobs, group_advantages, policy_loss
+from duplexalign.train.grpo import credit_parts
+from duplexalign.train.grpo_loss import (
+    decision_logprobs,
+    group_advantages,
+    policy_loss,
+    split_logprobs,
+)
 
 
 def test_group_advantages_are_normalised_within_each_group():
@@ -26,6 +32,35 @@ def test_decision_logprobs_project_on_pad():
     assert lp[0].tolist() == pytest.approx([math.log(0.25), math.log(0.75)])
     # EPAD (0) announces a word: a speak decision
     assert decision_logprobs(logits, torch.tensor([[0, 0]]))[0, 0] == pytest.approx(math.log(0.75))
+
+
+def test_split_logprobs_factor_the_token_into_decision_and_word():
+    logits = torch.log(torch.tensor([[[0.1, 0.2, 0.3, 0.4]] * 3]))  # p(PAD = 3) = 0.4
+    tokens = torch.tensor([[3, 1, 0]])  # silence, a word piece, EPAD
+    rows = split_logprobs(logits, tokens)
+    assert rows.shape == (1, 2, 3)
+    # decision: log p(PAD) on silence, log(1 - 0.4) on the two speaking frames
+    assert rows[0, 0].tolist() == pytest.approx([math.log(0.4), math.log(0.6), math.log(0.6)])
+    # word given speech: 0 on silence, p(1) / 0.6 and p(0) / 0.6
+    assert rows[0, 1].tolist() == pytest.approx([0.0, math.log(0.2 / 0.6), math.log(0.1 / 0.6)])
+    # the two factors add up to the token's log-prob
+    assert rows[0].sum(0).tolist() == pytest.approx([math.log(p) for p in (0.4, 0.2, 0.1)])
+
+
+def test_credit_parts_route_timing_and_content_terms():
+    terms = [{"interruption": -1.0, "latency": -0.5, "content": 0.0, "repetition": -0.25},
+             {"interruption": 0.0, "latency": 0.0, "content": -1.0, "repetition": 0.0}]
+    w = {"interruption": 2.0, "latency": 0.5, "content": 1.0, "repetition": 1.0}
+    codes = torch.tensor([[[3, 5, 3]], [[5, 3, 3]]])  # [N=2, R=1, T=3]; PAD = 3
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    (whole, m), = credit_parts("token", terms, w, codes, mask)
+    # every term weighted: -2 - 0.25 - 0.25 = -2.5 and -1
+    assert whole.tolist() == [-2.5, -1.0] and m is mask
+    (timing, m_t), (content, m_w) = credit_parts("mixed", terms, w, codes, mask)
+    assert timing.tolist() == [-2.0 - 0.25, 0.0]  # interruption * 2 + latency * 0.5
+    assert content.tolist() == [-0.25, -1.0]  # content + repetition
+    assert m_t is mask  # the decision of every valid frame
+    assert m_w.tolist() == [[False, True, False], [True, False, False]]  # speaking frames only
 
 
 def test_on_policy_loss_is_minus_advantage_plus_beta_k3():

@@ -48,7 +48,7 @@ def weights(d) -> dict[str, torch.Tensor]:
     return load_file(str(d / "final" / "model.safetensors"))
 
 
-@pytest.mark.parametrize("credit", ["token", "decision"])
+@pytest.mark.parametrize("credit", ["token", "decision", "mixed"])
 def test_grpo_trains_the_text_side_and_logs_every_term(env, tmp_path, credit):
     from duplexalign.models.presets import build_model
 

@@ -8,7 +8,8 @@ named reward terms of `train.rewards`, turns them into group-relative advantages
 clipped policy-gradient step on the text stream with a k3 KL to the reference (`grpo_loss`). The
 text log-probs are a teacher-forced forward of the rollout's full token tensor (text, the model's
 audio, the user's audio: the text is conditioned on both audio channels), per token or per
-speak/silence decision (`credit`). Around it the trainer's usual parts: AdamW with warmup + cosine,
+speak/silence decision, or mixed: timing rewards on the decision, content rewards on the word
+(`credit`). Around it the trainer's usual parts: AdamW with warmup + cosine,
 clipping, validation callbacks with the best checkpoint on a composite and early stopping, atomic
 checkpoints with exact resume (the step picks the user streams and the sampling seed, so a resumed
 run repeats the same rollouts), metrics per step (every reward term, the collapse checks, KL).
@@ -32,6 +33,7 @@ from pydantic import Field
 
 from duplexalign.config import StageConfig
 from duplexalign.errors import ConfigError
+from duplexalign.streams.layout import TEXT_PAD_ID
 from duplexalign.train.environment import ReplayConfig
 from duplexalign.train.rewards import RewardConfig
 
@@ -58,9 +60,12 @@ class GRPOConfig(StageConfig):
     """PPO clipping range of the probability ratio."""
     kl_beta: float = Field(0.04, ge=0)
     """Weight of the k3 KL to the reference (the starting model)."""
-    credit: Literal["token", "decision"] = "token"
+    credit: Literal["token", "decision", "mixed"] = "token"
     """"token": the log-prob of each sampled text token; "decision": only the speak/silence
-    decision of each frame, p(speak) = 1 - p(PAD) (ASPIRin)."""
+    decision of each frame, p(speak) = 1 - p(PAD) (ASPIRin); "mixed": the timing terms
+    (`rewards.DECISION_TERMS`) credit the speak/silence decision of every frame and the content
+    terms (`rewards.WORD_TERMS`) credit the word chosen on speaking frames, p(token | speak), each
+    with its own group-normalised advantage."""
     scale_advantages: bool = True
     """Divide the centred rewards by the group's std (False: only centre them)."""
     updates_per_step: int = Field(1, ge=1)
@@ -106,14 +111,41 @@ def stack_rollouts(rolls: list) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def frame_logprobs(model: torch.nn.Module, codes: torch.Tensor, credit: str) -> torch.Tensor:
-    """Per-frame log-probs `[B, T]` of the text row of `codes [B, R, T]` under `model`: of the
-    token (credit "token") or of the speak/silence decision (credit "decision")."""
+    """Per-frame log-probs of the text row of `codes [B, R, T]` under `model`: `[B, T]` of the
+    token (credit "token") or of the speak/silence decision (credit "decision"); `[B, 2, T]` of
+    the decision and the word given speech (credit "mixed", `grpo_loss.split_logprobs`)."""
     from duplexalign.models.forward import text_logits, token_logprobs
-    from duplexalign.train.grpo_loss import decision_logprobs
+    from duplexalign.train.grpo_loss import decision_logprobs, split_logprobs
 
     logits = text_logits(model, codes)
     tokens = codes[:, 0]
+    if credit == "mixed":
+        return split_logprobs(logits, tokens)
     return token_logprobs(logits, tokens) if credit == "token" else decision_logprobs(logits, tokens)
+
+
+def credit_parts(credit: str, rewards: list[dict[str, float]], weights: dict[str, float],
+                 codes: torch.Tensor, mask: torch.Tensor
+                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """What each log-prob row is credited with: `(rewards [N], frame mask [N, T])` per row of
+    `frame_logprobs` (one row, or two for "mixed": the decision row gets the weighted timing terms
+    on every valid frame, the word row the weighted content terms on speaking frames).
+
+    Args:
+        rewards: the named terms of each of the N rollouts.
+        codes: the rollouts' tokens `[N, R, T]` (the text row tells speaking frames).
+        mask: valid frames `[N, T]`.
+    """
+    from duplexalign.train.rewards import DECISION_TERMS, WORD_TERMS, total_reward
+
+    def total(names: tuple[str, ...] | None) -> torch.Tensor:
+        w = weights if names is None else {k: v for k, v in weights.items() if k in names}
+        return torch.tensor([total_reward(r, w) for r in rewards], dtype=torch.float64)
+
+    if credit != "mixed":
+        return [(total(None), mask)]
+    speaking = (codes[:, 0] != TEXT_PAD_ID).to(mask.device) & mask
+    return [(total(DECISION_TERMS), mask), (total(WORD_TERMS), speaking)]
 
 
 def _mean(rows: list[dict[str, float]], key: str) -> float:
@@ -199,10 +231,11 @@ def fit(cfg: TrainConfig, env: Environment, out_dir: str | Path,
         scored = score_rollouts(rolls, g.rewards, judge)
         rewards = torch.tensor([total_reward(s, g.rewards.weights) for s in scored],
                                dtype=torch.float64)
-        adv = group_advantages(rewards.view(g.prompts, g.group_size), scale=g.scale_advantages)
-        adv = adv.flatten().float().to(device)
         codes, mask = stack_rollouts(rolls)
         mask = mask.to(device)
+        parts = [(group_advantages(r.view(g.prompts, g.group_size), scale=g.scale_advantages)
+                  .flatten().float().to(device), m)
+                 for r, m in credit_parts(g.credit, scored, g.rewards.weights, codes, mask)]
         ref_lp = all_logprobs(ref, codes, base=True)
         old_lp = all_logprobs(model, codes, base=False) if g.updates_per_step > 1 else None
         n = len(rolls)
@@ -211,12 +244,15 @@ def fit(cfg: TrainConfig, env: Environment, out_dir: str | Path,
             for i in range(0, n, mb):
                 lp = logprobs(model, codes[i:i + mb])
                 old = lp.detach() if old_lp is None else old_lp[i:i + mb]
-                res = policy_loss(lp, old, ref_lp[i:i + mb], adv[i:i + mb], mask[i:i + mb],
-                                  g.clip_eps, g.kl_beta)
-                (res.loss.sum() / n).backward()
-                losses += res.loss.tolist()
-                kls += res.kl.tolist()
-                clips += res.clip_frac.tolist()
+                rows = [policy_loss(*(x[:, k] if lp.dim() == 3 else x
+                                      for x in (lp, old, ref_lp[i:i + mb])),
+                                    adv[i:i + mb], m[i:i + mb], g.clip_eps, g.kl_beta)
+                        for k, (adv, m) in enumerate(parts)]
+                loss = sum(r.loss for r in rows)
+                (loss.sum() / n).backward()
+                losses += loss.tolist()
+                kls += sum(r.kl for r in rows).tolist()
+                clips += (sum(r.clip_frac for r in rows) / len(rows)).tolist()
             gnorms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)))
             opt.step()
             opt.zero_grad(set_to_none=True)

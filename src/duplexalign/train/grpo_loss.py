@@ -2,8 +2,10 @@
 
 Owns the pure tensor functions of online GRPO on the text stream (DeepSeekMath, arXiv 2402.03300):
 advantages normalised within the G rollouts of one user stream, the per-frame log-probs under
-per-token credit (the sampled text token) or per-decision credit (ASPIRin, arXiv 2604.10065: only
-the speak/silence decision, p(speak) = 1 - p(PAD) at each frame), and the PPO-style clipped
+per-token credit (the sampled text token), per-decision credit (ASPIRin, arXiv 2604.10065: only
+the speak/silence decision, p(speak) = 1 - p(PAD) at each frame) or mixed credit (the token's
+log-prob split as log p(token) = log p(speak) + log p(token | speak): the decision factor carries the
+timing rewards, the word factor the content rewards), and the PPO-style clipped
 policy-gradient loss with the k3 estimator of KL(pi || pi_ref) (Schulman's
 `exp(ref - logp) - (ref - logp) - 1`, unbiased and non-negative). Every rollout's loss is the mean
 over its valid frames; the batch loss is the mean over rollouts. It knows nothing about models or
@@ -44,6 +46,25 @@ def decision_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tenso
     lp_pad = torch.log_softmax(logits.float(), dim=-1)[..., TEXT_PAD_ID]
     lp_speak = torch.log(-torch.expm1(lp_pad).clamp(max=-1e-12))  # log(1 - p), stable
     return torch.where(tokens == TEXT_PAD_ID, lp_pad, lp_speak)
+
+
+def split_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """The two factors of each frame's text log-prob, stacked `[B, 2, T]`.
+
+    Args:
+        logits: text logits `[B, T, V]`.
+        tokens: the sampled text stream `[B, T]`.
+
+    Returns:
+        Row 0: `decision_logprobs` (log p(PAD) on silent frames, log(1 - p(PAD)) on the others).
+        Row 1: the word factor `log p(token | speak) = log p(token) - log(1 - p(PAD))` on speaking
+        frames, 0 on PAD frames, so row 0 + row 1 = log p(token) on every frame.
+    """
+    lp = torch.log_softmax(logits.float(), dim=-1)
+    tok = lp.gather(-1, tokens.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    decision = decision_logprobs(logits, tokens)
+    word = torch.where(tokens == TEXT_PAD_ID, torch.zeros_like(tok), tok - decision)
+    return torch.stack([decision, word], dim=1)
 
 
 @dataclass

@@ -33,6 +33,10 @@ from duplexalign.text import normalize
 
 TIMING_TERMS = ("interruption", "unresponsiveness", "pause_takeover")
 TERMS = (*TIMING_TERMS, "latency", "content", "repetition")
+DECISION_TERMS = (*TIMING_TERMS, "latency")
+"""The terms about *when* the model speaks (mixed credit puts them on the speak/silence decision)."""
+WORD_TERMS = ("content", "repetition")
+"""The terms about *what* it says (mixed credit puts them on the word chosen when speaking)."""
 
 
 def _all_rules() -> TimingRulesConfig:
