@@ -19,6 +19,7 @@ from duplexalign.speech.voices import (
     USER_VOICES_TRAIN,
     VOICES,
     get_voice,
+    varied,
 )
 from duplexalign.timebase import SAMPLE_RATE
 
@@ -122,6 +123,34 @@ def test_get_voice_caches_synthesis():
     assert not a.wav.flags.writeable
     assert get_voice("model") is v
     assert get_voice("model_alt").synthesize("cache me if you can").wav.shape != a.wav.shape
+
+
+def test_varied_voice_changes_only_rate_and_pitch():
+    name = varied("user_3", 130, 80)
+    assert name == "user_3~r130p80"
+    slow, own = get_voice(name).synthesize("one two three"), get_voice("user_3").synthesize(
+        "one two three")
+    assert [w.text for w in slow.words] == [w.text for w in own.words]
+    assert slow.words[-1].end > own.words[-1].end  # 130 words per minute against 160
+    assert varied("user_3", 160, 500).endswith("p99")  # pitch clipped to espeak's 0-99
+    for bad in ("user_3~r130", "user_99~r130p40", "model_piper~r1p1"):
+        with pytest.raises(ConfigError, match="unknown voice"):
+            get_voice(bad)
+    with pytest.raises(ConfigError, match="cannot be varied"):
+        varied("model_piper", 100, 50)
+
+
+def test_jittered_user_voices_are_seeded_and_stay_in_range():
+    from duplexalign.sandbox.deploy import VoiceJitter, jittered_voice
+
+    j = VoiceJitter(rate=0.1, pitch=10)
+    assert jittered_voice("user_3", VoiceJitter(), 5) == "user_3"  # no jitter: the named voice
+    names = [jittered_voice("user_3", j, s) for s in range(50)]
+    assert names == [jittered_voice("user_3", j, s) for s in range(50)]  # same seed, same voice
+    rates = [int(n.split("~r")[1].split("p")[0]) for n in names]
+    pitches = [int(n.split("p")[-1]) for n in names]
+    assert 144 <= min(rates) and max(rates) <= 176 and len(set(rates)) > 10  # 160 +- 10 %
+    assert 25 <= min(pitches) and max(pitches) <= 45 and len(set(pitches)) > 10  # 35 +- 10
 
 
 REPRO_TEXT = "Sure, the capital of France is Paris."

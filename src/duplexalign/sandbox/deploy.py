@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 from tqdm import tqdm
 
 from duplexalign.config import StageConfig
@@ -51,6 +53,28 @@ class SamplingSettings(StageConfig):
     top_k_text: int = 0
 
 
+class VoiceJitter(StageConfig):
+    """How much each simulated user's voice varies around its named voice (0 = not at all)."""
+
+    rate: float = Field(0.0, ge=0, lt=1)
+    """Speaking rate drawn uniformly within +- this fraction of the voice's own."""
+    pitch: int = Field(0, ge=0, le=50)
+    """Pitch (espeak's 0-99 scale) drawn uniformly within +- this many steps of the voice's own."""
+
+
+def jittered_voice(voice: str, jitter: VoiceJitter, seed: int) -> str:
+    """`voice`, or a `speech.voices.varied` copy of it drawn from `jitter` with `seed` (the same
+    seed gives the same voice)."""
+    from duplexalign.speech.voices import VOICES, varied
+
+    if not jitter.rate and not jitter.pitch:
+        return voice
+    rng = random.Random(seed * 7_919 + 17)
+    opts = VOICES[voice].options
+    rate = round(opts.get("rate", 175) * (1 + rng.uniform(-jitter.rate, jitter.rate)))
+    return varied(voice, rate, opts.get("pitch", 50) + rng.randint(-jitter.pitch, jitter.pitch))
+
+
 class DeployConfig(StageConfig):
     """Who the model talks to and how it samples (section `sandbox.deploy`)."""
 
@@ -63,6 +87,9 @@ class DeployConfig(StageConfig):
     turns: tuple[int, int] = (2, 3)
     seed: int = 1
     """Seed of the conversation specs (scenario draws, user timing) and of sampling."""
+    voice_jitter: VoiceJitter = VoiceJitter()
+    """Per-conversation variation of the user's voice (rate, pitch) around the split's named
+    voices: more speakers for the model to generalise from (the held-out voices are never used)."""
     sampling: SamplingSettings = SamplingSettings()
     batch_size: int = 64
 
@@ -113,7 +140,8 @@ def user_items(cfg: DeployConfig, assets: Assets, synth: Synth | None = None,
     t = num_frames(cfg.duration)
     items = []
     for s in tqdm(specs, desc=f"users ({cfg.split})", disable=not progress):
-        r = render(s["items"], s["voice"], synth, s["seed"], cfg.duration, with_policy=False)
+        voice = jittered_voice(s["voice"], cfg.voice_jitter, s["seed"])
+        r = render(s["items"], voice, synth, s["seed"], cfg.duration, with_policy=False)
         codes = assets.codec.encode(r.user_wav)[:, :t]
         r.meta["sandbox"]["split"] = cfg.split
         items.append(UserItem(id=s["id"], user_codes=codes, user_words=r.user_words,

@@ -9,6 +9,7 @@ Synthesis results are cached in memory per voice (LRU), since dialogues repeat s
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -88,18 +89,38 @@ def voice_names() -> list[str]:
     return sorted(VOICES)
 
 
+def varied(name: str, rate: int, pitch: int) -> str:
+    """The name of espeak voice `name` spoken at words-per-minute `rate` and pitch `pitch`
+    (0-99) instead of its own: `"user_2~r170p38"`, accepted by `get_voice` (used to vary simulated
+    users' voices around the named ones)."""
+    if name not in VOICES or VOICES[name].backend != "espeak":
+        raise ConfigError(f"voice: {name!r} is not a named espeak voice, so it cannot be varied")
+    return f"{name}~r{int(rate)}p{min(99, max(0, int(pitch)))}"
+
+
+def _preset(name: str) -> VoicePreset:
+    """The preset of a named voice or of a `varied` one."""
+    base, _, spec = name.partition("~")
+    m = re.fullmatch(r"r(\d+)p(\d+)", spec) if spec else None
+    if base not in VOICES or (spec and (m is None or VOICES[base].backend != "espeak")):
+        raise ConfigError(f"voice: unknown voice {name!r} (known: {', '.join(voice_names())}, or "
+                          "NAME~rRATEpPITCH of an espeak one)")
+    preset = VOICES[base]
+    if m is None:
+        return preset
+    return VoicePreset(preset.backend, {**preset.options, "rate": int(m[1]), "pitch": int(m[2])})
+
+
 def get_voice(name: str) -> CachedVoice:
-    """The TTS for a named voice (built once per process, synthesis cached).
+    """The TTS for a named voice, or a `varied` one (built once per process, synthesis cached).
 
     Raises:
         ConfigError: unknown name (lists the known ones).
         BackendUnavailable: the voice's backend is not installed (e.g. `model_piper`).
     """
-    if name not in VOICES:
-        raise ConfigError(f"voice: unknown voice {name!r} (known: {', '.join(voice_names())})")
+    preset = _preset(name)
     with _LOAD_LOCK:
         if name not in _LOADED:
-            preset = VOICES[name]
             tts = TTS_BACKENDS.get(preset.backend)(**preset.options, name=name)
             _LOADED[name] = CachedVoice(name, tts)
         return _LOADED[name]
