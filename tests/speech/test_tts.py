@@ -138,6 +138,12 @@ def test_varied_voice_changes_only_rate_and_pitch():
             get_voice(bad)
     with pytest.raises(ConfigError, match="cannot be varied"):
         varied("model_piper", 100, 50)
+    # another espeak variant of the same language: a different speaker, the same words
+    other = get_voice(varied("user_3", 160, 35, "m5")).synthesize("one two three")
+    assert [w.text for w in other.words] == [w.text for w in own.words]
+    assert other.wav.shape != own.wav.shape or not np.array_equal(other.wav, own.wav)
+    with pytest.raises(ConfigError, match="bad espeak variant"):
+        varied("user_3", 160, 35, "m5; rm")
 
 
 def test_jittered_user_voices_are_seeded_and_stay_in_range():
@@ -148,9 +154,12 @@ def test_jittered_user_voices_are_seeded_and_stay_in_range():
     names = [jittered_voice("user_3", j, s) for s in range(50)]
     assert names == [jittered_voice("user_3", j, s) for s in range(50)]  # same seed, same voice
     rates = [int(n.split("~r")[1].split("p")[0]) for n in names]
-    pitches = [int(n.split("p")[-1]) for n in names]
+    pitches = [int(n.split("p")[-1].split("+")[0]) for n in names]
     assert 144 <= min(rates) and max(rates) <= 176 and len(set(rates)) > 10  # 160 +- 10 %
     assert 25 <= min(pitches) and max(pitches) <= 45 and len(set(pitches)) > 10  # 35 +- 10
+    with_variants = [jittered_voice("user_3", j.model_copy(update={"variants": ["m5"]}), s)
+                     for s in range(50)]
+    assert {n.endswith("+m5") for n in with_variants} == {True, False}  # m5 or the voice's own
 
 
 REPRO_TEXT = "Sure, the capital of France is Paris."

@@ -60,6 +60,9 @@ class VoiceJitter(StageConfig):
     """Speaking rate drawn uniformly within +- this fraction of the voice's own."""
     pitch: int = Field(0, ge=0, le=50)
     """Pitch (espeak's 0-99 scale) drawn uniformly within +- this many steps of the voice's own."""
+    variants: list[str] = []
+    """espeak voice variants ("m5", "klatt2") drawn from, with the voice's own, per conversation
+    (keep the held-out voices' variants, f3 and m7, out of it)."""
 
 
 def jittered_voice(voice: str, jitter: VoiceJitter, seed: int) -> str:
@@ -67,12 +70,14 @@ def jittered_voice(voice: str, jitter: VoiceJitter, seed: int) -> str:
     seed gives the same voice)."""
     from duplexalign.speech.voices import VOICES, varied
 
-    if not jitter.rate and not jitter.pitch:
+    if not jitter.rate and not jitter.pitch and not jitter.variants:
         return voice
     rng = random.Random(seed * 7_919 + 17)
     opts = VOICES[voice].options
     rate = round(opts.get("rate", 175) * (1 + rng.uniform(-jitter.rate, jitter.rate)))
-    return varied(voice, rate, opts.get("pitch", 50) + rng.randint(-jitter.pitch, jitter.pitch))
+    pitch = opts.get("pitch", 50) + rng.randint(-jitter.pitch, jitter.pitch)
+    variant = rng.choice([None, *jitter.variants]) if jitter.variants else None
+    return varied(voice, rate, pitch, variant)
 
 
 class DeployConfig(StageConfig):

@@ -23,7 +23,8 @@ def simulated_users(cfg: DeployConfig, assets: Assets, progress: bool = True) ->
     if cfg.split == "test":
         raise ValueError("online training must not use the test scenarios")
     name = f"sandbox:{cfg.split}:{cfg.voices}:seed{cfg.seed}:n{cfg.conversations}"
-    if cfg.voice_jitter.rate or cfg.voice_jitter.pitch:
-        name += f":jitter{cfg.voice_jitter.rate:g},{cfg.voice_jitter.pitch}"
+    j = cfg.voice_jitter
+    if j.rate or j.pitch or j.variants:
+        name += f":jitter{j.rate:g},{j.pitch},{'+'.join(j.variants)}"
     return Environment(name=name, items=user_items(cfg, assets, progress=progress),
                        tokenizer=assets.tokenizer)

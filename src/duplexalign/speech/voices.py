@@ -89,26 +89,33 @@ def voice_names() -> list[str]:
     return sorted(VOICES)
 
 
-def varied(name: str, rate: int, pitch: int) -> str:
+def varied(name: str, rate: int, pitch: int, variant: str | None = None) -> str:
     """The name of espeak voice `name` spoken at words-per-minute `rate` and pitch `pitch`
-    (0-99) instead of its own: `"user_2~r170p38"`, accepted by `get_voice` (used to vary simulated
-    users' voices around the named ones)."""
+    (0-99) instead of its own, and with espeak voice variant `variant` ("m5", "klatt2"; None keeps
+    its own): `"user_2~r170p38"`, `"user_2~r170p38+m5"`, accepted by `get_voice` (used to vary
+    simulated users' voices around the named ones)."""
     if name not in VOICES or VOICES[name].backend != "espeak":
         raise ConfigError(f"voice: {name!r} is not a named espeak voice, so it cannot be varied")
-    return f"{name}~r{int(rate)}p{min(99, max(0, int(pitch)))}"
+    if variant is not None and not re.fullmatch(r"[A-Za-z0-9]+", variant):
+        raise ConfigError(f"voice: bad espeak variant {variant!r}")
+    return (f"{name}~r{int(rate)}p{min(99, max(0, int(pitch)))}"
+            + (f"+{variant}" if variant else ""))
 
 
 def _preset(name: str) -> VoicePreset:
     """The preset of a named voice or of a `varied` one."""
     base, _, spec = name.partition("~")
-    m = re.fullmatch(r"r(\d+)p(\d+)", spec) if spec else None
+    m = re.fullmatch(r"r(\d+)p(\d+)(?:\+([A-Za-z0-9]+))?", spec) if spec else None
     if base not in VOICES or (spec and (m is None or VOICES[base].backend != "espeak")):
         raise ConfigError(f"voice: unknown voice {name!r} (known: {', '.join(voice_names())}, or "
                           "NAME~rRATEpPITCH of an espeak one)")
     preset = VOICES[base]
     if m is None:
         return preset
-    return VoicePreset(preset.backend, {**preset.options, "rate": int(m[1]), "pitch": int(m[2])})
+    opts = {**preset.options, "rate": int(m[1]), "pitch": int(m[2])}
+    if m[3]:
+        opts["voice"] = f"{opts['voice'].split('+')[0]}+{m[3]}"
+    return VoicePreset(preset.backend, opts)
 
 
 def get_voice(name: str) -> CachedVoice:
