@@ -58,6 +58,19 @@ def test_jump_in_at_an_um_pause_is_a_pause_takeover():
         "latency": -0.5 / 3.0, "repetition": 0.0})
 
 
+def test_latency_grace_makes_short_waits_free():
+    # the two turns of the next test: waits 0.5 s and 3 s (the cap); with a 1 s grace the first
+    # costs nothing and the second (3 - 1) / (3 - 1) = 1: mean (0 + 1) / 2
+    user = timed("what is two plus two", 0.0) + timed("and what is three plus three", 4.0)
+    conv = conversation(model=timed("four", 1.95), user=user, duration=12.0)
+    graced = RewardConfig(latency_grace=1.0)
+    assert reward_terms(conv, graced)["latency"] == pytest.approx(-0.5)
+    # a 0.5 s wait is within a 0.6 s grace: free
+    one = conversation(model=timed("paris is the capital", 2.25),
+                       user=timed("what is the capital of france", 0.0), duration=10.0)
+    assert reward_terms(one, RewardConfig(latency_grace=0.6))["latency"] == 0.0
+
+
 def test_terms_are_per_user_turn_and_content_comes_from_the_judge():
     # turn 1 [0, 1.45] answered "four" at 1.95 (0.5 s); turn 2 [4.0, 5.75] never answered
     user = timed("what is two plus two", 0.0) + timed("and what is three plus three", 4.0)

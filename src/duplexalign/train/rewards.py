@@ -5,8 +5,9 @@ Owns what a rollout of the policy against a fixed user stream is worth, as a dic
 - `interruption`, `unresponsiveness`, `pause_takeover`: minus the issues the annotate stage's timing
   rules (`judges/rules.py`, over the turn-taking definitions of `segments.py`) find in the rollout,
   per user turn;
-- `latency`: minus the mean wait from a user turn's end to the model's next onset, as a fraction of
-  `rules.unresponsive_after` (a turn the model does not answer in time counts as the full wait);
+- `latency`: minus the mean wait from a user turn's end to the model's next onset beyond
+  `latency_grace`, as a fraction of `rules.unresponsive_after - latency_grace` (a turn the model
+  does not answer in time counts as the full wait);
 - `content`: minus the replies a content judge flags (any category), per user turn (the sandbox's
   `oracle`; any registered judge that needs no LLM client);
 - `repetition`: minus the share of the model's word n-grams that repeat an earlier one (degeneracy).
@@ -53,6 +54,10 @@ class RewardConfig(StageConfig):
     repetition); a term left out or at 0 is still logged but does not enter the reward."""
     rules: TimingRulesConfig = Field(default_factory=_all_rules)
     """Thresholds of the timing rules (the same model as `annotate.rules`; keep them equal)."""
+    latency_grace: float = Field(0.0, ge=0)
+    """Seconds of wait after a user turn that cost nothing in the `latency` term (0: every
+    fraction of a second counts). A model that cannot always tell a held pause from a turn end
+    can then wait out a pause without losing reward."""
     repetition_n: int = Field(3, ge=1)
     """Length of the word n-grams of the repetition penalty."""
 
@@ -121,7 +126,9 @@ def reward_terms(conv: Conversation, cfg: RewardConfig, flagged: int | None = No
     n_turns = max(1, len(user_turns(conv, cfg.rules)))
     out = {name: -len(RULES.get(name)(conv, cfg.rules)) / n_turns for name in TIMING_TERMS}
     lat = turn_latencies(conv, cfg.rules)
-    out["latency"] = -float(np.mean(lat)) / cfg.rules.unresponsive_after if lat else 0.0
+    span = max(cfg.rules.unresponsive_after - cfg.latency_grace, 1e-6)
+    out["latency"] = (-float(np.mean([max(0.0, x - cfg.latency_grace) for x in lat])) / span
+                      if lat else 0.0)
     if flagged is not None:
         out["content"] = -flagged / n_turns
     out["repetition"] = -repetition_rate(conv.words.model, cfg.repetition_n)
