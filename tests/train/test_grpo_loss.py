@@ -23,6 +23,13 @@ def test_group_advantages_are_normalised_within_each_group():
     assert a[0].tolist() == pytest.approx([-1 / s, 0.0, 1 / s], abs=1e-3)
     assert a[1].tolist() == [0.0, 0.0, 0.0]  # no signal in a group that scored the same
     assert group_advantages(r, scale=False)[0].tolist() == [-1.0, 0.0, 1.0]
+    # parts scaled by the whole: timing [1, 2, 3] and content [0, 0, 3] of a whole [1, 2, 6]
+    whole = torch.tensor([[1.0, 2.0, 6.0]])
+    sw = whole.std(unbiased=False).item()  # sqrt(14 / 3)
+    t = group_advantages(torch.tensor([[1.0, 2.0, 3.0]]), scale_by=whole, eps=0.0)
+    c = group_advantages(torch.tensor([[0.0, 0.0, 3.0]]), scale_by=whole, eps=0.0)
+    assert t[0].tolist() == pytest.approx([-1 / sw, 0.0, 1 / sw])
+    assert (t + c)[0].tolist() == pytest.approx(group_advantages(whole, eps=0.0)[0].tolist())
 
 
 def test_decision_logprobs_project_on_pad():

@@ -65,7 +65,8 @@ class GRPOConfig(StageConfig):
     decision of each frame, p(speak) = 1 - p(PAD) (ASPIRin); "mixed": the timing terms
     (`rewards.DECISION_TERMS`) credit the speak/silence decision of every frame and the content
     terms (`rewards.WORD_TERMS`) credit the word chosen on speaking frames, p(token | speak), each
-    with its own group-normalised advantage."""
+    with its own group-centred advantage, both scaled by the std of the whole reward (so the two
+    add up to token credit's advantage)."""
     scale_advantages: bool = True
     """Divide the centred rewards by the group's std (False: only centre them)."""
     updates_per_step: int = Field(1, ge=1)
@@ -233,8 +234,9 @@ def fit(cfg: TrainConfig, env: Environment, out_dir: str | Path,
                                dtype=torch.float64)
         codes, mask = stack_rollouts(rolls)
         mask = mask.to(device)
-        parts = [(group_advantages(r.view(g.prompts, g.group_size), scale=g.scale_advantages)
-                  .flatten().float().to(device), m)
+        whole = rewards.view(g.prompts, g.group_size)
+        parts = [(group_advantages(r.view(g.prompts, g.group_size), scale=g.scale_advantages,
+                                   scale_by=whole).flatten().float().to(device), m)
                  for r, m in credit_parts(g.credit, scored, g.rewards.weights, codes, mask)]
         ref_lp = all_logprobs(ref, codes, base=True)
         old_lp = all_logprobs(model, codes, base=False) if g.updates_per_step > 1 else None

@@ -21,15 +21,18 @@ import torch
 from duplexalign.streams.layout import TEXT_PAD_ID
 
 
-def group_advantages(rewards: torch.Tensor, eps: float = 1e-4, scale: bool = True
-                     ) -> torch.Tensor:
+def group_advantages(rewards: torch.Tensor, eps: float = 1e-4, scale: bool = True,
+                     scale_by: torch.Tensor | None = None) -> torch.Tensor:
     """Group-relative advantages `[P, G]` of `rewards [P, G]` (P user streams, G rollouts each):
-    `(r - mean_g r) / (std_g r + eps)` (population std), or only centred when `scale` is False.
-    A group whose rollouts all scored the same gets 0."""
+    `(r - mean_g r) / (std_g s + eps)` (population std) with `s = scale_by [P, G]`, by default
+    `rewards` itself, or only centred when `scale` is False. A group whose rollouts all scored the
+    same gets 0. Mixed credit scales each part of the reward by the std of the whole, so the
+    parts' advantages add up to the whole's."""
     centred = rewards - rewards.mean(dim=1, keepdim=True)
     if not scale:
         return centred
-    return centred / (rewards.std(dim=1, unbiased=False, keepdim=True) + eps)
+    s = rewards if scale_by is None else scale_by
+    return centred / (s.std(dim=1, unbiased=False, keepdim=True) + eps)
 
 
 def decision_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
