@@ -68,6 +68,8 @@ def test_credit_parts_route_timing_and_content_terms():
     assert content.tolist() == [-0.25, -1.0]  # content + repetition
     assert m_t is mask  # the decision of every valid frame
     assert m_w.tolist() == [[False, True, False], [True, False, False]]  # speaking frames only
+    (dec, _), (word, _) = credit_parts("decision+word", terms, w, codes, mask)
+    assert dec.tolist() == [-2.5, -1.0] and word.tolist() == [-0.25, -1.0]  # every term; content
 
 
 def test_on_policy_loss_is_minus_advantage_plus_beta_k3():

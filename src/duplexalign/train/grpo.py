@@ -60,13 +60,14 @@ class GRPOConfig(StageConfig):
     """PPO clipping range of the probability ratio."""
     kl_beta: float = Field(0.04, ge=0)
     """Weight of the k3 KL to the reference (the starting model)."""
-    credit: Literal["token", "decision", "mixed"] = "token"
+    credit: Literal["token", "decision", "mixed", "decision+word"] = "token"
     """"token": the log-prob of each sampled text token; "decision": only the speak/silence
     decision of each frame, p(speak) = 1 - p(PAD) (ASPIRin); "mixed": the timing terms
     (`rewards.DECISION_TERMS`) credit the speak/silence decision of every frame and the content
     terms (`rewards.WORD_TERMS`) credit the word chosen on speaking frames, p(token | speak), each
     with its own group-centred advantage, both scaled by the std of the whole reward (so the two
-    add up to token credit's advantage)."""
+    add up to token credit's advantage); "decision+word": the decision gets every term (as with
+    "decision") and the word given speech gets the content terms on top."""
     scale_advantages: bool = True
     """Divide the centred rewards by the group's std (False: only centre them)."""
     updates_per_step: int = Field(1, ge=1)
@@ -114,13 +115,14 @@ def stack_rollouts(rolls: list) -> tuple[torch.Tensor, torch.Tensor]:
 def frame_logprobs(model: torch.nn.Module, codes: torch.Tensor, credit: str) -> torch.Tensor:
     """Per-frame log-probs of the text row of `codes [B, R, T]` under `model`: `[B, T]` of the
     token (credit "token") or of the speak/silence decision (credit "decision"); `[B, 2, T]` of
-    the decision and the word given speech (credit "mixed", `grpo_loss.split_logprobs`)."""
+    the decision and the word given speech (credit "mixed" or "decision+word",
+    `grpo_loss.split_logprobs`)."""
     from duplexalign.models.forward import text_logits, token_logprobs
     from duplexalign.train.grpo_loss import decision_logprobs, split_logprobs
 
     logits = text_logits(model, codes)
     tokens = codes[:, 0]
-    if credit == "mixed":
+    if credit in ("mixed", "decision+word"):
         return split_logprobs(logits, tokens)
     return token_logprobs(logits, tokens) if credit == "token" else decision_logprobs(logits, tokens)
 
@@ -130,7 +132,8 @@ def credit_parts(credit: str, rewards: list[dict[str, float]], weights: dict[str
                  ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """What each log-prob row is credited with: `(rewards [N], frame mask [N, T])` per row of
     `frame_logprobs` (one row, or two for "mixed": the decision row gets the weighted timing terms
-    on every valid frame, the word row the weighted content terms on speaking frames).
+    on every valid frame, the word row the weighted content terms on speaking frames; for
+    "decision+word" the decision row gets every term).
 
     Args:
         rewards: the named terms of each of the N rollouts.
@@ -143,10 +146,11 @@ def credit_parts(credit: str, rewards: list[dict[str, float]], weights: dict[str
         w = weights if names is None else {k: v for k, v in weights.items() if k in names}
         return torch.tensor([total_reward(r, w) for r in rewards], dtype=torch.float64)
 
-    if credit != "mixed":
+    if credit not in ("mixed", "decision+word"):
         return [(total(None), mask)]
     speaking = (codes[:, 0] != TEXT_PAD_ID).to(mask.device) & mask
-    return [(total(DECISION_TERMS), mask), (total(WORD_TERMS), speaking)]
+    decision = total(DECISION_TERMS) if credit == "mixed" else total(None)
+    return [(decision, mask), (total(WORD_TERMS), speaking)]
 
 
 def _mean(rows: list[dict[str, float]], key: str) -> float:
