@@ -147,7 +147,7 @@ def test_varied_voice_changes_only_rate_and_pitch():
 
 
 def test_jittered_user_voices_are_seeded_and_stay_in_range():
-    from duplexalign.sandbox.deploy import VoiceJitter, jittered_voice
+    from duplexalign.sandbox.users import VoiceJitter, derived_voices, jittered_voice
 
     j = VoiceJitter(rate=0.1, pitch=10)
     assert jittered_voice("user_3", VoiceJitter(), 5) == "user_3"  # no jitter: the named voice
@@ -160,6 +160,11 @@ def test_jittered_user_voices_are_seeded_and_stay_in_range():
     with_variants = [jittered_voice("user_3", j.model_copy(update={"variants": ["m5"]}), s)
                      for s in range(50)]
     assert {n.endswith("+m5") for n in with_variants} == {True, False}  # m5 or the voice's own
+    # a corpus's extra speakers: per_voice varied copies of each named voice, seeded
+    extra = derived_voices(("user_0", "user_3"), j, per_voice=2, seed=0)
+    assert len(extra) == 4 and [n.split("~")[0] for n in extra] == ["user_0"] * 2 + ["user_3"] * 2
+    assert extra == derived_voices(("user_0", "user_3"), j, per_voice=2, seed=0)
+    assert derived_voices(("user_0",), j, per_voice=0) == ()
 
 
 REPRO_TEXT = "Sure, the capital of France is Paris."

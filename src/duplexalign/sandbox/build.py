@@ -37,7 +37,9 @@ from duplexalign.sandbox.users import (
     TRAIN_VOICES,
     Synth,
     Voice,
+    VoiceJitter,
     default_synth,
+    derived_voices,
 )
 from duplexalign.timebase import num_frames
 
@@ -62,6 +64,11 @@ class BuildConfig(StageConfig):
     """Conversation length in seconds."""
     turns: tuple[int, int] = (2, 3)
     """Min/max user turns asked per conversation (turns that do not fit are dropped)."""
+    extra_user_voices: int = Field(0, ge=0)
+    """Varied copies of each training voice (`voice_jitter`) added to the corpus's users, so the
+    instruct model hears more speakers than the six named ones (0: the named voices only)."""
+    voice_jitter: VoiceJitter = VoiceJitter()
+    """How the extra voices vary (rate, pitch, espeak variants) around the named ones."""
     flaws: dict[str, float] = Field(default_factory=dict)
     """Overrides of `policy.Flaws` rates (silent, jump_in, comply, wrong, rude)."""
     vocab_size: int = 128
@@ -284,8 +291,9 @@ def build(cfg: BuildConfig, out_dir: Path, synth: Synth | None = None,
     tok_path = fit_tokenizer(corpus_texts(bank), out_dir / TOKENIZER_NAME,
                              vocab_size=cfg.vocab_size)
     tokenizer = load_tokenizer(tok_path)
-    specs = conversation_specs(bank, "train", TRAIN_VOICES, cfg.conversations, cfg.seed,
-                               cfg.turns)
+    voices = TRAIN_VOICES + derived_voices(TRAIN_VOICES, cfg.voice_jitter, cfg.extra_user_voices,
+                                           cfg.seed)
+    specs = conversation_specs(bank, "train", voices, cfg.conversations, cfg.seed, cfg.turns)
 
     def rend(s):
         return render(s["items"], s["voice"], synth, s["seed"], cfg.duration, flaws=flaws,

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 from tqdm import tqdm
 
 from duplexalign.config import StageConfig
@@ -35,7 +33,14 @@ from duplexalign.sandbox.build import (
 from duplexalign.sandbox.outcomes import TurnOutcome, turn_outcomes
 from duplexalign.sandbox.policy import render
 from duplexalign.sandbox.scenarios import build_bank
-from duplexalign.sandbox.users import HELDOUT_VOICES, TRAIN_VOICES, Synth, default_synth
+from duplexalign.sandbox.users import (
+    HELDOUT_VOICES,
+    TRAIN_VOICES,
+    Synth,
+    VoiceJitter,
+    default_synth,
+    jittered_voice,
+)
 from duplexalign.speech.audio import merge_channels, write_audio
 from duplexalign.timebase import SAMPLE_RATE, num_frames
 
@@ -51,33 +56,6 @@ class SamplingSettings(StageConfig):
     temp_text: float = 1.0
     top_k: int = 0
     top_k_text: int = 0
-
-
-class VoiceJitter(StageConfig):
-    """How much each simulated user's voice varies around its named voice (0 = not at all)."""
-
-    rate: float = Field(0.0, ge=0, lt=1)
-    """Speaking rate drawn uniformly within +- this fraction of the voice's own."""
-    pitch: int = Field(0, ge=0, le=50)
-    """Pitch (espeak's 0-99 scale) drawn uniformly within +- this many steps of the voice's own."""
-    variants: list[str] = []
-    """espeak voice variants ("m5", "klatt2") drawn from, with the voice's own, per conversation
-    (keep the held-out voices' variants, f3 and m7, out of it)."""
-
-
-def jittered_voice(voice: str, jitter: VoiceJitter, seed: int) -> str:
-    """`voice`, or a `speech.voices.varied` copy of it drawn from `jitter` with `seed` (the same
-    seed gives the same voice)."""
-    from duplexalign.speech.voices import VOICES, varied
-
-    if not jitter.rate and not jitter.pitch and not jitter.variants:
-        return voice
-    rng = random.Random(seed * 7_919 + 17)
-    opts = VOICES[voice].options
-    rate = round(opts.get("rate", 175) * (1 + rng.uniform(-jitter.rate, jitter.rate)))
-    pitch = opts.get("pitch", 50) + rng.randint(-jitter.pitch, jitter.pitch)
-    variant = rng.choice([None, *jitter.variants]) if jitter.variants else None
-    return varied(voice, rate, pitch, variant)
 
 
 class DeployConfig(StageConfig):

@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from pydantic import Field
 
+from duplexalign.config import StageConfig
 from duplexalign.records import Word
 from duplexalign.sandbox.scenarios import Item
 from duplexalign.speech.base import Speech
@@ -159,3 +161,38 @@ def default_synth() -> Synth:
         return get_voice(voice).synthesize(text)
 
     return synth
+
+
+class VoiceJitter(StageConfig):
+    """How much each simulated user's voice varies around its named voice (0 = not at all)."""
+
+    rate: float = Field(0.0, ge=0, lt=1)
+    """Speaking rate drawn uniformly within +- this fraction of the voice's own."""
+    pitch: int = Field(0, ge=0, le=50)
+    """Pitch (espeak's 0-99 scale) drawn uniformly within +- this many steps of the voice's own."""
+    variants: list[str] = []
+    """espeak voice variants ("m5", "klatt2") drawn from, with the voice's own, per conversation
+    (keep the held-out voices' variants, f3 and m7, out of it)."""
+
+
+def jittered_voice(voice: str, jitter: VoiceJitter, seed: int) -> str:
+    """`voice`, or a `speech.voices.varied` copy of it drawn from `jitter` with `seed` (the same
+    seed gives the same voice)."""
+    from duplexalign.speech.voices import VOICES, varied
+
+    if not jitter.rate and not jitter.pitch and not jitter.variants:
+        return voice
+    rng = random.Random(seed * 7_919 + 17)
+    opts = VOICES[voice].options
+    rate = round(opts.get("rate", 175) * (1 + rng.uniform(-jitter.rate, jitter.rate)))
+    pitch = opts.get("pitch", 50) + rng.randint(-jitter.pitch, jitter.pitch)
+    variant = rng.choice([None, *jitter.variants]) if jitter.variants else None
+    return varied(voice, rate, pitch, variant)
+
+
+def derived_voices(voices: tuple[Voice, ...], jitter: VoiceJitter, per_voice: int, seed: int = 0
+                   ) -> tuple[Voice, ...]:
+    """`per_voice` varied copies of each of `voices` drawn from `jitter` (seeded): more speakers
+    for a corpus or a deployment, never a held-out voice."""
+    return tuple(jittered_voice(v, jitter, seed * 1_000 + i * 100 + k)
+                 for i, v in enumerate(voices) for k in range(per_voice))
