@@ -169,6 +169,8 @@ def fit(cfg: TrainConfig, env: Environment, out_dir: str | Path,
     """
     from duplexalign.train.environment import content_judge
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("train.method=grpo runs in one process: launch it without torchrun")
     out = Path(out_dir)
     with ExitStack() as stack:
         judge = content_judge(cfg.grpo.judge, cfg.grpo.llm, stack,
@@ -195,8 +197,6 @@ def _train(cfg: TrainConfig, env: Environment, out: Path, validators: list[Valid
     from duplexalign.train.validate import save_best, track_best, validate
 
     g = cfg.grpo
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError("train.method=grpo runs in one process: launch it without torchrun")
     device = devices.resolve_device(cfg.device, "train.device")
     bf16 = devices.use_bf16(device, cfg.bf16)
     torch.manual_seed(cfg.seed)
