@@ -7,8 +7,8 @@ with `async judge(conv, reps) -> JudgeOutcome` and a `redactions` Counter). `rep
 replies as `segments.replies` made them, once per conversation, so every issue names its reply by
 the same id. A factory that sets the attribute `needs_llm = True` gets a client for the configured
 endpoint (`endpoint.open_judge`, which annotate and online training use, starts the local server
-when no URL is given); others get None. It
-knows nothing about HTTP or thresholds; those live in `llm.py`/`content.py` and `rules.py`.
+when no URL is given); others get None. It knows nothing about HTTP or thresholds; those live in
+`llm.py`/`content.py` and `rules.py`.
 """
 
 from __future__ import annotations
