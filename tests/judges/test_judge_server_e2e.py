@@ -111,3 +111,30 @@ def test_qwen_default_judge_flags_unsafe_compliance(tmp_path):
     [v] = out.verdicts
     assert "safety" in v.flagged, v
     assert any(i.category == "safety" and i.judge.model == "qwen" for i in out.issues)
+
+
+def test_one_grpo_step_of_the_sandbox_model_judged_by_the_real_server(smol, tmp_path):
+    """GRPO's content reward from the real local judge: one step of the sandbox's instruct model
+    against two simulated users (group of 2), the judge called on every rollout's replies."""
+    import json
+
+    from duplexalign.sandbox.build import ASSETS_DIR
+    from duplexalign.sandbox.deploy import Assets, DeployConfig
+    from duplexalign.sandbox.environment import simulated_users
+    from duplexalign.train.grpo import fit
+    from duplexalign.train.stage import TrainConfig
+
+    assets = Assets.load(ASSETS_DIR)
+    env = simulated_users(DeployConfig(split="train", voices="train", conversations=1, seed=1),
+                          assets, progress=False)
+    cfg = TrainConfig(method="grpo", init=assets.instruct, max_steps=1, checkpoint_every=1,
+                      micro_batch_size=2, grpo={
+                          "group_size": 2, "prompts": 1, "judge": "llm",
+                          "llm": {"url": smol.base_url, "model": smol.model_name,
+                                  "timeout": 120}})
+    stats = fit(cfg, env, tmp_path)
+    row = json.loads((tmp_path / "metrics.jsonl").read_text())
+    assert stats.counts["steps"] == 1 and stats.values["llm"]["requests"] >= 1
+    assert row["judge/failed_calls"] == 0 and row["judge/replies"] >= 1
+    assert row["judge/requests"] == stats.values["llm"]["requests"]
+    assert "reward/content" in row and row["judge/groups_without_content"] == 0

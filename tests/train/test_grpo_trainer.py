@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,6 +99,38 @@ def test_validation_keeps_the_best_and_stops_early(env, tmp_path):
     assert calls == [1, 2, 3]  # two validations without improvement after step 1
     assert stats.values["stopped_early"] is True
     assert json.loads((tmp_path / "best" / "step.json").read_text())["step"] == 1
+
+
+def flag_every_reply(payload):
+    """A judge (for judgefakes' server) that flags the tone of every reply it is asked about."""
+    from judgefakes import schema_ids
+
+    scores = dict.fromkeys(("helpfulness", "safety", "factuality", "instruction_adherence",
+                            "tone"), 5)
+    return {"replies": [{"id": i, "problems": ["tone"], "scores": {**scores, "tone": 1},
+                         "reason": "rude", "improved_reply": "Sorry."}
+                        for i in schema_ids(payload)]}
+
+
+def test_llm_judge_content_and_its_calls_are_logged_per_step_and_cached(env, tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "judges"))
+    from judgefakes import FakeOpenAI
+
+    all_terms = {"interruption": 1.0, "unresponsiveness": 1.0, "latency": 1.0,
+                 "repetition": 1.0, "content": 1.0}
+    with FakeOpenAI(flag_every_reply) as srv:
+        c = cfg(max_steps=1, grpo={"judge": "llm", "llm": {"url": srv.url, "model": "fake"},
+                                   "rewards": {"weights": all_terms}})
+        fit(c, env, tmp_path / "a", judge_cache=tmp_path / "cache")
+        asked = srv.count
+        fit(c, env, tmp_path / "b", judge_cache=tmp_path / "cache")  # same seed: same rollouts
+    a, b = (json.loads((tmp_path / d / "metrics.jsonl").read_text()) for d in ("a", "b"))
+    assert a["judge/replies"] > 0 and a["judge/flagged"] == a["judge/replies"]
+    assert a["judge/requests"] == asked and a["judge/cached"] == 0
+    assert a["judge/failed_calls"] == 0 and a["judge/groups_without_content"] == 0
+    assert a["reward/content"] < 0  # every reply flagged: -replies / user turns per rollout
+    assert b["judge/cached"] == asked and b["judge/requests"] == 0 and srv.count == asked
+    assert b["reward/content"] == a["reward/content"] and b["loss"] == a["loss"]
 
 
 def test_step_items_cover_every_stream_each_epoch():

@@ -33,7 +33,8 @@ from duplexalign.engine import EngineConfig, ordered_map
 from duplexalign.errors import BadInput
 from duplexalign.judges.base import JUDGES, RULES, run_rules
 from duplexalign.judges.content import LLMJudgeConfig
-from duplexalign.judges.endpoint import ENDPOINT_RUNTIME, open_client
+from duplexalign.judges.endpoint import ENDPOINT_RUNTIME, open_judge
+from duplexalign.judges.llm import LLMClient
 from duplexalign.judges.rules import TimingRulesConfig
 from duplexalign.manifest import ManifestWriter, iter_dicts, write_manifest
 from duplexalign.records import Conversation, Issue
@@ -89,6 +90,20 @@ def _digested(cfg: AnnotateConfig) -> dict:
     return {**d, "issue_format": ISSUE_FORMAT}
 
 
+def judged_with(rd: RunDir) -> LLMJudgeConfig | None:
+    """The LLM endpoint and judge options annotate last ran with in `rd` (the `annotate.llm`
+    section of RUN/provenance.json, keys this version no longer knows left out), or None when
+    annotate has not run there. Later stages that call an LLM default to it (pairs' rewriter,
+    GRPO's content judge), so a run talks to one endpoint unless told otherwise."""
+    prov = rd.path("provenance.json")
+    llm = (json.loads(prov.read_text()).get(STAGE, {}).get("config", {}).get("llm")
+           if prov.exists() else None)
+    if not isinstance(llm, dict):
+        return None
+    return LLMJudgeConfig.model_validate({k: v for k, v in llm.items()
+                                          if k in LLMJudgeConfig.model_fields})
+
+
 def _vad_segments(conv: Conversation, cfg: AnnotateConfig, rd: RunDir, vad) -> dict | None:
     if vad is None:
         return None
@@ -131,16 +146,14 @@ def run(cfg: AnnotateConfig, run_dir: str | Path) -> StageStats:
         out = stack.enter_context(ManifestWriter(rd.path(ANNOTATIONS)))
         quarantine = stack.enter_context(ManifestWriter(rd.path(QUARANTINE)))
         pending = _pending(src, progress, quarantine, stats)
-        judge = client = None
+        judge = None
         if cfg.judge != "none" and pending:
-            factory = JUDGES.get(cfg.judge)
-            if getattr(factory, "needs_llm", False):
-                client = open_client(cfg.llm, stack, rd.path("judge_cache"))
-            judge = factory(cfg.llm, client)
+            judge = open_judge(cfg.judge, cfg.llm, stack, rd.path("judge_cache"))
         if cfg.engine.kind == "ray" and pending:
             # workers reach the endpoint by URL (the local server, when started, runs here)
-            ep = (None if client is None else
-                  cfg.llm.model_copy(update={"url": client.base_url, "model": client.model}))
+            client = getattr(judge, "client", None)
+            ep = (cfg.llm.model_copy(update={"url": client.base_url, "model": client.model})
+                  if isinstance(client, LLMClient) else None)
             for j in tqdm(ordered_map(cfg.engine, partial(AnnotateWorker, cfg, str(rd.root), ep),
                                       pending, desc="annotate"),
                           total=len(pending), desc="annotate", unit="conv",
@@ -309,10 +322,8 @@ class AnnotateWorker:
         self._stack = ExitStack()
         self.judge = None
         if cfg.judge != "none":
-            factory = JUDGES.get(cfg.judge)
-            client = (open_client(endpoint, self._stack, self.rd.path("judge_cache"))
-                      if getattr(factory, "needs_llm", False) else None)
-            self.judge = factory(cfg.llm, client)
+            llm = cfg.llm if endpoint is None else endpoint
+            self.judge = open_judge(cfg.judge, llm, self._stack, self.rd.path("judge_cache"))
         self.vad = _make_vad(cfg)
 
     def __call__(self, conv: Conversation) -> Judged:

@@ -4,8 +4,9 @@ Examples: `duplexalign demo --out runs/demo`, `duplexalign demo --quick`,
 `duplexalign demo --judge oracle --pairs timing --loss simpo`, `duplexalign demo --rounds 3`,
 `duplexalign demo --judge oracle --method grpo` (online GRPO instead of DPO on pairs),
 `duplexalign demo --quick --set train.lr=2e-5 --set sandbox.deploy.conversations=64`.
-The flags are shortcuts for the preset's stage sections (`--judge` sets `annotate.judge`, `--loss`
-the preference term of `train.loss`, `--pairs` the categories of `pairs.strategy_for`).
+The flags are shortcuts for the preset's stage sections (`--judge` sets `annotate.judge` and GRPO's
+content judge `train.grpo.judge`, which then uses annotate's endpoint and options, `--loss` the
+preference term of `train.loss`, `--pairs` the categories of `pairs.strategy_for`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help="the small preset CI runs (configs/sandbox_quick.yaml)")
     p.add_argument("--judge", choices=("llm", "oracle"), default=None,
-                   help="content judge: local LLM (default) or the scenario ground truth")
+                   help="content judge of annotate and of GRPO's content reward: the LLM of "
+                        "annotate.llm (local server unless annotate.llm.url is set) or the "
+                        "scenario ground truth (default: the preset's)")
     p.add_argument("--pairs", choices=("mixed", "content", "timing"), default=None,
                    help="pair categories kept (the paper's data ablation)")
     p.add_argument("--loss", choices=("dpo", "dpo_ln", "simpo", "apo_zero"), default=None,
@@ -45,16 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_demo)
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from duplexalign.sandbox.demo import ablate, load_demo, run
-
-    config = args.config
-    if config is None:
-        name = "sandbox_quick.yaml" if args.quick else "sandbox.yaml"
-        config = REPO_CONFIGS / name if (REPO_CONFIGS / name).exists() else None
+def demo_overrides(args: argparse.Namespace) -> list[str]:
+    """The dotted overrides the demo's flags stand for, after the `--set` ones (flags win)."""
     overrides = list(args.overrides)
-    if args.judge is not None:
-        overrides.append(f"annotate.judge={args.judge}")
+    if args.judge is not None:  # the same judge for the offline loop and GRPO's content reward
+        overrides += [f"annotate.judge={args.judge}", f"train.grpo.judge={args.judge}"]
     if args.method is not None:
         overrides.append(f"train.method={args.method}")
     if args.grpo_users is not None:
@@ -62,7 +60,17 @@ def _demo(args: argparse.Namespace) -> int:
     for key in ("rounds", "reference"):
         if getattr(args, key) is not None:
             overrides.append(f"sandbox.{key}={getattr(args, key)}")
-    cfg, stages = load_demo(config, overrides)
+    return overrides
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from duplexalign.sandbox.demo import ablate, load_demo, run
+
+    config = args.config
+    if config is None:
+        name = "sandbox_quick.yaml" if args.quick else "sandbox.yaml"
+        config = REPO_CONFIGS / name if (REPO_CONFIGS / name).exists() else None
+    cfg, stages = load_demo(config, demo_overrides(args))
     ablate(stages, pairs=args.pairs, loss=args.loss)
     out = Path(args.out + ("_quick" if args.quick and args.out == "runs/demo" else ""))
     run(cfg, stages, out)

@@ -5,7 +5,10 @@ Example: `duplexalign train runs/demo/run --config configs/sandbox.yaml --set tr
 Launch with `torchrun --nproc_per_node 2 -m duplexalign.cli.main train RUN` for DDP/FSDP.
 Plan first: `duplexalign train RUN --config configs/moshi_7b.yaml --dry-run --world-size 8`.
 Online GRPO replaying the run's logged users instead of DPO on RUN/streams:
-`duplexalign train RUN --config configs/sandbox.yaml --set train.method=grpo` (`train.grpo.*`).
+`duplexalign train RUN --config configs/sandbox.yaml --set train.method=grpo` (`train.grpo.*`);
+its content reward from annotate's LLM judge, here at a big endpoint: `--set train.grpo.judge=llm
+--set train.grpo.llm.url=http://gpu-box:8000/v1 --set train.grpo.llm.model=NAME` (unset
+`train.grpo.llm`: the endpoint and options RUN was annotated with).
 """
 
 from __future__ import annotations

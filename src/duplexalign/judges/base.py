@@ -6,8 +6,9 @@ conversation's timed words, optional VAD segments and its replies with their ids
 with `async judge(conv, reps) -> JudgeOutcome` and a `redactions` Counter). `reps` are the model's
 replies as `segments.replies` made them, once per conversation, so every issue names its reply by
 the same id. A factory that sets the attribute `needs_llm = True` gets a client for the configured
-endpoint (the annotate stage starts the local server when no URL is given); others get None. It
-knows nothing about HTTP or thresholds; those live in `llm.py`/`content.py` and `rules.py`.
+endpoint (`endpoint.open_judge`, which annotate and online training use, starts the local server
+when no URL is given); others get None. It knows nothing about HTTP or thresholds; those live in
+`llm.py`/`content.py` and `rules.py`.
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@
 Owns `LLMEndpoint` (URL, model, API-key variable, timeouts, retries, answer cache, concurrency and
 the local server's threads), the config shape that annotate (`annotate.llm`, which adds the judge's
 own options), the pairs rewriter (`pairs.rewriter`), evaluation (`evaluate.judge`) and the demo all
-use, and `open_client`, which turns one into an `LLMClient`, starting the offline local server when
-no URL is given (stopped when the caller's `ExitStack` closes). It knows nothing about prompts.
+use, `open_client`, which turns one into an `LLMClient`, starting the offline local server when
+no URL is given (stopped when the caller's `ExitStack` closes), and `open_judge`, which builds a
+registered content judge with such a client when it needs one (annotate and online training both
+build their judge with it). It knows nothing about prompts.
 """
 
 from __future__ import annotations
@@ -12,11 +14,15 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
 from duplexalign.config import StageConfig
 from duplexalign.judges.llm import LLMClient, check_base_url
+
+if TYPE_CHECKING:
+    from duplexalign.judges.content import LLMJudgeConfig
 
 
 class LLMEndpoint(StageConfig):
@@ -71,3 +77,25 @@ def open_client(ep: LLMEndpoint, stack: ExitStack, cache_dir: str | Path | None 
     key = os.environ.get(ep.api_key_env) if ep.api_key_env else None
     return LLMClient(url, model, cache_dir=ep.cache_dir or cache_dir, concurrency=ep.concurrency,
                      timeout=ep.timeout, max_retries=ep.max_retries, api_key=key)
+
+
+def open_judge(name: str, llm: LLMJudgeConfig, stack: ExitStack,
+               cache_dir: str | Path | None = None) -> Any:
+    """The content judge registered as `name` (`judges.base.JUDGES`), given a client for `llm`
+    when its factory `needs_llm` (the local server is then started and registered on `stack`
+    when `llm.url` is None), else None for the client.
+
+    Args:
+        name: registry name ("llm", "oracle", ...).
+        llm: the endpoint and the LLM judge's options.
+        stack: owns the local server's lifetime.
+        cache_dir: the answer cache when `llm.cache_dir` is None.
+
+    Raises:
+        ConfigError: no judge of that name (with did-you-mean).
+    """
+    from duplexalign.judges.base import JUDGES
+
+    factory = JUDGES.get(name)
+    client = open_client(llm, stack, cache_dir) if getattr(factory, "needs_llm", False) else None
+    return factory(llm, client)

@@ -14,7 +14,6 @@ config and inputs is a no-op (`runs.StageRun`).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -25,6 +24,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from duplexalign.annotate.stage import judged_with
 from duplexalign.engine import digested, ordered_map
 from duplexalign.errors import BackendUnavailable, BadInput, JudgeError
 from duplexalign.judges.endpoint import LLMEndpoint, open_client
@@ -55,13 +55,8 @@ def rewriter_endpoint(cfg: PairsConfig, rd: RunDir) -> LLMEndpoint:
     local server's defaults."""
     if cfg.rewriter is not None:
         return cfg.rewriter
-    prov = rd.path("provenance.json")
-    llm = (json.loads(prov.read_text()).get("annotate", {}).get("config", {}).get("llm")
-           if prov.exists() else None)
-    if isinstance(llm, dict):
-        return LLMEndpoint.model_validate({k: v for k, v in llm.items()
-                                           if k in LLMEndpoint.model_fields})
-    return LLMEndpoint()
+    llm = judged_with(rd)
+    return llm.endpoint() if llm is not None else LLMEndpoint()
 
 
 class LazyRewriter:

@@ -304,11 +304,13 @@ def run(cfg: DemoConfig, stages: dict[str, Any], out_dir: str | Path, progress: 
 
 ONLINE_KEYS = ("reward/total", "reward/unresponsiveness", "reward/interruption",
                "reward/pause_takeover", "reward/latency", "reward/content", "reward/repetition",
-               "check/silence_rate", "check/repetition_rate", "check/reply_length", "kl")
+               "check/silence_rate", "check/repetition_rate", "check/reply_length", "kl",
+               "judge/flagged", "judge/failed_calls")
 
 
 def online_steps(metrics: Path) -> list[dict[str, float]]:
-    """GRPO's reward terms, collapse checks and KL per step (from `train/metrics.jsonl`)."""
+    """GRPO's reward terms, collapse checks, KL and judge counts per step (from
+    `train/metrics.jsonl`)."""
     if not metrics.exists():
         return []
     rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
@@ -323,7 +325,8 @@ def _online_lines(steps: list[dict[str, float]]) -> list[str]:
     out = ["", "## Online training rollouts per step (GRPO, training users)", "",
            "Mean over the step's rollouts: reward terms (higher is better, per user turn), "
            "collapse checks (silence rate per frame, repetition rate of word 3-grams, words per "
-           "reply) and the k3 KL to the reference.", "",
+           "reply) and the k3 KL to the reference; the content judge's flagged replies and "
+           "failed calls are the step's totals.", "",
            "| step | " + " | ".join(k.split("/")[-1] for k in keys) + " |",
            "|---" * (len(keys) + 1) + "|"]
     for r in steps:

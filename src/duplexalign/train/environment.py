@@ -3,7 +3,8 @@
 Owns `Environment` (the user streams as `evaluate.rollout.UserItem`s, the text tokenizer that turns
 a rollout's text stream into timed words, and the content judge), how a rollout becomes a
 `Conversation` (the model's new words, the user's fixed words and meta) and is scored
-(`train.rewards`, content by the judge `content_judge` names), and the environment a team gets without a simulator: **replaying the user channel
+(`train.rewards`; content by the judge `content_judge` opens: any registered content judge, the
+LLM one with the annotate stage's client, prompt, cache and local server), and the environment a team gets without a simulator: **replaying the user channel
 of logged conversations** (`replay_environment`: a run's ingested conversations; the user's audio is
 read from the log, or rebuilt by TTS from the user's words as the streams stage does, and encoded with
 the codec; the model's new timing is scored against the user's logged words). The sandbox's simulated
@@ -16,16 +17,26 @@ import hashlib
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from duplexalign.config import StageConfig
 from duplexalign.errors import ConfigError
 from duplexalign.records import ChannelWords, Conversation, Source
-from duplexalign.train.rewards import RewardConfig, collapse_checks, judge_flags, reward_terms
+from duplexalign.train.rewards import (
+    RewardConfig,
+    collapse_checks,
+    flag_count,
+    judge_outcomes,
+    reward_terms,
+)
+
+if TYPE_CHECKING:
+    from duplexalign.judges.content import LLMJudgeConfig
 
 log = logging.getLogger(__name__)
 
@@ -83,33 +94,47 @@ def as_conversation(r: Any) -> Conversation:
 
 def score_rollouts(rollouts: Sequence[Any], cfg: RewardConfig, judge: Any | None = None
                    ) -> list[dict[str, float]]:
-    """Reward terms and collapse checks of each rollout (terms by name, checks under `check/`);
-    `judge` (`async judge(conv, reps)`) gives the `content` term, None leaves it out."""
+    """Reward terms and collapse checks of each rollout (terms by name, checks under `check/`).
+
+    `judge` (`async judge(conv, reps)`, all rollouts judged concurrently) gives the `content`
+    term and, under `judge/`, the replies it graded and flagged and its failed calls; a rollout
+    with a failed call gets no `content` term (see `rewards.group_totals`). None leaves content
+    out.
+    """
     convs = [as_conversation(r) for r in rollouts]
-    flags = judge_flags(judge, convs) if judge is not None else [None] * len(convs)
+    outcomes = judge_outcomes(judge, convs) if judge is not None else [None] * len(convs)
     out = []
-    for c, f, r in zip(convs, flags, rollouts, strict=True):
-        terms = reward_terms(c, cfg, f)
+    for c, o, r in zip(convs, outcomes, rollouts, strict=True):
+        terms = reward_terms(c, cfg, None if o is None else flag_count(o))
         checks = collapse_checks(c, r.text_tokens, cfg.repetition_n)
-        out.append({**terms, **{f"check/{k}": v for k, v in checks.items()}})
+        row = {**terms, **{f"check/{k}": v for k, v in checks.items()}}
+        if o is not None:
+            row.update({"judge/replies": float(len(o.verdicts)),
+                        "judge/flagged": float(sum(1 for v in o.verdicts if v.flagged)),
+                        "judge/failed_calls": float(len(o.failures))})
+        out.append(row)
     return out
 
 
-def content_judge(name: str) -> Any | None:
-    """The content judge registered as `name` ("none" = no judge).
+def content_judge(name: str, llm: LLMJudgeConfig | None, stack: ExitStack,
+                  cache_dir: str | Path | None = None) -> Any | None:
+    """The content judge registered as `name` ("none" = no judge), opened as the annotate stage
+    opens its own (`judges.endpoint.open_judge`): the LLM judge gets a client for `llm` (None =
+    `LLMJudgeConfig()`'s defaults), and without `llm.url` the local server is started and stays up
+    until `stack` closes.
 
-    Raises:
-        ConfigError: the judge needs an LLM endpoint (not wired into online training yet).
+    Args:
+        name: registry name of the judge (`train.grpo.judge`).
+        llm: endpoint and judge options (`train.grpo.llm`, resolved by `grpo.run`).
+        stack: owns the local server's lifetime.
+        cache_dir: the answer cache when `llm.cache_dir` is None.
     """
     if name == "none":
         return None
-    from duplexalign.judges.base import JUDGES
+    from duplexalign.judges.content import LLMJudgeConfig
+    from duplexalign.judges.endpoint import open_judge
 
-    factory = JUDGES.get(name)
-    if getattr(factory, "needs_llm", False):
-        raise ConfigError(f"train.grpo.judge={name}: judges that call an LLM endpoint are not "
-                          "wired into GRPO yet; use a judge without a client (oracle) or none")
-    return factory()
+    return open_judge(name, llm if llm is not None else LLMJudgeConfig(), stack, cache_dir)
 
 
 def replay_environment(run_dir: str | Path, cfg: ReplayConfig, progress: bool = True

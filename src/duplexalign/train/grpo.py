@@ -12,8 +12,11 @@ speak/silence decision, or mixed: timing rewards on the decision, content reward
 (`credit`). Around it the trainer's usual parts: AdamW with warmup + cosine,
 clipping, validation callbacks with the best checkpoint on a composite and early stopping, atomic
 checkpoints with exact resume (the step picks the user streams and the sampling seed, so a resumed
-run repeats the same rollouts), metrics per step (every reward term, the collapse checks, KL).
-Single process only.
+run repeats the same rollouts), metrics per step (every reward term, the collapse checks, KL,
+and what the content judge did: replies flagged, calls failed or read from the cache). The content
+judge is any registered one (`train.grpo.judge`), the LLM judge opened exactly as the annotate stage
+opens it (same client, prompt template, answer cache, local server when no URL is given). Single
+process only.
 """
 
 from __future__ import annotations
@@ -24,15 +27,17 @@ import logging
 import math
 import os
 import random
-from contextlib import nullcontext
+from collections import Counter
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import Field
 
 from duplexalign.config import StageConfig
 from duplexalign.errors import ConfigError
+from duplexalign.judges.content import LLMJudgeConfig
 from duplexalign.streams.layout import TEXT_PAD_ID
 from duplexalign.train.environment import ReplayConfig
 from duplexalign.train.rewards import RewardConfig
@@ -79,8 +84,15 @@ class GRPOConfig(StageConfig):
     rollout_batch: int = Field(64, ge=1)
     """Rollouts run together by `LMGen`."""
     judge: str = "none"
-    """Content judge of the `content` term by registry name (`oracle` in the sandbox; "none" = no
-    content term, then its weight must be 0)."""
+    """Content judge of the `content` term by registry name: `llm` (the annotate stage's LLM
+    judge, endpoint and options in `llm`), `oracle` (the sandbox's ground truth) or "none" (no
+    content term; then its weight must be 0). A group with a failed judge call trains on its
+    other terms that step (`rewards.group_totals`)."""
+    llm: LLMJudgeConfig | None = None
+    """Endpoint and options of `judge: llm`, the same section as `annotate.llm` (point `url` at a
+    big judge; without one the local server is started for training and stopped after). None =
+    the `annotate.llm` this run was annotated with (RUN/provenance.json), else the defaults. Only
+    read with `judge: llm`."""
     rewards: RewardConfig = RewardConfig()
     replay: ReplayConfig = ReplayConfig()
     """Replaying the run's logged users (the environment when none is given)."""
@@ -144,7 +156,9 @@ def credit_parts(credit: str, rewards: list[dict[str, float]], weights: dict[str
 
     def total(names: tuple[str, ...] | None) -> torch.Tensor:
         w = weights if names is None else {k: v for k, v in weights.items() if k in names}
-        return torch.tensor([total_reward(r, w) for r in rewards], dtype=torch.float64)
+        # a group whose judging failed has no content term in any of its rollouts (group_totals)
+        return torch.tensor([total_reward(r, {k: v for k, v in w.items() if k in r})
+                             for r in rewards], dtype=torch.float64)
 
     if credit not in ("mixed", "decision+word"):
         return [(total(None), mask)]
@@ -158,16 +172,54 @@ def _mean(rows: list[dict[str, float]], key: str) -> float:
     return float(sum(vals) / len(vals)) if vals else float("nan")
 
 
+def judge_metrics(scored: list[dict[str, float]], groups_without_content: int,
+                  calls: Counter) -> dict[str, float]:
+    """What the content judge did in one step, for the step log: replies it graded and flagged,
+    its failed calls, the rollouts they hit, the groups that trained without the content term
+    (`rewards.group_totals`), and of its client (`calls`: this step's change of
+    `LLMClient.stats`) the HTTP requests sent (retries included) and the answers read from the
+    cache."""
+    def total(key: str) -> float:
+        return float(sum(r.get(key, 0.0) for r in scored))
+
+    return {"judge/replies": total("judge/replies"), "judge/flagged": total("judge/flagged"),
+            "judge/failed_calls": total("judge/failed_calls"),
+            "judge/failed_rollouts": float(sum(1 for r in scored
+                                               if r.get("judge/failed_calls", 0.0) > 0)),
+            "judge/groups_without_content": float(groups_without_content),
+            "judge/requests": float(calls.get("requests", 0)),
+            "judge/cached": float(calls.get("cache_hits", 0))}
+
+
 def fit(cfg: TrainConfig, env: Environment, out_dir: str | Path,
-        validators: list[Validator] = ()) -> StageStats:
+        validators: list[Validator] = (), judge_cache: str | Path | None = None) -> StageStats:
     """Train `cfg.init` (or the preset) online against `env`; write checkpoints, metrics, models.
+
+    The content judge `cfg.grpo.judge` is opened first (an LLM judge without `llm.url` starts the
+    local server, which stops when training ends).
 
     Args:
         cfg: training options (`cfg.grpo` and the trainer's own).
         env: the user streams and the tokenizer.
         out_dir: the stage directory (`RUN/train`): `ckpt/`, `best/`, `final/`, `metrics.jsonl`.
         validators: validation callbacks (rollout metrics), merged into the composite.
+        judge_cache: the LLM judge's answer cache when `grpo.llm.cache_dir` is None (None:
+            `out_dir/judge_cache`); a resumed run reads the answers of the steps it repeats.
     """
+    from duplexalign.train.environment import content_judge
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("train.method=grpo runs in one process: launch it without torchrun")
+    out = Path(out_dir)
+    with ExitStack() as stack:
+        judge = content_judge(cfg.grpo.judge, cfg.grpo.llm, stack,
+                              judge_cache if judge_cache is not None else out / "judge_cache")
+        return _train(cfg, env, out, validators, judge)
+
+
+def _train(cfg: TrainConfig, env: Environment, out: Path, validators: list[Validator],
+           judge: Any) -> StageStats:
+    """`fit` with its content judge open (`judge`: None without one)."""
     from tqdm import tqdm
 
     from duplexalign.evaluate.rollout import SamplingConfig, rollout
@@ -176,19 +228,16 @@ def fit(cfg: TrainConfig, env: Environment, out_dir: str | Path,
     from duplexalign.models.presets import build_model, load_model, save_model
     from duplexalign.runs import StageStats
     from duplexalign.train import checkpoint
-    from duplexalign.train.environment import content_judge, score_rollouts
+    from duplexalign.train.environment import score_rollouts
     from duplexalign.train.grpo_loss import group_advantages, policy_loss
     from duplexalign.train.metrics import MetricsLog
-    from duplexalign.train.rewards import TERMS, total_reward
+    from duplexalign.train.rewards import TERMS, group_totals
     from duplexalign.train.schedule import warmup_cosine
     from duplexalign.train.validate import save_best, track_best, validate
 
     g = cfg.grpo
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError("train.method=grpo runs in one process: launch it without torchrun")
     device = devices.resolve_device(cfg.device, "train.device")
     bf16 = devices.use_bf16(device, cfg.bf16)
-    out = Path(out_dir)
     torch.manual_seed(cfg.seed)
     model = (load_model(cfg.init, device=device) if cfg.init
              else build_model(cfg.preset(), device=device))
@@ -197,7 +246,7 @@ def fit(cfg: TrainConfig, env: Environment, out_dir: str | Path,
         ref = load_model(cfg.reference_init, device=device).requires_grad_(False).eval()
     else:
         ref = model if has_lora(model) else copy.deepcopy(model).requires_grad_(False).eval()
-    judge = content_judge(g.judge)
+    client_stats = getattr(getattr(judge, "client", None), "stats", None)
     opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.depth_lr, cfg.weight_decay),
                             betas=(0.9, 0.95))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup_steps, cfg.max_steps))
@@ -233,9 +282,10 @@ def fit(cfg: TrainConfig, env: Environment, out_dir: str | Path,
                                   batch_size=g.rollout_batch)
         rolls = rollout(model, group, env.tokenizer, sampling, progress=False)
         model.train()
+        calls_before = Counter(client_stats or {})
         scored = score_rollouts(rolls, g.rewards, judge)
-        rewards = torch.tensor([total_reward(s, g.rewards.weights) for s in scored],
-                               dtype=torch.float64)
+        totals, no_content = group_totals(scored, g.rewards.weights, g.group_size)
+        rewards = torch.tensor(totals, dtype=torch.float64)
         codes, mask = stack_rollouts(rolls)
         mask = mask.to(device)
         whole = rewards.view(g.prompts, g.group_size)
@@ -275,6 +325,9 @@ def fit(cfg: TrainConfig, env: Environment, out_dir: str | Path,
             v = _mean(scored, k)
             if not math.isnan(v):
                 metrics[k if k.startswith("check/") else f"reward/{k}"] = v
+        if judge is not None:
+            metrics.update(judge_metrics(scored, no_content,
+                                         Counter(client_stats or {}) - calls_before))
         if cfg.val.every and step % cfg.val.every == 0 and validators:
             vm, score = validate(validators, model, step, cfg.val.metric)
             metrics.update(vm)
@@ -297,7 +350,9 @@ def fit(cfg: TrainConfig, env: Environment, out_dir: str | Path,
         stats.add(f"skipped/{reason}", n)
     stats.values.update({"method": "grpo", "credit": g.credit, "environment": env.name,
                          "user_streams": len(env.items), "stopped_early": stop,
-                         "best_composite": best})
+                         "best_composite": best, "judge": g.judge})
+    if client_stats:
+        stats.values["llm"] = dict(client_stats)
     return stats
 
 
@@ -313,13 +368,47 @@ def run(cfg: TrainConfig, run_dir: str | Path, validators: list[Validator] = (),
     from duplexalign.train.environment import CONVERSATIONS, replay_environment
     from duplexalign.train.stage import claim_dir
 
+    cfg = resolve_judge(cfg, run_dir)
     env_id = environment.digest() if environment is not None else "replay"
     st = StageRun("train", cfg, run_dir, inputs=(CONVERSATIONS,), needs="ingest",
                   why="no finished RUN/conversations to replay",
-                  extra_inputs={"environment": env_id})
+                  extra_inputs={"environment": env_id}, digested=_digested(cfg))
     if (prev := st.previous()) is not None:
         return prev
     env = environment if environment is not None else replay_environment(run_dir, cfg.grpo.replay)
     claim_dir(st.rd.path("train"), st.digest, cfg)
-    st.stats = fit(cfg, env, st.rd.path("train"), validators)
+    st.stats = fit(cfg, env, st.rd.path("train"), validators, st.rd.path("judge_cache"))
     return st.finish()
+
+
+def resolve_judge(cfg: TrainConfig, run_dir: str | Path) -> TrainConfig:
+    """`cfg` with `grpo.llm` filled in for `judge: llm` (unset: the `annotate.llm` the run was
+    annotated with, else the defaults), so that the stage's provenance and digest name the judge
+    that scored the rollouts.
+
+    Raises:
+        ConfigError: `grpo.judge` names no registered content judge (with did-you-mean).
+    """
+    from duplexalign.annotate.stage import judged_with
+    from duplexalign.judges.base import JUDGES
+    from duplexalign.runs import RunDir
+
+    g = cfg.grpo
+    if g.judge != "none":
+        JUDGES.get(g.judge)
+    if g.judge != "llm" or g.llm is not None:
+        return cfg
+    llm = judged_with(RunDir(run_dir, create=False)) or LLMJudgeConfig()
+    return cfg.model_copy(update={"grpo": g.model_copy(update={"llm": llm})})
+
+
+def _digested(cfg: TrainConfig) -> dict[str, Any]:
+    """The config as it enters the digest: how the judge's endpoint is reached (concurrency,
+    timeouts, retries, threads, cache folder, key variable) left out, as annotate does, so that
+    changing them resumes training instead of starting it over."""
+    from duplexalign.judges.endpoint import ENDPOINT_RUNTIME
+
+    d = cfg.model_dump(mode="json")
+    for k in ENDPOINT_RUNTIME:
+        (d["grpo"].get("llm") or {}).pop(k, None)
+    return d

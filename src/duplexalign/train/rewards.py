@@ -9,7 +9,8 @@ Owns what a rollout of the policy against a fixed user stream is worth, as a dic
   `latency_grace`, as a fraction of `rules.unresponsive_after - latency_grace` (a turn the model
   does not answer in time counts as the full wait);
 - `content`: minus the replies a content judge flags (any category), per user turn (the sandbox's
-  `oracle`; any registered judge that needs no LLM client);
+  `oracle`, or the annotate stage's LLM judge); a rollout whose judging failed gets no content
+  term, and then neither does the rest of its group (`group_totals`): no verdict is made up;
 - `repetition`: minus the share of the model's word n-grams that repeat an earlier one (degeneracy).
 It also owns the collapse checks logged per step (repetition rate, silence rate, reply length). It
 knows nothing about models, tensors or how rollouts are made: its input is a `Conversation`.
@@ -104,13 +105,28 @@ def repetition_rate(words: Sequence[Word], n: int = 3) -> float:
     return rep / len(grams) if grams else 0.0
 
 
-def judge_flags(judge: Any, convs: Sequence[Conversation]) -> list[int]:
-    """Replies flagged (any category) per conversation by a content judge (`async judge(conv)`),
-    judged concurrently."""
+def judge_outcomes(judge: Any, convs: Sequence[Conversation]) -> list[Any]:
+    """The content judge's outcome (`judges.content.JudgeOutcome`: verdicts, issues, typed
+    failures) of every conversation, all judged concurrently (an LLM judge's client bounds the
+    requests in flight at its `concurrency`)."""
     async def all_of():
         return await asyncio.gather(*(judge.judge(c, replies(c)) for c in convs))
 
-    return [sum(1 for v in out.verdicts if v.flagged) for out in asyncio.run(all_of())]
+    return list(asyncio.run(all_of()))
+
+
+def flag_count(outcome: Any) -> int | None:
+    """Replies flagged (any category) in a judge outcome; None when one of its calls failed (some
+    replies have no verdict, so the count is unknown)."""
+    if outcome.failures:
+        return None
+    return sum(1 for v in outcome.verdicts if v.flagged)
+
+
+def judge_flags(judge: Any, convs: Sequence[Conversation]) -> list[int | None]:
+    """`flag_count` per conversation by a content judge (`async judge(conv, reps)`), judged
+    concurrently."""
+    return [flag_count(o) for o in judge_outcomes(judge, convs)]
 
 
 def reward_terms(conv: Conversation, cfg: RewardConfig, flagged: int | None = None
@@ -141,6 +157,34 @@ def total_reward(terms: dict[str, float], weights: dict[str, float]) -> float:
     if missing:
         raise KeyError(f"reward term(s) {missing} have a weight but were not computed")
     return float(sum(w * terms[k] for k, w in weights.items() if w))
+
+
+def group_totals(scored: Sequence[dict[str, float]], weights: dict[str, float],
+                 group_size: int) -> tuple[list[float], int]:
+    """Total reward of each rollout, the rollouts in groups of `group_size` consecutive ones.
+
+    A group in which some rollout has no `content` term (its judging failed) is totalled without
+    the content term for every rollout of the group, and `content` is removed from their terms
+    (in place), so it is not logged either: the advantages compare the rollouts of one group with
+    each other, so they must all be scored on the same terms, and a failed verdict is never
+    replaced by a made-up one. The timing and repetition terms of the group still train.
+
+    Returns:
+        The totals (in the order of `scored`) and how many groups have no content term (all of
+        them when no judge gives one).
+    """
+    if len(scored) % group_size:
+        raise ValueError(f"{len(scored)} rollouts do not make groups of {group_size}")
+    totals, dropped = [], 0
+    w_without = {k: v for k, v in weights.items() if k != "content"}
+    for g in range(0, len(scored), group_size):
+        group, w = scored[g:g + group_size], weights
+        if any("content" not in t for t in group):
+            for t in group:
+                t.pop("content", None)
+            w, dropped = w_without, dropped + 1
+        totals += [total_reward(t, w) for t in group]
+    return totals, dropped
 
 
 def collapse_checks(conv: Conversation, text_tokens: np.ndarray, n: int = 3) -> dict[str, float]:

@@ -145,8 +145,11 @@ class TrainConfig(StageConfig):
         if self.method == "grpo" and self.grpo.judge == "none" \
                 and self.grpo.rewards.weights.get("content"):
             raise ValueError("train.grpo.judge=none gives no content reward: set "
-                             "train.grpo.judge (oracle in the sandbox) or "
+                             "train.grpo.judge (llm, or oracle in the sandbox) or "
                              "train.grpo.rewards.weights.content=0")
+        if self.grpo.llm is not None and self.grpo.judge != "llm":
+            raise ValueError(f"train.grpo.llm is only read by train.grpo.judge=llm (judge is "
+                             f"{self.grpo.judge}): set train.grpo.judge=llm or drop train.grpo.llm")
         return self
 
     def preset(self) -> ModelPreset:
