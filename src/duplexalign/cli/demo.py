@@ -12,6 +12,7 @@ preference term of `train.loss`, `--pairs` the categories of `pairs.strategy_for
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from duplexalign.cli.common import add_config_args
@@ -44,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", choices=("policy", "base"), default=None,
                    help="reference model in rounds after the first: the round's starting "
                         "policy (default) or the base instruct model")
+    p.add_argument("--compare-with", action="append", default=None, metavar="DEMO_DIR",
+                   help="another demo folder whose held-out table the report shows beside this "
+                        "run's (repeatable; same held-out users), e.g. DPO-LN's beside GRPO's")
     add_config_args(p)
     p.set_defaults(func=_demo)
 
@@ -57,6 +61,8 @@ def demo_overrides(args: argparse.Namespace) -> list[str]:
         overrides.append(f"train.method={args.method}")
     if args.grpo_users is not None:
         overrides.append(f"sandbox.grpo_users={args.grpo_users}")
+    if getattr(args, "compare_with", None):
+        overrides.append(f"sandbox.compare_with={json.dumps(args.compare_with)}")
     for key in ("rounds", "reference"):
         if getattr(args, key) is not None:
             overrides.append(f"sandbox.{key}={getattr(args, key)}")

@@ -69,6 +69,9 @@ class DemoConfig(StageConfig):
     reference: Literal["policy", "base"] = "policy"
     """Reference model of the preference loss in rounds after the first: the round's starting
     policy, or the base instruct model (round 1: both are the base)."""
+    compare_with: list[str] = []
+    """Other demo folders (their `demo_results.json`) whose held-out tables the report shows
+    next to this run's, e.g. DPO-LN's beside GRPO's; they must share the held-out users and base."""
     grpo_users: Literal["simulated", "replay"] = "simulated"
     """Users of online training (`train.method: grpo`): the simulated users of `deploy` (the same
     specs as the logs, rendered with their exact words), or replaying the logged user channel of
@@ -233,6 +236,7 @@ def run(cfg: DemoConfig, stages: dict[str, Any], out_dir: str | Path, progress: 
 
     t0 = time.time()
     out = Path(out_dir)
+    compared = compared_tables(cfg.compare_with)  # a missing folder fails before any work
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
@@ -274,6 +278,7 @@ def run(cfg: DemoConfig, stages: dict[str, Any], out_dir: str | Path, progress: 
                 "checkpoint": last["checkpoint"],
                 "validation_history": last["validation_history"], "stats": last["stats"],
                 "rounds": rounds, "complete": len(rounds) == cfg.rounds, "timings": timings,
+                "compared": compared,
                 "seconds": round(time.time() - t0, 1)}
 
     def held_out(res: RoundResult) -> None:
@@ -346,6 +351,39 @@ def _pct(e: dict[str, Any] | None) -> str:
     return f"{100 * e['value']:.1f} % [{100 * e['low']:.1f}, {100 * e['high']:.1f}]"
 
 
+def compared_tables(folders: list[str]) -> dict[str, dict[str, Any]]:
+    """`recipe label -> held-out table` of other demo folders (`sandbox.compare_with`).
+
+    Raises:
+        ConfigError: a folder has no finished demo results.
+    """
+    from duplexalign.errors import ConfigError
+
+    out = {}
+    for f in folders:
+        path = Path(f) / "demo_results.json"
+        if not path.is_file():
+            raise ConfigError(f"sandbox.compare_with: {f} has no demo_results.json (run the demo "
+                              "there first)")
+        d = json.loads(path.read_text())
+        out[f"{Path(f).name} ({d['loss']})"] = d["table"]
+    return out
+
+
+def _comparison_lines(results: dict[str, Any]) -> list[str]:
+    """The report's side-by-side of this run and `results["compared"]` (none: no lines)."""
+    from duplexalign.sandbox.table import side_by_side
+
+    if not results.get("compared"):
+        return []
+    tables = {f"this run ({results['loss']})": results["table"], **results["compared"]}
+    try:
+        body = side_by_side(tables)
+    except ValueError as e:
+        body = f"Not shown: {e}.\n"
+    return ["## Against other recipes (same held-out users)", "", body]
+
+
 def render_report(results: dict[str, Any]) -> str:
     """The demo's Markdown summary: before/after table, goals, flaw check, judge agreement."""
     rounds = results.get("rounds", [])
@@ -371,6 +409,7 @@ def render_report(results: dict[str, Any]) -> str:
                   "and trains from it; every table compares with the base model.", ""]
         for r in rounds:
             lines.append(to_markdown(r["table"], title=f"Round {r['round']}"))
+    lines += _comparison_lines(results)
     lines += ["## Goals", ""]
     for k, v in results["goals"].items():
         lines.append(f"- {k}: {'met' if v else '**not met**'}")

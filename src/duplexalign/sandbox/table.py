@@ -173,6 +173,37 @@ def to_markdown(table: dict[str, dict[str, Any]], title: str = "") -> str:
     return "\n".join(line for line in lines if line) + "\n"
 
 
+def side_by_side(tables: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Several recipes' held-out tables in one Markdown table: the shared `before` column, then
+    per recipe its `after` with the paired delta and interval. The recipes must have been scored
+    against the same baseline (the same base model and held-out users); a `before` that differs
+    is an error, since their deltas would not compare.
+
+    Args:
+        tables: recipe name -> its `before_after` table.
+    """
+    names = list(tables)
+    first = tables[names[0]]
+    for n in names[1:]:
+        if any(tables[n][m]["before"]["value"] != first[m]["before"]["value"]
+               for m in METRICS if m in tables[n] and m in first):
+            raise ValueError(f"recipe {n!r} was scored against another baseline than "
+                             f"{names[0]!r}: the held-out tables do not compare")
+    lines = ["| metric | before | " + " | ".join(f"{n}: after (delta)" for n in names) + " |",
+             "|---" * (len(names) + 2) + "|"]
+    for m in METRICS:
+        pct = m not in NOT_PERCENT
+        d = 3 if m in ("backchannel_frequency", "backchannel_jsd") else None
+        if m not in first:
+            continue
+        cells = [f"{_fmt(tables[n][m]['after'], pct, d).split(' [')[0]} "
+                 f"({_fmt(tables[n][m]['delta'], pct, d)})" if m in tables[n] else "n/a"
+                 for n in names]  # an older run may lack a newer row
+        lines.append(f"| {LABELS[m]}{' (%)' if pct else ''} | {_fmt(first[m]['before'], pct, d)}"
+                     f" | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def flaw_rates(convs: Sequence[Sequence[TurnOutcome]]) -> dict[str, dict[str, Any]]:
     """Measured flaw rates of one model (pooled, with intervals): the designed-flaw check.
 
