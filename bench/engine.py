@@ -155,7 +155,9 @@ def bench_stage(name: str, once, engines: dict[str, EngineConfig], root: Path, k
     for label, eng in engines.items():
         run = root / f"{name}-{label.replace(' ', '_')}"
         map_timings(clear=True)
+        cpu = time.process_time()
         wall = _timed(lambda eng=eng, run=run: once(eng, run))
+        cpu = time.process_time() - cpu  # this process: the driver (and Ray's threads in it)
         maps = map_timings(clear=True)
         startup = sum(t.startup_s for t in maps)
         items = sum(t.items for t in maps)
@@ -166,7 +168,7 @@ def bench_stage(name: str, once, engines: dict[str, EngineConfig], root: Path, k
             shutil.rmtree(run, ignore_errors=True)
         print(f"  {name:7s} {label:14s} {wall:7.1f} s cold (startup {startup:4.1f} s, "
               f"{items} items, steady {steady:6.2f} items/s, "
-              f"{sum(t.calls for t in maps)} calls)", flush=True)
+              f"{sum(t.calls for t in maps)} calls; driver CPU {cpu:5.1f} s)", flush=True)
     first = next(iter(outs.values()))
     assert all(o == first for o in outs.values()), f"{name}: engines wrote different outputs"
     return secs
