@@ -147,13 +147,14 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def bench_stage(name: str, once, engines: dict[str, EngineConfig], root: Path, keep: bool
+def bench_stage(name: str, fresh, once, engines: dict[str, EngineConfig], root: Path, keep: bool
                 ) -> dict[str, tuple[float, float, float]]:
-    """Per engine: (cold wall s of `once(engine, run_dir)`, startup s, steady items/s); the
-    outputs must agree."""
+    """Per engine: (cold wall s of `once(engine, run_dir)` on a run folder made by `fresh(run_dir)`
+    (not timed), startup s, steady items/s); the outputs must agree."""
     secs, outs = {}, {}
     for label, eng in engines.items():
         run = root / f"{name}-{label.replace(' ', '_')}"
+        fresh(run)
         map_timings(clear=True)
         cpu = time.process_time()
         wall = _timed(lambda eng=eng, run=run: once(eng, run))
@@ -181,6 +182,8 @@ def main() -> None:
     ap.add_argument("--stages", default="pairs,ingest", help="which of pairs,ingest to measure")
     ap.add_argument("--batch", type=int, default=8, help="items per Ray call (engine.batch)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument("--inputs", help="build the inputs in this folder once and reuse them "
+                                     "(default: a temporary folder)")
     args = ap.parse_args()
 
     import ray
@@ -188,8 +191,15 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-engine-"))
     t0 = time.perf_counter()
     stages = args.stages.split(",")
-    annotated = annotated_run(root, args.pairs_conversations if "pairs" in stages else 0)
-    rec = recordings(root, args.recordings if "ingest" in stages else 0)
+    n_conv = args.pairs_conversations if "pairs" in stages else 0
+    n_rec = args.recordings if "ingest" in stages else 0
+    inputs = Path(args.inputs) / f"{n_conv}-{n_rec}" if args.inputs else root
+    made = inputs / "inputs.done"
+    if not made.exists():
+        annotated_run(inputs, n_conv)
+        recordings(inputs, n_rec)
+        made.touch()
+    annotated, rec = inputs / "annotated", inputs / "recordings"
     from duplexalign.speech import voices
 
     voices._LOADED.clear()  # no synthesis cached while building the inputs helps the local run
@@ -202,7 +212,6 @@ def main() -> None:
                "ray 2 workers": EngineConfig(kind="ray", workers=2, batch=args.batch)}
 
     def pairs_once(eng: EngineConfig, run: Path) -> None:
-        shutil.copytree(annotated, run)
         stats = run_pairs(PairsConfig(max_pairs_per_conversation=4, engine=eng), run,
                           rewriter=OracleRewriter())
         assert stats.counts["written"] > args.pairs_conversations, stats.counts
@@ -213,7 +222,9 @@ def main() -> None:
 
     try:
         once = {"pairs": pairs_once, "ingest": ingest_once}
-        results = {s: bench_stage(s, once[s], engines, root, args.keep) for s in stages}
+        fresh = {"pairs": lambda run: shutil.copytree(annotated, run), "ingest": lambda run: None}
+        results = {s: bench_stage(s, fresh[s], once[s], engines, root, args.keep)
+                   for s in stages}
     finally:
         ray.shutdown()
         if not args.keep:
