@@ -1,6 +1,6 @@
 """The Ray engine against the local engine: pairs (TTS-bound) and ingest with ASR, side by side.
 
-    NO_TORCH_COMPILE=1 OMP_NUM_THREADS=1 python bench/engine.py            # ~5 min on 2 cores
+    NO_TORCH_COMPILE=1 OMP_NUM_THREADS=1 python bench/engine.py            # ~6 min on 2 cores
     NO_TORCH_COMPILE=1 OMP_NUM_THREADS=1 python bench/engine.py --pairs-conversations 8 \
         --recordings 4                                                     # quick check
 
@@ -10,16 +10,22 @@ needs new TTS speech in the model's voice; and `--recordings` stereo recordings 
 for `ingest --format audio` (whisper tiny.en in every worker). Then runs each stage cold (a fresh
 run directory, models loaded by the stage as a user would see it) on the local engine, on Ray with
 1 worker and on Ray with 2 workers, one after the other, on a private one-machine Ray cluster with 2
-CPUs started here (no dashboard), and checks that every run wrote the same manifests. Prints wall
-seconds and the ratios: overhead = ray 1 worker / local (goal <= 1.2x) and scaling = ray 1 worker /
-ray 2 workers (goal >= 1.7x on 2 cores). Record the figures in docs/benchmarks.md with the command
-line and the machine's load.
+CPUs started here (no dashboard), and checks that every run wrote the same manifests and wavs.
+Prints the cold wall seconds of each stage run (what a user waits for: the main figures) and the
+ratios: overhead = ray 1 worker / local (goal <= 1.2x) and scaling = ray 1 worker / ray 2 workers
+(goal >= 1.7x on 2 cores). Beside them, from `engine.map_timings`: the startup (actor processes,
+imports and worker factories; local: the factory), a fixed cost that more workers do not shrink,
+and the steady-state throughput (items / (map wall - startup)) with its ratio. The defaults (1200
+pairs, 24 recordings of ~12 s) are sized so that the startup is a small share of a cold run, as it
+is for a real stage; a tiny input measures mostly the startup. Record the figures in
+docs/benchmarks.md with the command line and the machine's load (`uptime` before and after).
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import os
 import shutil
 import tempfile
@@ -32,7 +38,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # makes every worker lose to the local engine's process, so both run at the same priority here.
 os.environ.setdefault("RAY_worker_niceness", "0")
 
-from duplexalign.engine import EngineConfig  # noqa: E402
+from duplexalign.engine import EngineConfig, map_timings  # noqa: E402
 from duplexalign.ingest.base import IngestConfig  # noqa: E402
 from duplexalign.ingest.stage import run as run_ingest  # noqa: E402
 from duplexalign.manifest import write_manifest  # noqa: E402
@@ -127,9 +133,12 @@ def recordings(root: Path, n: int) -> Path:
     return d
 
 
-def _manifests(run: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(run)): gzip.decompress(p.read_bytes())
-            for p in sorted(run.rglob("*.jsonl.gz"))}
+def _outputs(run: Path) -> dict[str, str]:
+    """The sha256 of every manifest (decompressed) and wav of a run folder."""
+    return {str(p.relative_to(run)): hashlib.sha256(
+                gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
+            ).hexdigest()
+            for p in sorted(run.rglob("*")) if p.name.endswith((".jsonl.gz", ".wav"))}
 
 
 def _timed(fn) -> float:
@@ -138,26 +147,43 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def bench_stage(name: str, once, engines: dict[str, EngineConfig], root: Path) -> dict[str, float]:
-    """Wall seconds of `once(engine, run_dir)` per engine; the manifests must agree."""
+def bench_stage(name: str, fresh, once, engines: dict[str, EngineConfig], root: Path, keep: bool
+                ) -> dict[str, tuple[float, float, float]]:
+    """Per engine: (cold wall s of `once(engine, run_dir)` on a run folder made by `fresh(run_dir)`
+    (not timed), startup s, steady items/s); the outputs must agree."""
     secs, outs = {}, {}
     for label, eng in engines.items():
         run = root / f"{name}-{label.replace(' ', '_')}"
-        secs[label] = _timed(lambda eng=eng, run=run: once(eng, run))
-        outs[label] = _manifests(run)
-        print(f"  {name:7s} {label:14s} {secs[label]:7.1f} s", flush=True)
+        fresh(run)
+        map_timings(clear=True)
+        cpu = time.process_time()
+        wall = _timed(lambda eng=eng, run=run: once(eng, run))
+        cpu = time.process_time() - cpu  # this process: the driver (and Ray's threads in it)
+        maps = map_timings(clear=True)
+        startup = sum(t.startup_s for t in maps)
+        items = sum(t.items for t in maps)
+        steady = items / max(1e-9, sum(t.wall_s - t.startup_s for t in maps))
+        secs[label] = (wall, startup, steady)
+        outs[label] = _outputs(run)
+        if not keep:
+            shutil.rmtree(run, ignore_errors=True)
+        print(f"  {name:7s} {label:14s} {wall:7.1f} s cold (startup {startup:4.1f} s, "
+              f"{items} items, steady {steady:6.2f} items/s, "
+              f"{sum(t.calls for t in maps)} calls; driver CPU {cpu:5.1f} s)", flush=True)
     first = next(iter(outs.values()))
-    assert all(o == first for o in outs.values()), f"{name}: engines wrote different manifests"
+    assert all(o == first for o in outs.values()), f"{name}: engines wrote different outputs"
     return secs
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pairs-conversations", type=int, default=40)
-    ap.add_argument("--recordings", type=int, default=16)
+    ap.add_argument("--pairs-conversations", type=int, default=600)
+    ap.add_argument("--recordings", type=int, default=24)
     ap.add_argument("--stages", default="pairs,ingest", help="which of pairs,ingest to measure")
     ap.add_argument("--batch", type=int, default=8, help="items per Ray call (engine.batch)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument("--inputs", help="build the inputs in this folder once and reuse them "
+                                     "(default: a temporary folder)")
     args = ap.parse_args()
 
     import ray
@@ -165,21 +191,27 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-engine-"))
     t0 = time.perf_counter()
     stages = args.stages.split(",")
-    annotated = annotated_run(root, args.pairs_conversations if "pairs" in stages else 0)
-    rec = recordings(root, args.recordings if "ingest" in stages else 0)
+    n_conv = args.pairs_conversations if "pairs" in stages else 0
+    n_rec = args.recordings if "ingest" in stages else 0
+    inputs = Path(args.inputs) / f"{n_conv}-{n_rec}" if args.inputs else root
+    made = inputs / "inputs.done"
+    if not made.exists():
+        annotated_run(inputs, n_conv)
+        recordings(inputs, n_rec)
+        made.touch()
+    annotated, rec = inputs / "annotated", inputs / "recordings"
     from duplexalign.speech import voices
 
     voices._LOADED.clear()  # no synthesis cached while building the inputs helps the local run
     print(f"inputs: {args.pairs_conversations} conversations ({2 * args.pairs_conversations} "
           f"pairs), {args.recordings} recordings; built in {time.perf_counter() - t0:.0f} s")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 << 20,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 << 20,
              log_to_driver=False, logging_level="WARNING")
     engines = {"local": EngineConfig(),
                "ray 1 worker": EngineConfig(kind="ray", workers=1, batch=args.batch),
                "ray 2 workers": EngineConfig(kind="ray", workers=2, batch=args.batch)}
 
     def pairs_once(eng: EngineConfig, run: Path) -> None:
-        shutil.copytree(annotated, run)
         stats = run_pairs(PairsConfig(max_pairs_per_conversation=4, engine=eng), run,
                           rewriter=OracleRewriter())
         assert stats.counts["written"] > args.pairs_conversations, stats.counts
@@ -190,17 +222,27 @@ def main() -> None:
 
     try:
         once = {"pairs": pairs_once, "ingest": ingest_once}
-        results = {s: bench_stage(s, once[s], engines, root) for s in stages}
+        fresh = {"pairs": lambda run: shutil.copytree(annotated, run), "ingest": lambda run: None}
+        results = {s: bench_stage(s, fresh[s], once[s], engines, root, args.keep)
+                   for s in stages}
     finally:
         ray.shutdown()
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    print(f"\n{'stage':8s} {'local s':>8s} {'ray1 s':>8s} {'ray2 s':>8s} "
-          f"{'overhead ray1/local':>20s} {'scaling ray1/ray2':>18s} {'speedup local/ray2':>19s}")
+    print(f"\ncold stage wall seconds (the goals):\n{'stage':8s} {'local s':>8s} {'ray1 s':>8s} "
+          f"{'ray2 s':>8s} {'overhead ray1/local':>20s} {'scaling ray1/ray2':>18s} "
+          f"{'speedup local/ray2':>19s}")
     for stage, s in results.items():
-        loc, r1, r2 = s["local"], s["ray 1 worker"], s["ray 2 workers"]
+        loc, r1, r2 = (s[k][0] for k in engines)
         print(f"{stage:8s} {loc:8.1f} {r1:8.1f} {r2:8.1f} {r1 / loc:19.2f}x {r1 / r2:17.2f}x "
               f"{loc / r2:18.2f}x")
+    print(f"\nstartup seconds and steady-state items/s:\n{'stage':8s} {'start l':>8s} "
+          f"{'start r1':>8s} {'start r2':>8s} {'items/s l':>10s} {'items/s r1':>10s} "
+          f"{'items/s r2':>10s} {'steady r2/r1':>13s}")
+    for stage, s in results.items():
+        (_, sl, tl), (_, s1, t1), (_, s2, t2) = (s[k] for k in engines)
+        print(f"{stage:8s} {sl:8.1f} {s1:8.1f} {s2:8.1f} {tl:10.2f} {t1:10.2f} {t2:10.2f} "
+              f"{t2 / t1:12.2f}x")
     print(f"load average at the end: {os.getloadavg()}")
 
 

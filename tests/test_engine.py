@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from duplexalign.config import load_section
-from duplexalign.engine import EngineConfig, digested, ordered_map
+from duplexalign.engine import EngineConfig, call_size, digested, map_timings, ordered_map
 from duplexalign.errors import ConfigError
 from duplexalign.pairs.config import PairsConfig
 
@@ -47,6 +47,35 @@ def test_local_map_is_lazy_and_builds_no_worker_for_skipped_items_only():
 
     it = ordered_map(EngineConfig(), Square, items())
     assert next(it) == 0 and seen == [0]  # item by item, as the stages always ran
+
+
+def test_calls_are_full_while_the_input_goes_on_and_shrink_at_its_end():
+    # input not read to its end: full calls (or what is queued, when less)
+    assert call_size(8, 100, 2, exhausted=False) == 8
+    assert call_size(8, 3, 2, exhausted=False) == 3
+    # the tail: ceil(queued / (2 per worker * 2 workers)), at most the batch, at least 1
+    assert call_size(8, 100, 2, exhausted=True) == 8
+    assert call_size(8, 24, 2, exhausted=True) == 6  # 24 / 4
+    assert call_size(8, 18, 2, exhausted=True) == 5  # ceil(18 / 4)
+    assert call_size(8, 1, 2, exhausted=True) == 1
+    assert call_size(8, 0, 2, exhausted=True) == 1
+    # 24 slow recordings, batch 8, 2 workers each pulling the next call: the calls go out as
+    # 6, 5, 4, 3, 2, 1, 1, 1, 1 (not 8, 8, 8, where one worker would do 16 of the 24)
+    sizes, left = [], 24
+    while left:
+        sizes.append(call_size(8, left, 2, exhausted=True))
+        left -= sizes[-1]
+    assert sizes == [6, 5, 4, 3, 2, 1, 1, 1, 1]
+
+
+def test_the_local_map_records_its_timing():
+    map_timings(clear=True)
+    list(ordered_map(EngineConfig(), Square, [1, "a", 2], skip=lambda x: x == "a"))
+    (t,) = map_timings(clear=True)
+    assert (t.kind, t.workers, t.items, t.calls) == ("local", 1, 2, 2)
+    assert 0 <= t.startup_s <= t.wall_s
+    list(ordered_map(EngineConfig(), Square, ["a"], skip=lambda x: True))
+    assert map_timings()[0].workers == 0  # no worker was built
 
 
 def test_a_worker_error_is_raised_as_from_a_loop():

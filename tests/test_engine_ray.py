@@ -26,7 +26,12 @@ from factories import issue
 
 ray = pytest.importorskip("ray")
 
-from duplexalign.engine import EngineConfig, ordered_map, worker_pids  # noqa: E402
+from duplexalign.engine import (  # noqa: E402
+    EngineConfig,
+    map_timings,
+    ordered_map,
+    worker_pids,
+)
 from duplexalign.ingest.base import IngestConfig  # noqa: E402
 from duplexalign.ingest.stage import run as run_ingest  # noqa: E402
 from duplexalign.manifest import iter_dicts, write_manifest  # noqa: E402
@@ -92,13 +97,36 @@ def test_ray_map_keeps_input_order_through_a_small_window_and_raises_worker_erro
     items = list(range(40))
     got = list(ordered_map(eng, make, items, skip=lambda x: x % 3 == 0))
     assert got == [x if x % 3 == 0 else x * x for x in items]
-    # calls of up to 4 items; a skipped item ends a batch early, the last batch is partial
+    # calls of up to 4 items, skipped items in between (they never travel)
     batched = eng.model_copy(update={"batch": 4})
+    map_timings(clear=True)
     assert list(ordered_map(batched, make, items, skip=lambda x: x % 7 == 0)) == \
         [x if x % 7 == 0 else x * x for x in items]
-    with pytest.raises(ValueError, match="negative -1"):
-        list(ordered_map(eng, make, [1, 2, -1, 3]))
+    (t,) = map_timings(clear=True)
+    assert (t.kind, t.workers, t.items) == ("ray", 2, 34)
+    assert 34 / 4 <= t.calls < 34  # batched, not item by item
+    # results before a failing item come out first, as from a loop
+    got = []
+    with pytest.raises(ValueError, match="negative -1") as err:
+        for r in ordered_map(batched, make, [1, 2, -1, 3]):
+            got.append(r)
+    assert got == [1, 4]
+    assert any("in the Ray worker" in note for note in err.value.__notes__)
     assert worker_pids() == []  # the pools are gone
+
+
+def test_each_idle_worker_pulls_the_next_call_so_slow_items_spread_evenly(cluster):
+    def make():
+        def slow_pid(x: int) -> int:
+            time.sleep(0.3)
+            return os.getpid()
+        return slow_pid
+
+    # 8 slow items with batch 8: one call of 8 would leave a worker idle; the calls shrink at
+    # the end of the input (2, 2, 2, 1, then 1 to the first worker free) and go to idle workers
+    pids = list(ordered_map(on_ray(cluster).model_copy(update={"batch": 8}), make, range(8)))
+    per_worker = sorted(pids.count(p) for p in set(pids))
+    assert len(per_worker) == 2 and per_worker[0] >= 3, pids
 
 
 # ---------------------------------------------------------------- ingest with ASR
@@ -256,17 +284,27 @@ run(cfg, sys.argv[1], rewriter=OracleRewriter())
 """
 
 
+def _readable(partial: Path) -> int:
+    """Records of a manifest being written that can be read back so far."""
+    try:
+        return sum(1 for _ in iter_dicts(partial))
+    except (OSError, EOFError, ValueError):
+        return 0
+
+
 def test_a_driver_killed_mid_stage_resumes_on_rerun_doing_only_missing_work(
         cluster, annotated, local_run, tmp_path):
     run = _copy(annotated, tmp_path)
     audio = run / "pairs" / "audio"
+    partial = run / "pairs" / "candidates.jsonl.gz.partial"
     driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(run), cluster.address],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 90
-        # kill once the first conversation's pairs are flushed (its 4 wavs + 1 more on disk)
+        # kill once the first conversation's pairs are flushed (the workers write the wavs
+        # ahead of the driver, so the manifest is what tells)
         while time.time() < deadline and driver.poll() is None:
-            if audio.is_dir() and len(list(audio.rglob("*.wav"))) >= 5:
+            if _readable(partial) >= 2:
                 break
             time.sleep(0.005)
         assert driver.poll() is None, driver.stderr.read().decode()[-2000:]
@@ -276,7 +314,6 @@ def test_a_driver_killed_mid_stage_resumes_on_rerun_doing_only_missing_work(
         if driver.poll() is None:
             driver.kill()
     assert not RunDir(run).is_done("pairs")
-    partial = run / "pairs" / "candidates.jsonl.gz.partial"
     before = {d["id"] for d in iter_dicts(partial)}
     assert 0 < len(before) < 2 * len(ANSWERS)
     mtimes = {p: p.stat().st_mtime_ns for p in audio.rglob("*.wav") if p.parent.name in before}

@@ -7,8 +7,10 @@ once, loading whatever model it holds: ASR, TTS, codec, rollout model) and an it
 yields one result per item, in input order, so the stage's driver loop writes its manifests exactly
 as with the local engine (byte-identical by construction). `local` builds the worker once in this
 process and maps lazily, item by item, as the stages always did. `ray` starts a pool of actors (each
-builds the worker once; sized by `workers`, `cpus_per_worker`, `gpus_per_worker`), keeps a bounded
-window of items in flight, and retries an item whose actor died (the actor is restarted). Workers
+builds the worker once; sized by `workers`, `cpus_per_worker`, `gpus_per_worker`), reads a bounded
+window of items ahead, hands each idle actor the next call (up to `batch` items, fewer at the end
+of the input so the workers finish together: `call_size`), and retries an item whose actor died
+(the actor is restarted). Workers
 return values; only the driver appends to manifests, so a retried item is never written twice, and a
 driver killed mid-stage resumes on rerun through the stages' own skip-done writers. Ray is imported
 only here and only by the `ray` engine. It knows nothing about what the items are.
@@ -18,8 +20,11 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from pydantic import Field
@@ -58,11 +63,12 @@ class EngineConfig(StageConfig):
     gpus_per_worker: float = Field(0.0, ge=0)
     """GPUs each actor reserves (model-holding work on GPU nodes)."""
     batch: int = Field(1, ge=1)
-    """Items per actor call: cheap items (a short TTS line, a small encode) cost less than Ray's
-    per-call overhead, so consecutive items travel together (results still come back one by one,
-    in order)."""
+    """Most items per actor call: cheap items (a short TTS line, a small encode) cost less than
+    Ray's per-call overhead, so several travel together (results still come back one by one, in
+    order). Calls shrink at the end of the input so the workers finish together (`call_size`)."""
     in_flight: int | None = Field(None, ge=1)
-    """Calls submitted ahead of the one the driver writes next; None = 4 per worker."""
+    """How far the driver reads ahead of the item it writes next, in calls of `batch` items
+    (skipped items included); None = 4 per worker."""
     max_retries: int = Field(3, ge=0)
     """Times an item is retried, and an actor restarted, after its worker process died."""
     env: dict[str, str] = Field(default_factory=dict)
@@ -93,13 +99,19 @@ def ordered_map(engine: EngineConfig, make_worker: WorkerFactory, items: Iterabl
         `fn` is raised here, as with a plain loop.
     """
     if engine.kind == "local":
-        fn = None
+        t0 = time.perf_counter()
+        fn, n, startup = None, 0, 0.0
         for item in items:
             if skip is not None and skip(item):
                 yield item
                 continue
-            fn = fn or make_worker()
+            if fn is None:
+                t1 = time.perf_counter()
+                fn = make_worker()
+                startup = time.perf_counter() - t1
+            n += 1
             yield fn(item)
+        _record(MapTiming("local", int(fn is not None), n, n, startup, time.perf_counter() - t0))
         return
     yield from _ray_map(engine, make_worker, items, skip, desc)
 
@@ -149,10 +161,85 @@ def _pool_size(engine: EngineConfig, ray: Any) -> int:
 
 
 class _Slot:
-    __slots__ = ("ready", "value")
+    """One item's place in the output order: its result (or the error its worker raised)."""
+
+    __slots__ = ("error", "ready", "value")
 
     def __init__(self, value: Any = None, ready: bool = False):
-        self.value, self.ready = value, ready
+        self.value, self.ready, self.error = value, ready, None
+
+
+class _Failed:
+    """What an actor returns in place of an item whose function raised (the rest of its call is
+    not computed, as a loop would stop there)."""
+
+    def __init__(self, error: BaseException, where: str):
+        self.error, self.where = error, where
+
+
+def call_size(batch: int, queued: int, workers: int, exhausted: bool) -> int:
+    """Items in the next actor call.
+
+    While the input goes on, `batch` (the configured size). Once the whole input has been read,
+    the calls shrink with what is left: `min(batch, ceil(queued / (SPREAD * workers)))`, at least
+    1 (guided self-scheduling). Each idle worker pulls the next call, so the workers finish
+    together: 24 slow items with `batch` 8 on 2 workers go out as 6, 5, 4, 3, 2, 1, 1, 1, 1 items
+    (not 8, 8, 8, which leaves one worker idle a third of the time).
+
+    Args:
+        batch: `engine.batch`.
+        queued: items read and not yet sent.
+        workers: actors in the pool.
+        exhausted: whether the input has been read to its end.
+    """
+    if not exhausted:
+        return max(1, min(batch, queued))
+    return max(1, min(batch, -(-queued // (SPREAD * workers))))
+
+
+SPREAD = 2
+"""Calls each worker gets, at least, out of the input's tail (see `call_size`)."""
+DEPTH = 2
+"""Calls an actor holds at once: the one it runs and the next (no idle gap between calls)."""
+
+
+@dataclass(frozen=True)
+class MapTiming:
+    """Wall seconds of one finished `ordered_map` (read by bench/engine.py).
+
+    Attributes:
+        kind: the engine.
+        workers: workers that ran it (0: no item needed one).
+        items: items computed by a worker (skipped ones not counted).
+        calls: worker calls (the local engine: one per item).
+        startup_s: from the first item that needed a worker until every worker was built (Ray:
+            actor processes, imports, the worker factory; local: the factory).
+        wall_s: from the map's start to its last result.
+    """
+
+    kind: str
+    workers: int
+    items: int
+    calls: int
+    startup_s: float
+    wall_s: float
+
+
+_timings: list[MapTiming] = []
+
+
+def map_timings(clear: bool = False) -> list[MapTiming]:
+    """The timings of the maps finished in this process (the last 64), oldest first; `clear`
+    forgets them after returning them."""
+    out = list(_timings)
+    if clear:
+        _timings.clear()
+    return out
+
+
+def _record(t: MapTiming) -> None:
+    _timings.append(t)
+    del _timings[:-64]
 
 
 def _holder_class(ray: Any) -> Any:
@@ -166,7 +253,14 @@ def _holder_class(ray: Any) -> Any:
             return os.getpid()
 
         def call(self, items: list[Any]) -> list[Any]:
-            return [self.fn(item) for item in items]
+            out = []
+            for item in items:
+                try:
+                    out.append(self.fn(item))
+                except Exception as e:  # noqa: BLE001 - raised by the driver at this item's turn
+                    out.append(_Failed(e, traceback.format_exc()))
+                    break
+            return out
 
     return ray.remote(WorkerHolder)
 
@@ -177,70 +271,92 @@ def _start_pool(engine: EngineConfig, ray: Any, make_worker: WorkerFactory, n: i
         num_cpus=engine.cpus_per_worker, num_gpus=engine.gpus_per_worker,
         max_restarts=engine.max_retries, max_task_retries=engine.max_retries,
         runtime_env={"env_vars": worker_env(engine)})
-    return [holder.remote(make_worker) for _ in range(n)]
+    return [holder.remote(make_worker) for _ in range(n)]  # started concurrently
 
 
 def _ray_map(engine: EngineConfig, make_worker: WorkerFactory, items: Iterable[Any],
              skip: Callable[[Any], bool] | None, desc: str) -> Iterator[Any]:
+    """The ray engine. The driver reads up to `in_flight * batch` items ahead of the one it
+    yields next; each has a slot in output order. Items that need a worker wait in a queue, and
+    an actor with fewer than `DEPTH` calls takes the next `call_size` of them (skipped items in
+    between do not cut a call short). Results fill their slots; the head of the order is
+    yielded as soon as it is ready."""
     ray = _import_ray()
+    t0 = time.perf_counter()
     started = _connect(engine)
     actors: list[Any] = []
     pids: list[int] = []
+    n_items = n_calls = 0
+    startup = 0.0
     try:
         n = _pool_size(engine, ray)
-        window = engine.in_flight or 4 * n
+        ahead = (engine.in_flight or 4 * n) * engine.batch
         load = [0] * n
-        pending: deque[_Slot] = deque()
-        inflight: dict[Any, tuple[_Slot, int]] = {}
+        pending: deque[_Slot] = deque()  # every item read and not yielded, in input order
+        queue: deque[tuple[_Slot, Any]] = deque()  # items waiting for a worker
+        inflight: dict[Any, tuple[list[_Slot], int]] = {}
         it = iter(items)
         exhausted = False
-        group: list[Any] = []
-
-        def submit() -> None:
-            a = min(range(n), key=load.__getitem__)
-            slot = _Slot()
-            inflight[actors[a].call.remote(list(group))] = (slot, a)
-            load[a] += 1
-            pending.append(slot)
-            group.clear()
 
         while True:
-            while not exhausted and len(pending) < window:
+            while not exhausted and len(pending) < ahead:
                 try:
                     item = next(it)
                 except StopIteration:
                     exhausted = True
                     break
                 if skip is not None and skip(item):
-                    if group:
-                        submit()
-                    pending.append(_Slot([item], ready=True))
+                    pending.append(_Slot(item, ready=True))
                     continue
-                if not actors:  # the pool starts with the first item that needs a worker
-                    actors = _start_pool(engine, ray, make_worker, n)
-                    pids = ray.get([a.pid.remote() for a in actors])  # every worker built
-                    _worker_pids.append(pids)
-                    log.info("engine ray: %d workers for %s", n, desc or "the stage")
-                group.append(item)
-                if len(group) >= engine.batch:
-                    submit()
-            if group:  # a partial batch goes out rather than wait for more items
-                submit()
+                slot = _Slot()
+                pending.append(slot)
+                queue.append((slot, item))
+            if queue and not actors:  # the pool starts with the first item that needs a worker
+                t1 = time.perf_counter()
+                actors = _start_pool(engine, ray, make_worker, n)
+                pids = ray.get([a.pid.remote() for a in actors])  # every worker built
+                startup = time.perf_counter() - t1
+                _worker_pids.append(pids)
+                log.info("engine ray: %d workers for %s, started in %.1f s", n,
+                         desc or "the stage", startup)
+            while queue:
+                a = min(range(n), key=load.__getitem__)
+                if load[a] >= DEPTH:
+                    break
+                k = call_size(engine.batch, len(queue), n, exhausted)
+                group = [queue.popleft() for _ in range(min(k, len(queue)))]
+                ref = actors[a].call.remote([item for _, item in group])
+                inflight[ref] = ([slot for slot, _ in group], a)
+                load[a] += 1
+                n_items, n_calls = n_items + len(group), n_calls + 1
             while pending and pending[0].ready:
-                yield from pending.popleft().value
+                slot = pending.popleft()
+                if slot.error is not None:
+                    raise slot.error
+                yield slot.value
             if not pending:
                 if exhausted:
-                    return
+                    break
                 continue  # the whole window was written: take the next items
             done, _ = ray.wait(list(inflight), num_returns=1)
             for ref in done:
-                slot, a = inflight.pop(ref)
+                slots, a = inflight.pop(ref)
                 load[a] -= 1
                 try:
-                    slot.value = ray.get(ref)
+                    values = ray.get(ref)
                 except ray.exceptions.RayTaskError as e:
                     raise e.as_instanceof_cause() from None
-                slot.ready = True
+                for slot, value in zip(slots, values, strict=False):
+                    if isinstance(value, _Failed):
+                        value.error.add_note(f"in the Ray worker:\n{value.where}")
+                        slot.error = value.error
+                    else:
+                        slot.value = value
+                    slot.ready = True
+                for slot in slots[len(values):]:  # after an error: never reached
+                    slot.error, slot.ready = values[-1].error, True
+        _record(MapTiming("ray", len(actors), n_items, n_calls, startup,
+                          time.perf_counter() - t0))
     finally:
         for a in actors:
             ray.kill(a)

@@ -110,3 +110,16 @@ def test_a_pair_reviewers_did_not_prefer_leaves_the_mix(run):
     assert sorted(made) == ["a-fact"]
     assert stats.counts["dropped/review_pair_prefer_rejected"] == 1
     assert stats.counts["dropped/review_pair_neither"] == 1
+
+
+def test_the_wavs_of_a_pair_the_filter_drops_are_deleted(run):
+    """The workers write each built pair's wavs; a pair the driver's filter then drops (here
+    every window is longer than `max_window`) leaves no file behind."""
+    voice = FakeVoice()
+    stats = run_pairs(PairsConfig(max_window=0.5), run, rewriter=FakeRewriter(),
+                      voice=lambda name: voice)
+    assert stats.counts["written"] == 0 and voice.calls  # built (spoken), then dropped
+    reasons = {d["reason"] for d in iter_dicts(run / "pairs/dropped.jsonl.gz")}
+    assert "too_long" in reasons
+    audio = run / "pairs" / "audio"
+    assert not audio.exists() or list(audio.rglob("*")) == []

@@ -4,8 +4,9 @@ Owns the orchestration: walk RUN/conversations.jsonl.gz and merge-join RUN/annot
 (written in conversation order) one conversation at a time, turn each conversation's issues into
 candidates grouped by `reply_id` (policy.py), build each with its strategy, check the invariant,
 filter (filters.py), apply the human review decisions (reviewed.py, `pairs.review`), write the two
-window waveforms to
-RUN/pairs/audio/<pair_id>/{chosen,rejected}.wav and the built pair to RUN/pairs/candidates.jsonl.gz,
+window waveforms to RUN/pairs/audio/<pair_id>/{chosen,rejected}.wav (the engine's workers write
+them as they build; the driver deletes those of a pair it drops) and the built pair to
+RUN/pairs/candidates.jsonl.gz,
 every drop with its reason to RUN/pairs/dropped.jsonl.gz, and finally the mix (filters.mix) to
 RUN/pairs.jsonl.gz. Memory holds one conversation (plus the ids the writers skip on resume).
 Resumable: built and dropped candidates are skipped on rerun, and a finished stage with the same
@@ -121,6 +122,17 @@ def _write_audio(rd: RunDir, built: Built) -> None:
         write_audio(rd.resolve(variant.audio), wav)
 
 
+def _remove_audio(rd: RunDir, pair: PreferencePair) -> None:
+    """Delete the window wavs a worker wrote for a pair the driver then dropped."""
+    for variant in (pair.chosen, pair.rejected):
+        if variant.audio is not None:
+            rd.resolve(variant.audio).unlink(missing_ok=True)
+    folders = {rd.resolve(v.audio).parent for v in (pair.chosen, pair.rejected) if v.audio}
+    for folder in folders:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
 @dataclass(frozen=True)
 class _ConversationStart:
     """Marks where a conversation's candidates begin in the engine's stream (never sent to a
@@ -133,10 +145,14 @@ class _ConversationStart:
 
 class PairsWorker:
     """The per-candidate work of pairs, run on the engine: build the candidate with its strategy
-    (TTS in the model's voice, the rewriter's HTTP calls). Returns `(candidate, Built)`, or
-    `(candidate, (reason, detail))` when it is dropped; writes nothing (the driver checks,
-    filters and writes in order). Consecutive candidates of one conversation share its
-    `PairEnv` (the logged audio is loaded once).
+    (TTS in the model's voice, the rewriter's HTTP calls) and write its two window wavs to
+    RUN/pairs/audio/<pair id>/ (a path fixed by the pair id, so a retried or resumed candidate
+    writes the same bytes to the same files, and the workers share the file writing, which
+    would otherwise be the driver's serial share of the stage). Returns `(candidate id, pair)`,
+    or `(candidate id, (reason, detail))` when it is dropped (the id only: a candidate holds its
+    whole conversation, which need not travel back). It writes no manifest line (the driver
+    checks, filters and writes in order, and deletes the wavs of a pair it drops). Consecutive
+    candidates of one conversation share its `PairEnv` (the logged audio is loaded once).
 
     Args:
         cfg: the stage options.
@@ -151,19 +167,21 @@ class PairsWorker:
             rewriter
         self._env: PairEnv | None = None
 
-    def __call__(self, cand: Candidate) -> tuple[Candidate, Built | tuple[str, str]]:
-        """Build one candidate."""
+    def __call__(self, cand: Candidate) -> tuple[str, PreferencePair | tuple[str, str]]:
+        """Build one candidate and write its wavs."""
         conv = cand.conversation
         if self._env is None or self._env.conversation.id != conv.id:
             self._env = PairEnv(conv, self.cfg, _model_audio(self.rd, conv), self.voice,
                                 self.rewriter)
         try:
-            return cand, STRATEGIES.get(cand.strategy)(cand, self._env)
+            built = STRATEGIES.get(cand.strategy)(cand, self._env)
+            _write_audio(self.rd, built)
+            return cand.id, built.pair
         except BadInput as e:
-            return cand, (e.reason, e.detail)
+            return cand.id, (e.reason, e.detail)
         except JudgeError as e:
             why = getattr(e, "reason", "") or type(e).__name__
-            return cand, (f"rewriter_failed:{why}", str(e))
+            return cand.id, (f"rewriter_failed:{why}", str(e))
 
 
 class _Unavailable:
@@ -275,24 +293,29 @@ def run(cfg: PairsConfig, run_dir: str | Path, rewriter: Rewriter | None = None,
                 for item, reason, detail in res.drops:
                     drop(item, conv.id, reason, detail)
                 continue
-            cand, built = res
-            if cand.id in cand_w or cand.id in drop_w:
+            cand_id, pair = res
+            if cand_id in cand_w:
                 continue
-            if isinstance(built, tuple):
-                drop(cand.id, conv.id, *built)
+            if cand_id in drop_w:
+                if not isinstance(pair, tuple):
+                    _remove_audio(rd, pair)
                 continue
-            bad = check_invariant(built.pair, cfg.max_context_frames)
-            if bad:  # a bug, not bad data: keep the evidence, never write the pair
-                log.error("pair %s violates the invariant: %s", cand.id, bad)
-                drop(cand.id, conv.id, "invariant_violated", "; ".join(bad))
+            if isinstance(pair, tuple):
+                drop(cand_id, conv.id, *pair)
+                continue
+            bad = check_invariant(pair, cfg.max_context_frames)
+            if bad:  # a bug, not bad data: keep the record as evidence, never write the pair
+                log.error("pair %s violates the invariant: %s", cand_id, bad)
+                _remove_audio(rd, pair)
+                drop(cand_id, conv.id, "invariant_violated", "; ".join(bad))
                 continue
             assert flt is not None
-            verdict = flt.check(built.pair, conv)
+            verdict = flt.check(pair, conv)
             if verdict is not None:
-                drop(cand.id, conv.id, *verdict)
+                _remove_audio(rd, pair)
+                drop(cand_id, conv.id, *verdict)
                 continue
-            _write_audio(rd, built)
-            cand_w.write(built.pair)
+            cand_w.write(pair)
         cand_w.flush()
         drop_w.flush()
         for i in by_conv.rest():
