@@ -163,7 +163,7 @@ RULES: list[tuple[str, re.Pattern[str]]] = [(name, re.compile(p)) for name, p in
     ("reply_claim", rf"\b(?:the|this|that) {_REPLY} you(?:'re| are) about to (?:read|hear|see|grade)"),
     ("reply_claim", rf"\bthe (?:assistant|model|ai|bot)(?:'s)? (?:last |previous |next |first )?"
                     rf"{_REPLY}\b"),
-    ("reply_claim", rf"\bassistant (?:replies|answers|responses)\b"),
+    ("reply_claim", r"\bassistant (?:replies|answers|responses)\b"),
 ]]
 """(name, pattern) pairs over normalised utterance text; a span is withheld from the first match."""
 
