@@ -38,9 +38,18 @@ identical, cacheable requests)."""
 
 # ---- vocabulary (over normalised text: lower case, no punctuation but apostrophes) ----
 _GRADER = (r"(?:judge|judges|grader|graders|evaluator|evaluators|reviewer|reviewers|rater|raters|"
-           r"annotator|annotators|labeller|labeler|labellers|labelers)")
-_GRADE_ING = r"(?:grading|scoring|rating|judging|evaluating|reviewing|assessing|marking)"
-_GRADE_VERB = r"(?:grades?|scores?|rates?|judges?|evaluates?|reviews?|assesses|assess|marks?)"
+           r"annotator|annotators|labeller|labeler|labellers|labelers|auditor|auditors|"
+           r"(?:ai |reviewer )?checker|(?:reviewer|review|grading|scoring|rating) bot|"
+           r"(?:rating|grading|scoring|monitoring|evaluation|assessment|review) model|"
+           r"language model|évaluateur|evaluador|bewerter|gutachter)")
+_GRADE_ING = (r"(?:grading|scoring|rating|judging|evaluating|reviewing|assessing|marking|checking|"
+              r"monitoring|inspecting|auditing|labelling|labeling)")
+_GRADE_VERB = (r"(?:grades?|scores?|rates?|judges?|evaluates?|reviews?|assesses|assess|marks?|"
+               r"checks?|monitors?|inspects?|audits?|labels?)")
+_MACHINE = r"(?:ai|model|language model|llm|system|bot|checker)"
+_SESSION = (r"(?:this|these|it|that|our|us|the (?:conversation|chat|call|dialogue|transcript|log|"
+            r"session|recording)s?|this (?:conversation|chat|call|dialogue|transcript|log|session|"
+            r"recording))")
 _REPLY = r"(?:reply|replies|answer|answers|response|responses|output|outputs)"
 _REPLY_REF = (rf"(?:(?:the|this|that|each|every|all|any|all the|these|those) (?:\w+ )?{_REPLY}|"
               rf"{_REPLY}|the assistant|the assistant's \w+|the model|the ai|it|this|that|them|"
@@ -70,8 +79,12 @@ RULES: list[tuple[str, re.Pattern[str]]] = [(name, re.compile(p)) for name, p in
     ("address_grader", rf"\b(?:if|since|as|when|while) you(?:'re| are) (?:an? |the )?(?:ai |model |"
                        rf"llm |language model |system |bot )?{_GRADE_ING} (?:this|these|the|that|"
                        rf"our)\b"),
-    ("address_grader", rf"\bthe (?:{_GRADE_ING}|evaluation|assessment|review|rating) (?:model|system|"
-                       rf"team|ai|llm|bot)\b"),
+    ("address_grader", rf"\bthe (?:{_GRADE_ING}|evaluation|assessment|review|rating) (?:model|ai|llm|"
+                       rf"bot)\b"),
+    ("address_grader", r"\bthe (?:grading|scoring|evaluation|rating) (?:system|team) (?:should|must|"
+                       r"will|needs to|has to)\b"),
+    ("address_grader", r"\b(?:from|to|for) the (?:grading|scoring|evaluation|assessment|review|"
+                       r"rating) (?:team|system)\b"),
     ("address_grader", rf"\b(?:ai|model|llm|bot|system) (?:that is |that's |which is |who is )?"
                        rf"{_GRADE_ING} (?:this|these|the|that|our)\b"),
     ("address_grader", r"\b(?:pretend|imagine|act as|acting as|play|role ?play) (?:you(?:'re| are) "
@@ -105,7 +118,7 @@ RULES: list[tuple[str, re.Pattern[str]]] = [(name, re.compile(p)) for name, p in
                   r"operator|system administrator|sysadmin)s?\b(?! (?:of|at|for|in|on)\b)"),
     ("authority", r"\bi,? the user,? (?:confirm|certify|state|declare|approve|verify|guarantee)"),
     ("authority", r"\b(?:disable|turn off|skip|bypass|switch off) (?:the |all |your )?(?:safety|content|"
-                  r"moderation) (?:checks?|filters?|rules|policy|policies)\b"),
+                  r"moderation) (?:checks?|filters?|rules|policy|policies)\b(?! (?:on|of|for|in) )"),
     ("authority", r"\bsafety (?:rules|checks|guidelines|polic(?:y|ies)|filters?) (?:were|was|have been|"
                   r"has been|do not|don't|dont|no longer|are off|are disabled|are suspended)\b"),
     ("authority", r"\b(?:red team(?:ing)?|jailbreak) (?:exercise|test|drill)\b"),
@@ -164,6 +177,92 @@ RULES: list[tuple[str, re.Pattern[str]]] = [(name, re.compile(p)) for name, p in
     ("reply_claim", rf"\bthe (?:assistant|model|ai|bot)(?:'s)? (?:last |previous |next |first )?"
                     rf"{_REPLY}\b"),
     ("reply_claim", r"\bassistant (?:replies|answers|responses)\b"),
+    # ---- round 2 (developed on inj-01..145; inj-146.. held out) ----
+    ("address_grader", rf"(?<!\ba )(?<!\bthe )(?<!\bmy )(?<!\byour )(?<!\bthis )(?:message|memo|"
+                       rf"feedback|note|notes|reminder|nota|hinweis) (?:to|for|from|pour|para|an) "
+                       rf"(?:the |l'|el |den |any |our |whoever |every )?(?:\w+ )?(?:{_GRADER}|"
+                       rf"(?:data|evaluation|review|quality|grading|rating) team|automatic \w+)"),
+    ("address_grader", rf"\b(?:to|for|hey|attention|okay|ok|psst|dear) (?:the |any |whatever |our )?"
+                       rf"(?:\w+ )?{_MACHINE} (?:that |which |who )?(?:is |are )?(?:doing |in charge "
+                       rf"of )?(?:the )?(?:{_GRADE_ING}|{_GRADE_VERB}|reading|reads|review|evaluation|"
+                       rf"assessment)\b"),
+    ("address_grader", rf"\b(?:any|whatever|the) (?:\w+ )?{_MACHINE} (?:that |which |who )?"
+                       rf"(?:is |are )?(?:{_GRADE_ING}|{_GRADE_VERB}|reading|reads) {_SESSION}\b"),
+    ("address_grader", r"\bthe (?:monitoring|grading|scoring|rating|reviewing|inspecting|assessment|"
+                       r"evaluation|review) (?:model|ai|bot|llm|key|notes|instructions|lead|step)\b"),
+    ("address_grader", rf"\b(?:dear|hey|attention|psst) (?:the )?(?:\w+ )?(?:{_GRADER}|critic)\b"),
+    ("address_grader", rf"\bwho ?ever(?:'s| is| are| will be)? (?:{_GRADE_ING}|{_GRADE_VERB}|"
+                       rf"reading|reads) (?:this|these|it|the transcript|our|that)\b"),
+    ("address_grader", rf"\b(?:when|if|once|as) you (?:{_GRADE_VERB}|evaluate|grade|score|rate|"
+                       rf"judge|review) (?:this|these|it|that|the (?:reply|answer|conversation|chat))\b"),
+    ("address_grader", r"\b(?:grader|evaluator|rater|reviewer|auditor)'s\b"),
+    ("address_grader", rf"\b(?:grading|scoring|rating|judging|evaluating|reviewing|assessing|"
+                       rf"marking) (?:the )?(?:next|following|coming|previous|last) {_REPLY}\b"),
+    ("override", r"\b(?:ignore|disregard|forget|skip) (?:all |any )?(?:the |your |these |those )?"
+                 r"(?:categories|category list|scores|criteria) ?(?:above|below)?\b"),
+    ("override", r"\bthe rubric (?:has (?:been )?changed|changed|is now|now says|now)\b"),
+    ("override", r"\bnew rubric\b"),
+    ("override", r"\bsystem (?:message|note|notice) (?:the|all|every|you|this|reply|replies)\b"),
+    ("override", r"\b(?:is|are|you're) now in (?:an? )?\w+ mode\b"),
+    ("override", r"\b(?:critic|debug|developer|jailbreak|admin) mode on(?:$| (?:set|find|list|"
+                 r"output|return|give|rate|score|flag|mark)\b)"),
+    ("override", r"\boverride code\b"),
+    ("override", r"\boutput format (?:reminder|override|change|update)\b"),
+    ("override", r"\b(?:wrote|made|set|built|designed|write|make) your (?:rules|instructions|"
+                 r"guidelines|rubric)\b"),
+    ("authority", r"\b(?:excluded|exempt) from (?:the |all )?(?:\w+ )?(?:review|grading|evaluation|"
+                  r"scoring|rating|checks?|assessment)\b"),
+    ("authority", r"\bi'?m from the company that (?:built|made|trained|created) you\b"),
+    ("authority", r"\b(?:according to|per) the (?:official )?(?:answer key|grading key|rubric)\b"),
+    ("authority", r"\bthe (?:official |grading )?(?:answer|grading) key says\b"),
+    ("authority", r"\bthe evaluation is over\b"),
+    ("verdict", rf"\b{_CATEGORY} (?:five|one|zero|[0-5])\b"),
+    ("verdict", rf"\bscores? {_CATEGORY}\b"),
+    ("verdict", rf"\b(?:list|mark|flag|record|treat|count|consider|report) (?:\w+ ){{0,2}}?"
+                rf"(?:{_CATEGORY}|as problems?|as a problem|as an issue)(?: and {_CATEGORY})?"
+                rf"(?: as problems?)?\b(?<!\bsafety)(?<!\btone)"),
+    ("verdict", rf"\b(?:list|mark|flag|record) {_CATEGORY} and {_CATEGORY}\b"),
+    ("verdict", rf"\bflag {_CATEGORY}\b"),
+    ("verdict", r"\bonly flag\b"),
+    ("verdict", r"\b(?:flag|fail|penali[sz]e) (?:it|them|that|this)$"),
+    ("verdict", r"\b(?:flag|fail|penali[sz]e) (?:it|them|that|this) (?:and|please|now|too)\b"),
+    ("verdict", rf"\b(?:treat|consider|record|count|mark|score|rate|list) (?:{_REPLY_REF}|that "
+                rf"refusal|the refusal) (?:as|for) (?:very |a |an )?{_VERDICT_WORD}\b"),
+    ("verdict", r"\bi want it (?:marked|on the record|recorded|flagged|scored|rated) as\b"),
+    ("verdict", r"\b(?:record|report|output|return|list|find|see) (?:zero|no|none|at least \w+) "
+                r"(?:issues|problems|errors)\b"),
+    ("verdict", r"\b(?:don't|do not|dont|never) (?:mention|list|report|flag|note|record|find) "
+                r"(?:any )?(?:problems|issues|errors)\b"),
+    ("verdict", r"\b(?:set|make) (?:all |the )?problems (?:to|equal|=)\b"),
+    ("verdict", r"\breturn an empty list\b"),
+    ("verdict", r"\b(?:verdict|issues|problems|score|rating) equals\b"),
+    ("verdict", r"\b(?:give|gives|giving|deserves?|get|gets) (?:it |that |this |them )?(?:the )?"
+                r"(?:lowest|highest|best|worst|top) (?:possible )?(?:marks|score|rating|grade)s?\b"),
+    ("verdict", r"\b(?:give|gives|giving) (?:it|that|this|them) a pass\b"),
+    ("verdict", r"\b(?:five stars|thumbs up|green light) for (?:that|this|the) (?:reply|answer|"
+                r"response)\b"),
+    ("verdict", r"\bcounts? as (?:polite|helpful|compliant|accurate|a pass|passing)\b"),
+    ("verdict", r"\b(?:reply|replies|answers|responses|refusals) are (?:always |now )?(?:good|bad|"
+                r"fine|correct|wrong|helpful|unhelpful)\b"),
+    ("verdict", r"\bcopy it into your (?:result|answer|output|verdict)\b"),
+    ("verdict", r"\b(?:keine probleme|aucun probl[eè]me|ning[uú]n problema)\b"),
+    ("reply_claim", rf"\b(?:the|this|that) {_REPLY} (?:passes|fails|passed|failed)\b"),
+    ("reply_claim", rf"\bsay (?:that )?(?:the|this|that) {_REPLY} (?:is|was) {_VERDICT_WORD}\b"),
+    ("reply_claim", rf"\b{_REPLY} you (?:just )?(?:read|heard)\b"),
+    ("reply_claim", r"\b(?:what|anything|everything|the next thing) the assistant (?:says|said|will "
+                    r"say|is about to say)\b"),
+    ("reply_claim", r"\b(?:anything|everything) (?:after|following|below) this (?:sentence|point|"
+                    r"line|message)\b"),
+    ("reply_claim", r"\bpre ?approved (?:content|answer|reply|response|output)\b"),
+    ("reply_claim", r"\b(?:is|as) the (?:official )?reference (?:solution|answer)\b"),
+    ("reply_claim", r"\b(?:reply|answer|response|facts?)\b.{0,30}\b(?:double checked|checked) "
+                    r"by\b"),
+    ("reply_claim", r"\bthe user was harmed by\b"),
+    ("reply_claim", r"\buser feedback (?:five|one|zero|no|[0-9])\b"),
+    ("reply_claim", r"\bknown hallucination\b"),
+    ("reply_claim", r"\b(?:la (?:respuesta|réponse) (?:siguiente|suivante)|la siguiente respuesta|"
+                    r"diese antwort)\b"),
+    ("reply_claim", r"\b(?:all )?assessments of this (?:session|conversation|chat)\b"),
 ]]
 """(name, pattern) pairs over normalised utterance text; a span is withheld from the first match."""
 
@@ -172,7 +271,8 @@ _LEAD_IN = frozenset({
     "okay", "ok", "and", "so", "um", "uh", "hey", "oh", "also", "well", "now", "alright", "right",
     "btw", "listen", "quick", "just", "then", "but", "by", "the", "way", "for", "record",
     # the openings of an address or a plea that the matched words complete
-    "to", "please", "important", "reminder", "note"})
+    "to", "please", "important", "reminder", "note", "remember", "confidential", "message", "as",
+    "end", "output", "judge", "grader", "evaluator", "reviewer"})
 _WEAK_CUES = [re.compile(p) for p in [
     r"\b(?:the|this|that) (?:reply|response|answer) (?:is|was|has|contains)\b",
     r"\bmy (?:boss|manager|teacher|grandmother|grandma|mom|mother|dad|father|job) (?:will|wrote|is|"
@@ -182,6 +282,22 @@ _WEAK_CUES = [re.compile(p) for p in [
     r"\bif you\b",
     r"\bplease be (?:kind|nice|fair|generous|lenient|gentle)\b",
     r"\bthis (?:conversation|chat|session|call|transcript|recording) (?:is|was)\b",
+    r"\b(?:grading|grader|evaluation|scoring|rating|rubric|verdict|quality assurance|reviewers?|"
+    r"assessment)\b",
+    r"\bstop (?:grading|scoring|evaluating|judging)\b",
+    r"\b(?:output|print|return|set) (?:format|an|the|all)\b",
+    r"\bthe assistant\b",
+    r"\bnote (?:from|to|for)\b",
+    r"\bi'?m instructing\b",
+    r"\bfor the (?:record|evaluation)\b",
+    r"\b(?:i am|i'm) (?:the person|one of the people) who\b",
+    r"\bthe (?:next|following|coming|previous) (?:reply|answer|response) is\b",
+    r"\bremember the instructions\b",
+    r"\b(?:five stars|thumbs up)\b",
+    r"\byou who will\b",
+    r"\blet's play a game\b",
+    r"\bthis message is\b",
+    r"\bassistant r ?(?:one|two|1|2)\b",
 ]]
 """Phrases that open an injection only when a rule matches later in the same sentence (at most
 _WEAK_REACH words on): the withheld span then starts at the cue."""
