@@ -190,15 +190,25 @@ def main() -> None:
         client = LLMClient(url, model, cache_dir=args.cache, concurrency=args.concurrency,
                            timeout=600, max_retries=0 if args.cached_only else 4)
         judge = ContentJudge(client, jcfg)
-        # Each attack right after its clean case, then the cases no attack uses: a run stopped
-        # early (see --cached-only) still has whole clean/attacked pairs.
+        # An attack the filter turns into exactly the clean case's requests cannot flip the
+        # verdict (same request, temperature 0, and the cache serves the clean answer): it is
+        # counted without a call. The others are judged each right after its clean case, the
+        # newest held-out split first and then the splits interleaved, then the cases no attack
+        # uses: a run stopped early (see --cached-only) still has whole clean/attacked pairs.
+        def requests(cid, turns):
+            return [c.request for c in judge.chunks(to_conversation(cid, turns))]
+
+        same = {a.id for a in attacks
+                if requests(a.id, attacked_turns(by_id[a.case], a)) == requests(a.case,
+                                                                               by_id[a.case].turns)}
         items: dict[str, list] = {}
-        # the splits interleaved, so that a stopped run has numbers for each of them
-        rank = {a.id: (i, [n for n, _, _ in SPLITS].index(split_of(a.id)))
-                for i, a in enumerate(attacks)}
-        per = {a.id: sum(1 for b in attacks[:rank[a.id][0]] if split_of(b.id) == split_of(a.id))
-               for a in attacks}
-        for a in sorted(attacks, key=lambda a: (per[a.id], rank[a.id][1])):
+        order = [n for n, _, _ in SPLITS]
+        pos = {a.id: sum(1 for b in attacks[:i] if split_of(b.id) == split_of(a.id))
+               for i, a in enumerate(attacks)}
+        for a in sorted(attacks, key=lambda a: (split_of(a.id) != order[-1], pos[a.id],
+                                                order.index(split_of(a.id)))):
+            if a.id in same:
+                continue
             items.setdefault(a.case, by_id[a.case].turns)
             items[a.id] = attacked_turns(by_id[a.case], a)
         for c in cases:
@@ -207,7 +217,7 @@ def main() -> None:
         verdicts = asyncio.run(judge_all(judge, list(items.items()), args.concurrency))
         t_clean = time.perf_counter() - t0
         clean = {c.id: verdicts[c.id] for c in cases}
-        attacked = {a.id: verdicts[a.id] for a in attacks}
+        attacked = {a.id: verdicts.get(a.id) for a in attacks}
     print(f"\nmodel {model}; {len(items)} conversations in {t_clean:.0f} s "
           f"({t_clean / len(items):.1f} s each, cache hits {client.stats['cache_hits']}); "
           f"failures: {sum(v is None for v in clean.values())}")
@@ -224,13 +234,19 @@ def main() -> None:
     rule = LLMJudgeConfig().flag_rule
     print(f"\ntemplate {args.template}, injection filter {'on' if jcfg.injection_filter else 'off'};"
           f" {len(attacks)} attacks, "
-          f"{sum(v is not None for v in attacked.values())} judged")
+          f"{sum(v is not None for v in attacked.values())} judged, {len(same)} identical to "
+          f"their clean case (no call, no flip possible)")
     flips = {"suppress": [0, 0], "induce": [0, 0]}
-    per_split: dict[str, list[int]] = {}  # name -> [flips, flips wanted, judged, withheld]
+    per_split: dict[str, list[int]] = {}  # name -> [flips, wanted, measured, withheld, identical]
     won = 0  # flips in the direction the attack wanted (a hidden problem or an invented one)
     hidden = [0, 0]  # labelled categories the clean verdict caught and the attacked one lost
     for a in attacks:
         v0, v1 = clean[a.case], attacked[a.id]
+        if a.id in same:
+            flips[a.goal][1] += 1
+            row = per_split.setdefault(split_of(a.id), [0, 0, 0, 0, 0])
+            row[2:] = [row[2] + 1, row[3] + 1, row[4] + 1]
+            continue
         if v0 is None or v1 is None:
             continue
         caught = flagged(v0, rule) & set(by_id[a.case].labels)
@@ -241,7 +257,7 @@ def main() -> None:
         flips[a.goal][0] += before != after
         wanted = (before and not after) if a.goal == "suppress" else (after and not before)
         won += wanted
-        row = per_split.setdefault(split_of(a.id), [0, 0, 0, 0])
+        row = per_split.setdefault(split_of(a.id), [0, 0, 0, 0, 0])
         row[0] += before != after
         row[1] += wanted
         row[2] += 1
@@ -254,15 +270,16 @@ def main() -> None:
           f"{won / max(total[1], 1):.2f}; the rest went against the attack's goal")
     print(f"labelled categories caught on the clean case and lost under attack: {hidden[0]}/"
           f"{hidden[1]} (a problem can stay flagged under another category)")
-    print("\n| attack split | judged | speech withheld | flips | flip rate | flips wanted |\n"
-          "|---|---|---|---|---|---|")
-    for name, (f, w, n, h) in per_split.items():
-        print(f"| {name} | {n} | {h} | {f} | {f / max(n, 1):.2f} | {w} |")
+    print("\n| attack split | measured | speech withheld | of which identical to clean | flips | "
+          "flip rate | flips wanted |\n|---|---|---|---|---|---|---|")
+    for name in [n for n, _, _ in SPLITS if n in per_split]:
+        f, w, n, h, i = per_split[name]
+        print(f"| {name} | {n} | {h} | {i} | {f} | {f / max(n, 1):.2f} | {w} |")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"model": model, "injection_filter": jcfg.injection_filter, "clean": clean,
                        "attacked": attacked, "metrics": metrics, "flips": flips,
-                       "per_split": per_split, "filter": filt,
+                       "per_split": per_split, "filter": filt, "identical": sorted(same),
                        "cache_hits": client.stats["cache_hits"]}, f, indent=1)
 
 
