@@ -12,7 +12,7 @@ from duplexalign.judges.cases import (
     load_cases,
     to_conversation,
 )
-from duplexalign.judges.content import ContentJudge
+from duplexalign.judges.content import ContentJudge, LLMJudgeConfig
 from duplexalign.judges.llm import LLMClient
 from duplexalign.records import CONTENT_CATEGORIES
 
@@ -40,7 +40,8 @@ def test_attacked_conversation_keeps_one_segment_per_turn():
     attack = next(a for a in load_attacks() if a.position == "after")
     turns = attacked_turns(case, attack)
     conv = to_conversation("x", turns)
-    judge = ContentJudge(LLMClient("http://127.0.0.1:9/v1", "m"))
+    # the filter off: the attack reaches the prompt verbatim, as one segment
+    judge = ContentJudge(LLMClient("http://127.0.0.1:9/v1", "m"), LLMJudgeConfig(injection_filter=False))
     assert len(judge.replies(conv)) == graded_reply_index(turns) == 2
     prompt = judge.chunks(conv)[0].request.messages[-1]["content"]
     assert prompt.rstrip().endswith("Grade the assistant replies R1, R2.")

@@ -83,6 +83,18 @@ def test_cache_answers_a_rerun_without_requests(tmp_path):
         assert srv.count == 1 and c2.stats["cache_hits"] == 1
 
 
+def test_identical_requests_queued_together_are_asked_once(tmp_path):
+    """With one slot, a request identical to one answered while it waited is served from the
+    cache (temperature 0: the answer could not differ), so a batch pays for distinct requests."""
+    with FakeOpenAI(echo, latency=0.05) as srv:
+        c = client(srv.url, cache_dir=tmp_path, concurrency=1, timeout=5)
+        reqs = [LLMRequest([{"role": "user", "content": t}], SCHEMA) for t in "aaba"]
+        out = c.run_many(reqs)
+        assert [r.data["reply"] for r in out] == list("aaba")
+        assert srv.count == 2 and c.stats["cache_hits"] == 2
+        assert len({r.key for r in out}) == 2
+
+
 def test_concurrency_is_bounded_and_results_keep_input_order():
     with FakeOpenAI(echo, latency=0.1) as srv:
         c = client(srv.url, concurrency=3, timeout=5)

@@ -19,7 +19,7 @@ import logging
 import os
 from collections import Counter, deque
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
 from pathlib import Path
@@ -254,13 +254,15 @@ async def _annotate(pending: list[Conversation], cfg: AnnotateConfig, rd: RunDir
 @dataclass
 class Judged:
     """One conversation's findings (a worker's result): timing issues, the judge's outcome (or
-    None), its redaction counts, and the reason VAD was skipped (or None)."""
+    None), its redaction counts, the user speech its injection filter withheld (by rule), and the
+    reason VAD was skipped (or None)."""
 
     conversation: Conversation
     timing: list[Issue]
     outcome: Any
     redactions: dict
     vad_skipped: str | None = None
+    withheld: dict = field(default_factory=dict)
 
 
 async def judge_one(conv: Conversation, cfg: AnnotateConfig, rd: RunDir, judge, vad) -> Judged:
@@ -276,7 +278,8 @@ async def judge_one(conv: Conversation, cfg: AnnotateConfig, rd: RunDir, judge, 
     outcome = await judge.judge(conv, reps) if judge is not None else None
     # this conversation's own count: other conversations are judged meanwhile
     red = dict(getattr(outcome, "redactions", None) or {})
-    return Judged(conv, list(timing), outcome, red, skipped)
+    held = dict(getattr(outcome, "withheld", None) or {})
+    return Judged(conv, list(timing), outcome, red, skipped, held)
 
 
 def _record(j: Judged, out: ManifestWriter, progress: ManifestWriter, failures: list[dict],
@@ -298,7 +301,7 @@ def _record(j: Judged, out: ManifestWriter, progress: ManifestWriter, failures: 
     stats.add("replies/judged", n_replies)
     if outcome is None or not outcome.failures:
         progress.write({"id": conv.id, "digest": digest, "issues": len(issues),
-                        "replies": n_replies, "redactions": red})
+                        "replies": n_replies, "redactions": red, "withheld": j.withheld})
         stats.add("conversations/annotated")
     else:
         stats.add("conversations/failed")
@@ -348,11 +351,15 @@ def _summarise(rd: RunDir, stats: StageStats, failures: list[dict]) -> None:
         reasons.setdefault(d["category"], Counter())[key[:80]] += 1
     red: Counter = Counter()
     done = 0
+    held: Counter = Counter()
     for d in iter_dicts(rd.path(PROGRESS)):
         done += 1
         red.update(d.get("redactions") or {})
+        held.update(d.get("withheld") or {})
     for k, v in red.items():
         stats.add(f"redactions/{k}", v)
+    for k, v in held.items():  # user speech addressed to the judge (judges/injection.py)
+        stats.add(f"injection_withheld/{k}", v)
     stats.values["conversations_done"] = done
     stats.values["judge_failures_pending"] = len(failures)
     if failures:

@@ -313,16 +313,26 @@ class LLMClient:
 
     async def _call(self, http: httpx.AsyncClient, req: LLMRequest) -> LLMResult:
         key = payload_key(self.model, req)
-        if self.cache and (hit := self.cache.get(key)) is not None:
-            self.stats["cache_hits"] += 1
-            return LLMResult(hit["data"], key, hit.get("model", self.model),
-                             hit.get("dialect", ""), cached=True)
+        if (hit := self._cached(key)) is not None:
+            return hit
         async with self._semaphore():
+            # looked up again: an identical request queued before this one may have been
+            # answered while this one waited for a slot (e.g. two attacks the injection filter
+            # turned into the same transcript), and temperature 0 would give the same answer
+            if (hit := self._cached(key)) is not None:
+                return hit
             result = await self._attempts(http, req, key)
         if self.cache:
             self.cache.put(key, {"data": result.data, "model": result.model,
                                  "dialect": result.dialect, "time": time.time()})
         return result
+
+    def _cached(self, key: str) -> LLMResult | None:
+        if not self.cache or (hit := self.cache.get(key)) is None:
+            return None
+        self.stats["cache_hits"] += 1
+        return LLMResult(hit["data"], key, hit.get("model", self.model), hit.get("dialect", ""),
+                         cached=True)
 
     async def _attempts(self, http: httpx.AsyncClient, req: LLMRequest, key: str) -> LLMResult:
         url = self.base_url.rstrip("/") + "/chat/completions"
