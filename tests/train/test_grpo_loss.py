@@ -14,6 +14,7 @@ from duplexalign.train.grpo_loss import (
     policy_loss,
     split_logprobs,
 )
+from duplexalign.train.rewards import group_totals
 
 
 def test_group_advantages_are_normalised_within_each_group():
@@ -60,15 +61,17 @@ def test_credit_parts_route_timing_and_content_terms():
     w = {"interruption": 2.0, "latency": 0.5, "content": 1.0, "repetition": 1.0}
     codes = torch.tensor([[[3, 5, 3]], [[5, 3, 3]]])  # [N=2, R=1, T=3]; PAD = 3
     mask = torch.tensor([[True, True, True], [True, True, False]])
-    (whole, m), = credit_parts("token", terms, w, codes, mask)
+    totals = torch.tensor(group_totals(terms, w, group_size=2)[0], dtype=torch.float64)
+    (whole, m), = credit_parts("token", terms, w, totals, codes, mask)
     # every term weighted: -2 - 0.25 - 0.25 = -2.5 and -1
     assert whole.tolist() == [-2.5, -1.0] and m is mask
-    (timing, m_t), (content, m_w) = credit_parts("mixed", terms, w, codes, mask)
+    (timing, m_t), (content, m_w) = credit_parts("mixed", terms, w, totals, codes, mask)
     assert timing.tolist() == [-2.0 - 0.25, 0.0]  # interruption * 2 + latency * 0.5
     assert content.tolist() == [-0.25, -1.0]  # content + repetition
     assert m_t is mask  # the decision of every valid frame
     assert m_w.tolist() == [[False, True, False], [True, False, False]]  # speaking frames only
-    (dec, _), (word, _) = credit_parts("decision+word", terms, w, codes, mask)
+    (dec, _), (word, _) = credit_parts("decision+word", terms, w, totals, codes,
+                                          mask)
     assert dec.tolist() == [-2.5, -1.0] and word.tolist() == [-0.25, -1.0]  # every term; content
 
 

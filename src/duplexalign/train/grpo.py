@@ -140,7 +140,7 @@ def frame_logprobs(model: torch.nn.Module, codes: torch.Tensor, credit: str) -> 
 
 
 def credit_parts(credit: str, rewards: list[dict[str, float]], weights: dict[str, float],
-                 codes: torch.Tensor, mask: torch.Tensor
+                 whole: torch.Tensor, codes: torch.Tensor, mask: torch.Tensor
                  ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """What each log-prob row is credited with: `(rewards [N], frame mask [N, T])` per row of
     `frame_logprobs` (one row, or two for "mixed": the decision row gets the weighted timing terms
@@ -149,21 +149,22 @@ def credit_parts(credit: str, rewards: list[dict[str, float]], weights: dict[str
 
     Args:
         rewards: the named terms of each of the N rollouts.
+        whole: their total rewards `[N]` (`rewards.group_totals`).
         codes: the rollouts' tokens `[N, R, T]` (the text row tells speaking frames).
         mask: valid frames `[N, T]`.
     """
     from duplexalign.train.rewards import DECISION_TERMS, WORD_TERMS, total_reward
 
-    def total(names: tuple[str, ...] | None) -> torch.Tensor:
-        w = weights if names is None else {k: v for k, v in weights.items() if k in names}
+    def total(names: tuple[str, ...]) -> torch.Tensor:
         # a group whose judging failed has no content term in any of its rollouts (group_totals)
-        return torch.tensor([total_reward(r, {k: v for k, v in w.items() if k in r})
-                             for r in rewards], dtype=torch.float64)
+        return torch.tensor([total_reward(r, {k: v for k, v in weights.items()
+                                              if k in names and k in r}) for r in rewards],
+                            dtype=torch.float64)
 
     if credit not in ("mixed", "decision+word"):
-        return [(total(None), mask)]
+        return [(whole, mask)]
     speaking = (codes[:, 0] != TEXT_PAD_ID).to(mask.device) & mask
-    decision = total(DECISION_TERMS) if credit == "mixed" else total(None)
+    decision = total(DECISION_TERMS) if credit == "mixed" else whole
     return [(decision, mask), (total(WORD_TERMS), speaking)]
 
 
@@ -291,7 +292,8 @@ def _train(cfg: TrainConfig, env: Environment, out: Path, validators: list[Valid
         whole = rewards.view(g.prompts, g.group_size)
         parts = [(group_advantages(r.view(g.prompts, g.group_size), scale=g.scale_advantages,
                                    scale_by=whole).flatten().float().to(device), m)
-                 for r, m in credit_parts(g.credit, scored, g.rewards.weights, codes, mask)]
+                 for r, m in credit_parts(g.credit, scored, g.rewards.weights, rewards, codes,
+                                          mask)]
         ref_lp = all_logprobs(ref, codes, base=True)
         old_lp = all_logprobs(model, codes, base=False) if g.updates_per_step > 1 else None
         n = len(rolls)

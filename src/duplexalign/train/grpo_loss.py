@@ -46,7 +46,12 @@ def decision_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tenso
     Returns:
         `log p(PAD)` where the frame is PAD, else `log(1 - p(PAD))`.
     """
-    lp_pad = torch.log_softmax(logits.float(), dim=-1)[..., TEXT_PAD_ID]
+    return _decision(torch.log_softmax(logits.float(), dim=-1), tokens)
+
+
+def _decision(lp: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """`decision_logprobs` from the log-softmax `lp [B, T, V]` already taken."""
+    lp_pad = lp[..., TEXT_PAD_ID]
     lp_speak = torch.log(-torch.expm1(lp_pad).clamp(max=-1e-12))  # log(1 - p), stable
     return torch.where(tokens == TEXT_PAD_ID, lp_pad, lp_speak)
 
@@ -65,7 +70,7 @@ def split_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """
     lp = torch.log_softmax(logits.float(), dim=-1)
     tok = lp.gather(-1, tokens.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    decision = decision_logprobs(logits, tokens)
+    decision = _decision(lp, tokens)
     word = torch.where(tokens == TEXT_PAD_ID, torch.zeros_like(tok), tok - decision)
     return torch.stack([decision, word], dim=1)
 
