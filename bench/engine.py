@@ -55,7 +55,7 @@ from duplexalign.records import (  # noqa: E402
 )
 from duplexalign.runs import RunDir  # noqa: E402
 from duplexalign.sandbox.oracle import OracleRewriter  # noqa: E402
-from duplexalign.segments import replies, silence_id, words_before  # noqa: E402
+from duplexalign.segments import reply_target  # noqa: E402
 from duplexalign.speech.audio import merge_channels, place, write_audio  # noqa: E402
 from duplexalign.speech.voices import get_voice  # noqa: E402
 
@@ -74,12 +74,7 @@ def _spoken(voice: str, text: str, start: float):
 
 
 def _issue(conv: Conversation, kind: str, category: str, span: tuple[float, float], **kw) -> Issue:
-    rep = next((r for r in replies(conv) if r.start - 1e-3 <= span[0] < r.end), None)
-    if rep is None:
-        k = words_before(conv.words.model, span[0])
-        rid, rng = silence_id(conv.id, span[0]), (k, k)
-    else:
-        rid, rng = rep.id, rep.word_range
+    rid, rng = reply_target(conv, span[0])
     return Issue(id=f"{conv.id}:{category}", conversation_id=conv.id, kind=kind, category=category,
                  reply_span=span, reply_id=rid, reply_words=rng, judge=JudgeInfo(name="bench"),
                  reason=f"{category} problem", **kw)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from duplexalign.records import ChannelWords, Conversation, Issue, JudgeInfo, Source, Word
-from duplexalign.segments import replies, silence_id, words_before
+from duplexalign.segments import reply_target
 
 
 def word(text: str, start: float, end: float | None = None) -> Word:
@@ -46,12 +46,7 @@ def issue(conv: Conversation, kind: str, category: str, span: tuple[float, float
           **fields: Any) -> Issue:
     """An issue about the reply of `conv` running at `span[0]` (or, when no reply runs there,
     about the silence `span`), with its `reply_id` and word range as annotate assigns them."""
-    rep = next((r for r in replies(conv) if r.start - 1e-3 <= span[0] < r.end), None)
-    if rep is None:
-        k = words_before(conv.words.model, span[0])
-        rid, rng = silence_id(conv.id, span[0]), (k, k)
-    else:
-        rid, rng = rep.id, rep.word_range
+    rid, rng = reply_target(conv, span[0])
     fields.setdefault("id", f"{conv.id}:{category}:{span[0]}")
     fields.setdefault("reason", f"{category} problem")
     fields.setdefault("judge", JudgeInfo(name="test"))

@@ -19,6 +19,7 @@ from duplexalign.segments import (
     next_after,
     overlap,
     replies,
+    reply_target,
     to_segments,
 )
 
@@ -57,6 +58,13 @@ def test_conversation_segments_and_replies(conv):
     assert [(s.start, s.end) for s in segs["user"]] == [(0.9, 2.2)]
     assert [r.text for r in replies(conv)] == ["hi there", "ok"]
     assert all(r.channel == "model" for r in replies(conv))
+
+
+def test_reply_target_is_the_running_reply_or_the_silence(conv):
+    # replies "hi there" [0, 1.0] (words 0-2) and "ok" [3.0, 3.5] (word 2-3)
+    assert reply_target(conv, 0.5) == ("c#r0", (0, 2))
+    assert reply_target(conv, 3.0 - 0.0005) == ("c#r1", (2, 3))  # 1 ms of slack before a start
+    assert reply_target(conv, 2.0) == ("c#silence2000", (2, 2))  # two words start before 2 s
 
 
 def test_overlap():

@@ -171,3 +171,14 @@ def gap_before(segment: Segment, others: Sequence[Segment]) -> float | None:
     to `segment.start` (negative when they overlap); None when no such segment exists."""
     prev = last_before(others, segment.start)
     return None if prev is None else segment.start - prev.end
+
+
+def reply_target(conv: Conversation, t: float) -> tuple[str, tuple[int, int]]:
+    """The `reply_id` and model word range an issue at `t` seconds is about: the reply running at
+    `t` (1 ms of slack before its start), else the silence at `t` (an empty range where a reply
+    would go)."""
+    rep = next((r for r in replies(conv) if r.start - 1e-3 <= t < r.end), None)
+    if rep is not None:
+        return rep.id, rep.word_range
+    k = words_before(conv.words.model, t)
+    return silence_id(conv.id, t), (k, k)
