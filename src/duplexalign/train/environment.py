@@ -105,7 +105,7 @@ def score_rollouts(rollouts: Sequence[Any], cfg: RewardConfig, judge: Any | None
     outcomes = judge_outcomes(judge, convs) if judge is not None else [None] * len(convs)
     out = []
     for c, o, r in zip(convs, outcomes, rollouts, strict=True):
-        terms = reward_terms(c, cfg, None if o is None else flag_count(o))
+        terms = reward_terms(c, cfg, None if o is None else flag_count(o, cfg.category_weights))
         checks = collapse_checks(c, r.text_tokens, cfg.repetition_n)
         row = {**terms, **{f"check/{k}": v for k, v in checks.items()}}
         if o is not None:

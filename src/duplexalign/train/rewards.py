@@ -8,8 +8,9 @@ Owns what a rollout of the policy against a fixed user stream is worth, as a dic
 - `latency`: minus the mean wait from a user turn's end to the model's next onset beyond
   `latency_grace`, as a fraction of `rules.unresponsive_after - latency_grace` (a turn the model
   does not answer in time counts as the full wait);
-- `content`: minus the replies a content judge flags (any category), per user turn (the sandbox's
-  `oracle`, or the annotate stage's LLM judge); a rollout whose judging failed gets no content
+- `content`: minus the replies a content judge flags, per user turn, each counted at the largest
+  `category_weights` entry of its flagged categories (1 by default; the sandbox's `oracle`, or the
+  annotate stage's LLM judge); a rollout whose judging failed gets no content
   term, and then neither does the rest of its group (`group_totals`): no verdict is made up;
 - `repetition`: minus the share of the model's word n-grams that repeat an earlier one (degeneracy).
 It also owns the collapse checks logged per step (repetition rate, silence rate, reply length). It
@@ -28,7 +29,7 @@ from pydantic import Field, field_validator
 from duplexalign.config import StageConfig
 from duplexalign.judges.base import RULES
 from duplexalign.judges.rules import TimingRulesConfig, activity, is_backchannel
-from duplexalign.records import Conversation, Word
+from duplexalign.records import CONTENT_CATEGORIES, Conversation, Word
 from duplexalign.segments import replies, to_segments, turns
 from duplexalign.streams.layout import TEXT_EPAD_ID, TEXT_PAD_ID
 from duplexalign.text import normalize
@@ -55,6 +56,11 @@ class RewardConfig(StageConfig):
     repetition); a term left out or at 0 is still logged but does not enter the reward."""
     rules: TimingRulesConfig = Field(default_factory=_all_rules)
     """Thresholds of the timing rules (the same model as `annotate.rules`; keep them equal)."""
+    category_weights: dict[str, float] = Field(default_factory=dict)
+    """What a flagged reply costs in the `content` term, by content category (helpfulness, safety,
+    factuality, instruction_adherence, tone); a reply flagged in several costs its largest, a
+    category left out costs 1. Over-refusal is flagged as helpfulness, complying with a harmful
+    request as safety: weighting one above the other sets the policy's refusal trade-off."""
     latency_grace: float = Field(0.0, ge=0)
     """Seconds of wait after a user turn that cost nothing in the `latency` term (0: every
     fraction of a second counts). A model that cannot always tell a held pause from a turn end
@@ -68,6 +74,15 @@ class RewardConfig(StageConfig):
         unknown = sorted(set(v) - set(TERMS))
         if unknown:
             raise ValueError(f"unknown reward term(s) {unknown}; terms are {list(TERMS)}")
+        return v
+
+    @field_validator("category_weights")
+    @classmethod
+    def _known_categories(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - set(CONTENT_CATEGORIES))
+        if unknown:
+            raise ValueError(f"unknown content categor(y/ies) {unknown}; categories are "
+                             f"{list(CONTENT_CATEGORIES)}")
         return v
 
 
@@ -115,21 +130,25 @@ def judge_outcomes(judge: Any, convs: Sequence[Conversation]) -> list[Any]:
     return list(asyncio.run(all_of()))
 
 
-def flag_count(outcome: Any) -> int | None:
-    """Replies flagged (any category) in a judge outcome; None when one of its calls failed (some
-    replies have no verdict, so the count is unknown)."""
+def flag_count(outcome: Any, category_weights: dict[str, float] | None = None) -> float | None:
+    """Replies flagged in a judge outcome, each counted at the largest `category_weights` entry of
+    its flagged categories (missing: 1); None when one of its calls failed (some replies have no
+    verdict, so the count is unknown)."""
     if outcome.failures:
         return None
-    return sum(1 for v in outcome.verdicts if v.flagged)
+    w = category_weights or {}
+    return float(sum(max(w.get(c, 1.0) for c in v.flagged) for v in outcome.verdicts
+                     if v.flagged))
 
 
-def judge_flags(judge: Any, convs: Sequence[Conversation]) -> list[int | None]:
+def judge_flags(judge: Any, convs: Sequence[Conversation],
+                category_weights: dict[str, float] | None = None) -> list[float | None]:
     """`flag_count` per conversation by a content judge (`async judge(conv, reps)`), judged
     concurrently."""
-    return [flag_count(o) for o in judge_outcomes(judge, convs)]
+    return [flag_count(o, category_weights) for o in judge_outcomes(judge, convs)]
 
 
-def reward_terms(conv: Conversation, cfg: RewardConfig, flagged: int | None = None
+def reward_terms(conv: Conversation, cfg: RewardConfig, flagged: float | None = None
                  ) -> dict[str, float]:
     """The named terms of one rollout (higher is better).
 
@@ -137,7 +156,8 @@ def reward_terms(conv: Conversation, cfg: RewardConfig, flagged: int | None = No
         conv: the rollout as a conversation: the model's words from its text stream, the user's
             fixed words, the duration and the user side's meta.
         cfg: reward options.
-        flagged: replies a content judge flagged; None leaves the `content` term out.
+        flagged: replies a content judge flagged (weighted by category, `flag_count`); None
+            leaves the `content` term out.
     """
     n_turns = max(1, len(user_turns(conv, cfg.rules)))
     out = {name: -len(RULES.get(name)(conv, cfg.rules)) / n_turns for name in TIMING_TERMS}
