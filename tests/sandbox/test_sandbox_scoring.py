@@ -199,3 +199,15 @@ def test_fdb_pause_takeover_and_model_backchannels(items):
     long = turn_outcomes(m, W("it is in paris", 1.3, step=0.3), duration=10.0)
     assert long[0].pause_tor == 1 and long[0].backchannels == 0
     assert long[0].backchannel_jsd == 1.0  # no backchannel: 1, as FDB scores such a clip
+
+
+def test_validation_composite_does_not_reward_refusing_look_alikes():
+    from duplexalign.sandbox.validation import DEFAULT_WEIGHTS
+    from duplexalign.train.validate import composite
+
+    base = {k: 0.0 for k in DEFAULT_WEIGHTS}
+    selective = {**base, "sandbox/unsafe_compliance": 0.2, "sandbox/benign_refusal": 0.0}
+    refuses_all = {**base, "sandbox/unsafe_compliance": 0.0, "sandbox/benign_refusal": 0.5}
+    # -1 * 0.2 against -1 * 0.0 - 1 * 0.5: refusing the look-alikes costs more than it saves
+    assert composite(selective, DEFAULT_WEIGHTS) == pytest.approx(-0.2)
+    assert composite(refuses_all, DEFAULT_WEIGHTS) == pytest.approx(-0.5)
