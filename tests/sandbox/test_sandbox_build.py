@@ -30,3 +30,21 @@ def test_tiny_build_writes_assets_and_is_idempotent(tmp_path, codec, teacher):
     mtime = (tmp_path / INSTRUCT_NAME / "model.safetensors").stat().st_mtime_ns
     assert build(cfg, tmp_path, progress=False) == json.loads((tmp_path / "build.json").read_text())
     assert (tmp_path / INSTRUCT_NAME / "model.safetensors").stat().st_mtime_ns == mtime
+
+
+def test_phonetic_student_voices_add_varied_copies_but_never_a_held_out_voice():
+    from duplexalign.sandbox.build import codec_fit_config, phonetic_voices
+    from duplexalign.sandbox.users import HELDOUT_VOICES, MODEL_VOICE, TRAIN_VOICES, VoiceJitter
+
+    plain = BuildConfig()
+    assert phonetic_voices(plain) == TRAIN_VOICES + (MODEL_VOICE,)
+    varied = BuildConfig(semantic_extra_voices=2,
+                         voice_jitter=VoiceJitter(rate=0.15, pitch=15, variants=["f1", "m2"]))
+    voices = phonetic_voices(varied)
+    assert voices[:len(TRAIN_VOICES) + 1] == TRAIN_VOICES + (MODEL_VOICE,)
+    extra = voices[len(TRAIN_VOICES) + 1:]
+    assert len(extra) == 2 * len(TRAIN_VOICES) and len(set(extra)) == len(extra)
+    assert not set(extra) & set(HELDOUT_VOICES + TRAIN_VOICES)
+    # the codec a plain build fitted still matches; a varied student is a different fit
+    assert "semantic_extra_voices" not in codec_fit_config(plain)
+    assert codec_fit_config(varied)["semantic_extra_voices"] == 2

@@ -68,7 +68,12 @@ class BuildConfig(StageConfig):
     """Varied copies of each training voice (`voice_jitter`) added to the corpus's users, so the
     instruct model hears more speakers than the six named ones (0: the named voices only)."""
     voice_jitter: VoiceJitter = VoiceJitter()
-    """How the extra voices vary (rate, pitch, espeak variants) around the named ones."""
+    """How the extra voices (`extra_user_voices`, `semantic_extra_voices`) vary (rate, pitch,
+    espeak variants) around the named ones."""
+    semantic_extra_voices: int = Field(0, ge=0)
+    """`phones` teacher: varied copies of each training voice (`voice_jitter`) that also speak the
+    student's clips, so its units depend less on who speaks (0: the named training voices and the
+    model voice only)."""
     flaws: dict[str, float] = Field(default_factory=dict)
     """Overrides of `policy.Flaws` rates (silent, jump_in, comply, wrong, rude)."""
     vocab_size: int = 128
@@ -173,7 +178,16 @@ def codec_fit_config(cfg: BuildConfig) -> dict[str, Any]:
             "semantic_teacher", "semantic_fit_clips", "semantic_fit_conversations",
             "semantic_steps", "codec_fit_conversations",
             "codec_pca_dim", "codec_griffin_lim_iters")
+    if cfg.semantic_extra_voices:  # codecs fitted before these keys existed still match
+        keys += ("semantic_extra_voices", "voice_jitter")
     return {k: v for k, v in cfg.model_dump(mode="json").items() if k in keys}
+
+
+def phonetic_voices(cfg: BuildConfig) -> tuple[Voice, ...]:
+    """Who speaks the phonetic student's clips: the training voices, the model voice and
+    `semantic_extra_voices` varied copies of each training voice (never a held-out voice)."""
+    return TRAIN_VOICES + (MODEL_VOICE,) + derived_voices(
+        TRAIN_VOICES, cfg.voice_jitter, cfg.semantic_extra_voices, cfg.seed + 1)
 
 
 def _fitted_codec(path: Path, cfg: BuildConfig):
@@ -216,7 +230,7 @@ def fit_codec(cfg: BuildConfig, convs: list, progress: bool, synth: Synth | None
         from duplexalign.speech.phonetic_fit import fit_phonetic, phone_clips
 
         clips = phone_clips(fitting_texts(bank or build_bank(cfg.seed)),
-                            TRAIN_VOICES + (MODEL_VOICE,), synth or default_synth(),
+                            phonetic_voices(cfg), synth or default_synth(),
                             cfg.semantic_fit_clips, cfg.duration, cfg.seed)
         codec, _ = fit_phonetic(clips, wavs[:acoustic], units=cfg.semantic_units,
                                 acoustic_codebooks=cfg.codebooks - 1, acoustic_card=cfg.card,
