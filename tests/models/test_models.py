@@ -105,3 +105,30 @@ def test_adapter_only_checkpoint(tmp_path):
     again = load_model(tmp_path / "ad")
     codes = _codes(1, 16)
     assert torch.equal(text_logits(lora, codes), text_logits(again, codes))
+
+
+def test_user_codebooks_past_the_heard_ones_are_silence_and_stay_so(tmp_path):
+    model = build_model(get_preset("tiny", user_codebooks_heard=1))
+    k = model.dep_q
+    codes = torch.randint(0, 60, (2, 1 + 2 * k, 12))
+    silenced = codes.clone()
+    silenced[:, 2 + k:] = -1  # moshi's zero token: the user's acoustic codebooks read as nothing
+    noisy = codes.clone()
+    noisy[:, 2 + k:] = torch.randint(0, 60, noisy[:, 2 + k:].shape)
+    with torch.no_grad():
+        ref = model(silenced).text_logits
+        assert torch.allclose(model(codes).text_logits, ref, atol=1e-6)
+        assert torch.allclose(model(noisy).text_logits, ref, atol=1e-6)
+        changed = codes.clone()
+        changed[:, 1 + k] = (changed[:, 1 + k] + 1) % 60  # the semantic codebook is heard
+        assert not torch.allclose(model(changed).text_logits, ref, atol=1e-4)
+    model(codes).text_logits.sum().backward()
+    assert all(model.emb[i].weight.grad is None for i in range(k + 1, 2 * k))
+    assert model.emb[k].weight.grad is not None
+    # the saved weights are zero, so a loader that knows nothing of the setting agrees
+    save_model(model, tmp_path / "m")
+    back = load_model(tmp_path / "m")
+    assert back.duplexalign_preset.user_codebooks_heard == 1
+    assert all(float(back.emb[i].weight.abs().sum()) == 0.0 for i in range(k + 1, 2 * k))
+    with pytest.raises(ValueError, match="exceeds num_codebooks"):
+        get_preset("tiny", user_codebooks_heard=5)

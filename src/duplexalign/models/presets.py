@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from duplexalign.errors import BackendUnavailable, ConfigError
 from duplexalign.models.lora import LoraSettings, add_lora
@@ -71,6 +71,19 @@ class ModelPreset(BaseModel):
     lora: LoraSettings = LoraSettings()
     seed: int = 0
     """Seed of the random initialisation (weights absent)."""
+    user_codebooks_heard: int | None = Field(None, ge=1)
+    """How many of the user's K codebooks the model embeds, semantic first; the others are read as
+    silence (their embeddings are zero and receive no gradient, so an exported checkpoint behaves
+    the same without this code). None = all K (Moshi). The sandbox's tiny model hears the user
+    through codebook 0 only: its acoustic codebooks carry the speaker, and with six training
+    speakers they made unseen voices harder to understand (docs/sandbox.md section 13)."""
+
+    @model_validator(mode="after")
+    def _heard_fits(self) -> ModelPreset:
+        if self.user_codebooks_heard is not None and self.user_codebooks_heard > self.num_codebooks:
+            raise ValueError(f"user_codebooks_heard ({self.user_codebooks_heard}) exceeds "
+                             f"num_codebooks ({self.num_codebooks})")
+        return self
 
     @property
     def delays(self) -> list[int]:
@@ -202,11 +215,29 @@ def build_model(preset: str | ModelPreset | dict, device: str | torch.device = "
         if missing:
             raise ConfigError(f"model.weights: {p.weights} lacks {len(missing)} tensors, e.g. "
                               f"{missing[:3]} (does it match preset {p.name!r}?)")
+    silence_user_codebooks(model, p)
     if p.lora.enabled:
 
         add_lora(model, p.lora)
     model.duplexalign_preset = p
     return model
+
+
+def _silent(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(output)
+
+
+def silence_user_codebooks(model: LMModel, preset: ModelPreset) -> None:
+    """Make `model` deaf to the user's codebooks past `preset.user_codebooks_heard`: zero their
+    input embeddings (`model.emb[K + i]`) and replace their output by zeros, which also keeps
+    the optimizer from moving them."""
+    if preset.user_codebooks_heard is None:
+        return
+    k = preset.num_codebooks
+    for i in range(k + preset.user_codebooks_heard, 2 * k):
+        with torch.no_grad():
+            model.emb[i].weight.zero_()
+        model.emb[i].register_forward_hook(_silent)
 
 
 def save_model(model: LMModel, out_dir: str | Path, adapters_only: bool = False) -> Path:

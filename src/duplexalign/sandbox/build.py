@@ -107,6 +107,9 @@ class BuildConfig(StageConfig):
     """Griffin-Lim iterations when decoding model audio (deployment logs); encoding ignores it."""
     preset: str = "sandbox"
     """Model preset (text_card/card/num_codebooks are set from the fields above)."""
+    user_codebooks_heard: int | None = None
+    """The model's `user_codebooks_heard`: how many of the user's codebooks it embeds, semantic
+    first (None: all of them)."""
     sft_steps: int = 2000
     sft_batch: int = 24
     sft_lr: float = 1e-3
@@ -331,7 +334,8 @@ def build(cfg: BuildConfig, out_dir: Path, synth: Synth | None = None,
     rates = corpus_flaw_rates(metas)
     log.info("corpus flaw rates: %s", rates)
     preset = get_preset(cfg.preset, text_card=tokenizer.vocab_size, card=codec.cardinality,
-                        num_codebooks=cfg.codebooks, seed=cfg.seed)
+                        num_codebooks=cfg.codebooks, seed=cfg.seed,
+                        user_codebooks_heard=cfg.user_codebooks_heard)
     torch.manual_seed(cfg.seed)
     model = build_model(preset)
     sft = SFTConfig(steps=cfg.sft_steps, batch_size=cfg.sft_batch, lr=cfg.sft_lr, warmup_steps=50)
