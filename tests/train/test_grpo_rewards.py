@@ -14,13 +14,19 @@ from duplexalign.sandbox.oracle import OracleJudge
 from duplexalign.train.rewards import (
     RewardConfig,
     collapse_checks,
-    judge_flags,
+    flag_count,
+    judge_outcomes,
     repetition_rate,
     reward_terms,
     total_reward,
 )
 
 CFG = RewardConfig()
+
+
+def judge_flags(judge, convs, category_weights=None):
+    """`flag_count` of each conversation's judge outcome."""
+    return [flag_count(o, category_weights) for o in judge_outcomes(judge, convs)]
 
 
 def test_prompt_reply_scores_only_its_latency():

@@ -159,17 +159,25 @@ def _fmt(e: dict[str, Any], pct: bool, d: int | None = None) -> str:
     return f"{e['value'] * s:.{d}f} [{e['low'] * s:.{d}f}, {e['high'] * s:.{d}f}]"
 
 
+def _cell(e: dict[str, Any], m: str) -> str:
+    """One entry of metric `m` as the tables print it (rates in %, backchannels to 3 digits)."""
+    d = 3 if m in ("backchannel_frequency", "backchannel_jsd") else None
+    return _fmt(e, m not in NOT_PERCENT, d)
+
+
+def _label(m: str) -> str:
+    return f"{LABELS[m]}{' (%)' if m not in NOT_PERCENT else ''}"
+
+
 def to_markdown(table: dict[str, dict[str, Any]], title: str = "") -> str:
     """The table as Markdown (rates in %, selectivity in points, reply length in words, latency
     in seconds; 95 % bootstrap intervals)."""
     lines = [f"### {title}" if title else "",
              "| metric | before | after | delta (after - before) |", "|---|---|---|---|"]
     for m in METRICS:
-        pct = m not in NOT_PERCENT
         r = table[m]
-        d = 3 if m in ("backchannel_frequency", "backchannel_jsd") else None
-        lines.append(f"| {LABELS[m]}{' (%)' if pct else ''} | {_fmt(r['before'], pct, d)} | "
-                     f"{_fmt(r['after'], pct, d)} | {_fmt(r['delta'], pct, d)} |")
+        lines.append(f"| {_label(m)} | {_cell(r['before'], m)} | {_cell(r['after'], m)} | "
+                     f"{_cell(r['delta'], m)} |")
     return "\n".join(line for line in lines if line) + "\n"
 
 
@@ -192,15 +200,13 @@ def side_by_side(tables: dict[str, dict[str, dict[str, Any]]]) -> str:
     lines = ["| metric | before | " + " | ".join(f"{n}: after (delta)" for n in names) + " |",
              "|---" * (len(names) + 2) + "|"]
     for m in METRICS:
-        pct = m not in NOT_PERCENT
-        d = 3 if m in ("backchannel_frequency", "backchannel_jsd") else None
         if m not in first:
             continue
-        cells = [f"{_fmt(tables[n][m]['after'], pct, d).split(' [')[0]} "
-                 f"({_fmt(tables[n][m]['delta'], pct, d)})" if m in tables[n] else "n/a"
+        cells = [f"{_cell(tables[n][m]['after'], m).split(' [')[0]} "
+                 f"({_cell(tables[n][m]['delta'], m)})" if m in tables[n] else "n/a"
                  for n in names]  # an older run may lack a newer row
-        lines.append(f"| {LABELS[m]}{' (%)' if pct else ''} | {_fmt(first[m]['before'], pct, d)}"
-                     f" | " + " | ".join(cells) + " |")
+        lines.append(f"| {_label(m)} | {_cell(first[m]['before'], m)} | " + " | ".join(cells)
+                     + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -141,13 +141,6 @@ def flag_count(outcome: Any, category_weights: dict[str, float] | None = None) -
                      if v.flagged))
 
 
-def judge_flags(judge: Any, convs: Sequence[Conversation],
-                category_weights: dict[str, float] | None = None) -> list[float | None]:
-    """`flag_count` per conversation by a content judge (`async judge(conv, reps)`), judged
-    concurrently."""
-    return [flag_count(o, category_weights) for o in judge_outcomes(judge, convs)]
-
-
 def reward_terms(conv: Conversation, cfg: RewardConfig, flagged: float | None = None
                  ) -> dict[str, float]:
     """The named terms of one rollout (higher is better).
