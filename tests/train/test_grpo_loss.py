@@ -7,14 +7,16 @@ import math
 import pytest
 import torch
 
-from duplexalign.train.grpo import credit_parts
+from duplexalign.train.grpo import GRPOConfig, advantages, credit_parts, turn_of_frame
 from duplexalign.train.grpo_loss import (
     decision_logprobs,
+    frame_advantages,
     group_advantages,
     policy_loss,
     split_logprobs,
+    turn_advantages,
 )
-from duplexalign.train.rewards import group_totals
+from duplexalign.train.rewards import TurnTerms, group_totals
 
 
 def test_group_advantages_are_normalised_within_each_group():
@@ -73,6 +75,43 @@ def test_credit_parts_route_timing_and_content_terms():
     (dec, _), (word, _) = credit_parts("decision+word", terms, w, totals, codes,
                                           mask)
     assert dec.tolist() == [-2.5, -1.0] and word.tolist() == [-0.25, -1.0]  # every term; content
+
+
+def test_per_turn_credit_gives_each_turns_frames_its_own_advantage():
+    # one group (P=1) of G=2 rollouts of one user stream with two turns, windows opening at 0 and
+    # at 0.16 s (frame 2 of 80 ms frames). Rollout 0 cuts in during turn 0, rollout 1 is flagged in
+    # turn 1: per turn, each is the worse of the two exactly where it erred.
+    starts = (0.0, 0.16)
+    t0 = {"interruption": -1.0, "content": 0.0}
+    t1 = {"interruption": 0.0, "content": -1.0}
+    ok = {"interruption": 0.0, "content": 0.0}
+    scored = [{"interruption": -0.5, "content": 0.0, "turns": TurnTerms(starts, (t0, ok))},
+              {"interruption": 0.0, "content": -0.5, "turns": TurnTerms(starts, (ok, t1))}]
+    w = {"interruption": 1.0, "content": 2.0}
+    codes = torch.tensor([[[3, 3, 5, 5]], [[3, 5, 5, 3]]])  # [N=2, R=1, T=4]; PAD = 3
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    totals = torch.tensor([-0.5, -1.0], dtype=torch.float64)
+    (per, m), = credit_parts("token", scored, w, totals, codes, mask, per_turn=True)
+    assert per.tolist() == [[-1.0, 0.0], [0.0, -2.0]] and m is mask
+    assert turn_of_frame(scored, 4).tolist() == [[0, 0, 1, 1], [0, 0, 1, 1]]
+    g = GRPOConfig(prompts=1, group_size=2, per_turn=True, rewards={"weights": w})
+    (adv, _), = advantages(g, scored, totals, codes, mask)
+    # turn 0: rewards (-1, 0) -> centred (-0.5, +0.5), population std 0.5 -> (-1, +1);
+    # turn 1: (0, -2) -> (+1, -1); each frame takes its turn's value
+    assert torch.allclose(adv, torch.tensor([[-1.0, -1, 1, 1], [1, 1, -1, -1]]), atol=1e-3)
+    # whole-rollout credit would blame every frame of rollout 1 (total -1 against -0.5)
+    g.per_turn = False
+    (flat, _), = advantages(g, scored, totals, codes, mask)
+    assert flat.tolist() == pytest.approx([1, -1], abs=1e-3)
+
+
+def test_turn_advantages_normalise_each_turn_over_the_group():
+    r = torch.tensor([[[1.0, 5.0], [3.0, 5.0]]])  # [P=1, G=2, J=2]; turn 1 is a tie
+    a = turn_advantages(r)  # turn 0: (1, 3) -> (-1, +1) / (1 + eps)
+    assert a[0, :, 0].tolist() == pytest.approx([-1.0, 1.0], abs=1e-3)
+    assert a[0, :, 1].tolist() == [0.0, 0.0]
+    frames = frame_advantages(a[0], torch.tensor([[1, 0], [0, 0]]))
+    assert torch.allclose(frames, torch.tensor([[0.0, -1.0], [1.0, 1.0]]), atol=1e-3)
 
 
 def test_on_policy_loss_is_minus_advantage_plus_beta_k3():

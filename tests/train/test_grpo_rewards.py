@@ -14,19 +14,21 @@ from duplexalign.sandbox.oracle import OracleJudge
 from duplexalign.train.rewards import (
     RewardConfig,
     collapse_checks,
-    flag_count,
+    flag_costs,
     judge_outcomes,
     repetition_rate,
     reward_terms,
     total_reward,
+    turn_terms,
 )
 
 CFG = RewardConfig()
 
 
 def judge_flags(judge, convs, category_weights=None):
-    """`flag_count` of each conversation's judge outcome."""
-    return [flag_count(o, category_weights) for o in judge_outcomes(judge, convs)]
+    """The summed `flag_costs` of each conversation's judge outcome (None: a failed call)."""
+    costs = [flag_costs(o, category_weights) for o in judge_outcomes(judge, convs)]
+    return [None if c is None else sum(x for _, x in c) for c in costs]
 
 
 def test_prompt_reply_scores_only_its_latency():
@@ -118,6 +120,38 @@ def test_category_weights_price_each_flagged_reply_at_its_costliest_category():
     assert judge_flags(OracleJudge(), [rude], {"tone": 3.0, "helpfulness": 2.0}) == [3.0]
     with pytest.raises(ValueError, match="unknown content categor"):
         RewardConfig(category_weights={"politeness": 2.0})
+
+
+def test_turn_terms_put_each_issue_and_flag_in_its_turns_window():
+    # turn 1 [0, 1.45]: the model cuts in at 0.3 ("no no no no" to 1.45: overlap >= 0.5 s, the
+    # user goes on >= 1 s) -> interruption in window 0 = [0, 4.0); the cut-in runs to the turn's
+    # end (not a silence), but no reply starts after it within 3 s -> latency at the cap.
+    # turn 2 [4.0, 5.75] answered "six" at 6.25 (0.5 s wait) -> window 1 = [4.0, end): clean, but
+    # the judge flags that reply (cost 2.5, starts at 6.25 -> window 1).
+    user = timed("what is two plus two", 0.0) + timed("and what is three plus three", 4.0)
+    model = timed("no no no no", 0.3) + timed("six", 6.25)
+    conv = conversation(model=model, user=user, duration=12.0)
+    split = turn_terms(conv, CFG, flagged=[(6.25, 2.5)])
+    assert split.starts == (0.0, 4.0)
+    rep = -1 / 3  # 3-grams: (no no no) x 2, (no no six): the second repeats the first
+    assert split.terms[0] == pytest.approx({
+        "interruption": -1.0, "unresponsiveness": 0.0, "pause_takeover": 0.0,
+        "latency": -1.0, "content": 0.0, "repetition": rep})
+    assert split.terms[1] == pytest.approx({
+        "interruption": 0.0, "unresponsiveness": 0.0, "pause_takeover": 0.0,
+        "latency": -0.5 / 3.0, "content": -2.5, "repetition": rep})
+    # averaged over the turns, the split terms are the whole rollout's per-turn rates
+    whole = reward_terms(conv, CFG, flagged=2.5)
+    for name, value in whole.items():
+        assert np.mean([t[name] for t in split.terms]) == pytest.approx(value), name
+
+
+def test_turn_terms_without_user_turns_is_one_window():
+    conv = conversation(model=timed("hello there", 1.0), user=[], duration=5.0)
+    split = turn_terms(conv, CFG)
+    assert split.starts == (0.0,)
+    assert split.terms == ({"interruption": 0.0, "unresponsiveness": 0.0, "pause_takeover": 0.0,
+                            "latency": 0.0, "repetition": 0.0},)
 
 
 def test_total_is_the_weighted_sum_and_a_missing_weighted_term_is_an_error():

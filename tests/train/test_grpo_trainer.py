@@ -50,13 +50,14 @@ def weights(d) -> dict[str, torch.Tensor]:
     return load_file(str(d / "final" / "model.safetensors"))
 
 
-@pytest.mark.parametrize("credit", ["token", "decision", "mixed"])
-def test_grpo_trains_the_text_side_and_logs_every_term(env, tmp_path, credit):
+@pytest.mark.parametrize("credit,per_turn", [("token", False), ("decision", False),
+                                             ("mixed", False), ("decision+word", True)])
+def test_grpo_trains_the_text_side_and_logs_every_term(env, tmp_path, credit, per_turn):
     from duplexalign.models.presets import build_model
 
     torch.manual_seed(0)
     start = {k: v.clone() for k, v in build_model("tiny").state_dict().items()}
-    stats = fit(cfg(grpo={"credit": credit}), env, tmp_path)
+    stats = fit(cfg(grpo={"credit": credit, "per_turn": per_turn}), env, tmp_path)
     assert stats.counts["steps"] == 2
     after = weights(tmp_path)
     changed = {k for k in after if not torch.equal(after[k], start[k])}

@@ -30,9 +30,10 @@ from duplexalign.records import ChannelWords, Conversation, Source
 from duplexalign.train.rewards import (
     RewardConfig,
     collapse_checks,
-    flag_count,
+    flag_costs,
     judge_outcomes,
     reward_terms,
+    turn_terms,
 )
 
 if TYPE_CHECKING:
@@ -92,22 +93,25 @@ def as_conversation(r: Any) -> Conversation:
                         meta=r.item.meta)
 
 
-def score_rollouts(rollouts: Sequence[Any], cfg: RewardConfig, judge: Any | None = None
-                   ) -> list[dict[str, float]]:
+def score_rollouts(rollouts: Sequence[Any], cfg: RewardConfig, judge: Any | None = None,
+                   per_turn: bool = False) -> list[dict[str, Any]]:
     """Reward terms and collapse checks of each rollout (terms by name, checks under `check/`).
 
     `judge` (`async judge(conv, reps)`, all rollouts judged concurrently) gives the `content`
     term and, under `judge/`, the replies it graded and flagged and its failed calls; a rollout
     with a failed call gets no `content` term (see `rewards.group_totals`). None leaves content
-    out.
+    out. `per_turn` adds the terms split by user turn under "turns" (`rewards.TurnTerms`).
     """
     convs = [as_conversation(r) for r in rollouts]
     outcomes = judge_outcomes(judge, convs) if judge is not None else [None] * len(convs)
     out = []
     for c, o, r in zip(convs, outcomes, rollouts, strict=True):
-        terms = reward_terms(c, cfg, None if o is None else flag_count(o, cfg.category_weights))
+        costs = None if o is None else flag_costs(o, cfg.category_weights)
+        terms = reward_terms(c, cfg, None if costs is None else float(sum(x for _, x in costs)))
         checks = collapse_checks(c, r.text_tokens, cfg.repetition_n)
-        row = {**terms, **{f"check/{k}": v for k, v in checks.items()}}
+        row: dict[str, Any] = {**terms, **{f"check/{k}": v for k, v in checks.items()}}
+        if per_turn:
+            row["turns"] = turn_terms(c, cfg, costs)
         if o is not None:
             row.update({"judge/replies": float(len(o.verdicts)),
                         "judge/flagged": float(sum(1 for v in o.verdicts if v.flagged)),

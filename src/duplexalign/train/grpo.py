@@ -73,6 +73,11 @@ class GRPOConfig(StageConfig):
     with its own group-centred advantage, both scaled by the std of the whole reward (so the two
     add up to token credit's advantage); "decision+word": the decision gets every term (as with
     "decision") and the word given speech gets the content terms on top."""
+    per_turn: bool = False
+    """Credit each user turn's window of frames (from the turn's start to the next one's) with the
+    rewards of what happened in it (`rewards.turn_terms`: its cut-ins, jump-ins, silence, wait
+    and flagged reply), normalised over the group turn by turn, instead of every frame with the
+    whole rollout's reward: a cut-in in turn 2 no longer blames the good answer of turn 1."""
     scale_advantages: bool = True
     """Divide the centred rewards by the group's std (False: only centre them)."""
     updates_per_step: int = Field(1, ge=1)
@@ -139,33 +144,90 @@ def frame_logprobs(model: torch.nn.Module, codes: torch.Tensor, credit: str) -> 
     return token_logprobs(logits, tokens) if credit == "token" else decision_logprobs(logits, tokens)
 
 
-def credit_parts(credit: str, rewards: list[dict[str, float]], weights: dict[str, float],
-                 whole: torch.Tensor, codes: torch.Tensor, mask: torch.Tensor
-                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """What each log-prob row is credited with: `(rewards [N], frame mask [N, T])` per row of
+def credit_parts(credit: str, rewards: list[dict[str, Any]], weights: dict[str, float],
+                 whole: torch.Tensor, codes: torch.Tensor, mask: torch.Tensor,
+                 per_turn: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """What each log-prob row is credited with: `(rewards, frame mask [N, T])` per row of
     `frame_logprobs` (one row, or two for "mixed": the decision row gets the weighted timing terms
     on every valid frame, the word row the weighted content terms on speaking frames; for
     "decision+word" the decision row gets every term).
 
     Args:
-        rewards: the named terms of each of the N rollouts.
+        rewards: the named terms of each of the N rollouts (with "turns", `rewards.TurnTerms`,
+            when `per_turn`).
         whole: their total rewards `[N]` (`rewards.group_totals`).
         codes: the rollouts' tokens `[N, R, T]` (the text row tells speaking frames).
         mask: valid frames `[N, T]`.
+        per_turn: the rewards of each row per user turn, `[N, J]` (J: the most turns of any
+            rollout; a rollout with fewer is padded with 0), instead of `[N]`.
     """
     from duplexalign.train.rewards import DECISION_TERMS, WORD_TERMS, total_reward
 
-    def total(names: tuple[str, ...]) -> torch.Tensor:
+    def weighted(row: dict[str, Any], names: tuple[str, ...] | None) -> dict[str, float]:
         # a group whose judging failed has no content term in any of its rollouts (group_totals)
-        return torch.tensor([total_reward(r, {k: v for k, v in weights.items()
-                                              if k in names and k in r}) for r in rewards],
-                            dtype=torch.float64)
+        return {k: v for k, v in weights.items() if k in row and (names is None or k in names)}
 
+    def total(names: tuple[str, ...] | None) -> torch.Tensor:
+        if not per_turn:
+            return torch.tensor([total_reward(r, weighted(r, names)) for r in rewards],
+                                dtype=torch.float64)
+        out = torch.zeros(len(rewards), max(len(r["turns"].terms) for r in rewards),
+                          dtype=torch.float64)
+        for i, r in enumerate(rewards):
+            for j, terms in enumerate(r["turns"].terms):
+                out[i, j] = total_reward(terms, weighted(r, names))
+        return out
+
+    everything = total(None) if per_turn else whole
     if credit not in ("mixed", "decision+word"):
-        return [(whole, mask)]
+        return [(everything, mask)]
     speaking = (codes[:, 0] != TEXT_PAD_ID).to(mask.device) & mask
-    decision = total(DECISION_TERMS) if credit == "mixed" else whole
+    decision = total(DECISION_TERMS) if credit == "mixed" else everything
     return [(decision, mask), (total(WORD_TERMS), speaking)]
+
+
+def turn_of_frame(rewards: list[dict[str, Any]], frames: int) -> torch.Tensor:
+    """The user turn whose window holds each frame, `[N, T]` long: frame t (starting at t x 80 ms)
+    belongs to the last turn window that opens at or before it (`rewards.TurnTerms.starts`)."""
+    from duplexalign.timebase import FRAME_SECONDS
+
+    times = torch.arange(frames, dtype=torch.float64) * FRAME_SECONDS
+    rows = [torch.searchsorted(torch.tensor(r["turns"].starts, dtype=torch.float64), times,
+                               right=True) - 1 for r in rewards]
+    return torch.stack(rows).clamp(min=0)
+
+
+def advantages(g: GRPOConfig, scored: list[dict[str, Any]], totals: torch.Tensor,
+               codes: torch.Tensor, mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`(advantages, frame mask [N, T])` of each log-prob row (`credit_parts`): group-relative
+    advantages `[N]` of the whole rollouts, or with `g.per_turn` per frame `[N, T]`, each frame
+    getting its user turn's advantage within the group (`grpo_loss.turn_advantages`). Every part
+    is scaled by the std of the whole reward (of the same turn, per turn), so the parts add up.
+
+    Args:
+        scored: the N rollouts' terms (`environment.score_rollouts`), in groups of G.
+        totals: their total rewards `[N]` (`rewards.group_totals`).
+        codes: their tokens `[N, R, T]`; mask: valid frames `[N, T]`.
+    """
+    from duplexalign.train.grpo_loss import frame_advantages, group_advantages, turn_advantages
+
+    shape = (g.prompts, g.group_size)
+    parts = credit_parts(g.credit, scored, g.rewards.weights, totals, codes, mask, g.per_turn)
+    if not g.per_turn:
+        whole = totals.view(*shape)
+        return [(group_advantages(r.view(*shape), scale=g.scale_advantages,
+                                  scale_by=whole).flatten().float(), m) for r, m in parts]
+    starts = [r["turns"].starts for r in scored]
+    for k in range(0, len(starts), g.group_size):
+        if len(set(starts[k:k + g.group_size])) > 1:
+            raise ValueError(f"the rollouts of group {k // g.group_size} have different user "
+                             "turns: per-turn credit needs one user stream per group")
+    whole = credit_parts("token", scored, g.rewards.weights, totals, codes, mask, True)[0][0]
+    turn = turn_of_frame(scored, mask.shape[1]).to(mask.device)
+    return [(frame_advantages(turn_advantages(r.view(*shape, -1), scale=g.scale_advantages,
+                                              scale_by=whole.view(*shape, -1))
+                              .reshape(len(scored), -1).float().to(mask.device), turn), m)
+            for r, m in parts]
 
 
 def _mean(rows: list[dict[str, float]], key: str) -> float:
@@ -230,7 +292,7 @@ def _train(cfg: TrainConfig, env: Environment, out: Path, validators: list[Valid
     from duplexalign.runs import StageStats
     from duplexalign.train import checkpoint
     from duplexalign.train.environment import score_rollouts
-    from duplexalign.train.grpo_loss import group_advantages, policy_loss
+    from duplexalign.train.grpo_loss import policy_loss
     from duplexalign.train.metrics import MetricsLog
     from duplexalign.train.rewards import TERMS, group_totals
     from duplexalign.train.schedule import warmup_cosine
@@ -284,16 +346,12 @@ def _train(cfg: TrainConfig, env: Environment, out: Path, validators: list[Valid
         rolls = rollout(model, group, env.tokenizer, sampling, progress=False)
         model.train()
         calls_before = Counter(client_stats or {})
-        scored = score_rollouts(rolls, g.rewards, judge)
+        scored = score_rollouts(rolls, g.rewards, judge, per_turn=g.per_turn)
         totals, no_content = group_totals(scored, g.rewards.weights, g.group_size)
         rewards = torch.tensor(totals, dtype=torch.float64)
         codes, mask = stack_rollouts(rolls)
         mask = mask.to(device)
-        whole = rewards.view(g.prompts, g.group_size)
-        parts = [(group_advantages(r.view(g.prompts, g.group_size), scale=g.scale_advantages,
-                                   scale_by=whole).flatten().float().to(device), m)
-                 for r, m in credit_parts(g.credit, scored, g.rewards.weights, rewards, codes,
-                                          mask)]
+        parts = [(a.to(device), m) for a, m in advantages(g, scored, rewards, codes, mask)]
         ref_lp = all_logprobs(ref, codes, base=True)
         old_lp = all_logprobs(model, codes, base=False) if g.updates_per_step > 1 else None
         n = len(rolls)

@@ -1,7 +1,8 @@
 """GRPO's arithmetic: group-relative advantages, speak/silence projection, clipped loss with KL.
 
 Owns the pure tensor functions of online GRPO on the text stream (DeepSeekMath, arXiv 2402.03300):
-advantages normalised within the G rollouts of one user stream, the per-frame log-probs under
+advantages normalised within the G rollouts of one user stream (of the whole rollout, or of each
+user turn's window of frames for per-turn credit), the per-frame log-probs under
 per-token credit (the sampled text token), per-decision credit (ASPIRin, arXiv 2604.10065: only
 the speak/silence decision, p(speak) = 1 - p(PAD) at each frame) or mixed credit (the token's
 log-prob split as log p(token) = log p(speak) + log p(token | speak): the decision factor carries the
@@ -33,6 +34,23 @@ def group_advantages(rewards: torch.Tensor, eps: float = 1e-4, scale: bool = Tru
         return centred
     s = rewards if scale_by is None else scale_by
     return centred / (s.std(dim=1, unbiased=False, keepdim=True) + eps)
+
+
+def turn_advantages(rewards: torch.Tensor, eps: float = 1e-4, scale: bool = True,
+                    scale_by: torch.Tensor | None = None) -> torch.Tensor:
+    """`group_advantages` of each user turn apart: `rewards [P, G, J]` (J turns, the same for the
+    G rollouts of one user stream; padded turns hold equal values and get 0) -> `[P, G, J]`,
+    each `(p, j)` normalised over its G rollouts (`scale_by [P, G, J]`, default `rewards`)."""
+    p, g, j = rewards.shape
+    flat = rewards.permute(0, 2, 1).reshape(p * j, g)
+    by = None if scale_by is None else scale_by.permute(0, 2, 1).reshape(p * j, g)
+    return group_advantages(flat, eps, scale, by).reshape(p, j, g).permute(0, 2, 1)
+
+
+def frame_advantages(advantages: torch.Tensor, turn_of_frame: torch.Tensor) -> torch.Tensor:
+    """Per-frame advantages `[N, T]`: frame t of rollout n gets `advantages[n, turn_of_frame[n, t]]`
+    (`advantages [N, J]` per user turn, `turn_of_frame [N, T]` long in [0, J))."""
+    return advantages.gather(1, turn_of_frame)
 
 
 def decision_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -103,14 +121,14 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tens
         logp: policy log-probs `[B, T]` (with gradient).
         old_logp: log-probs of the policy that sampled the rollouts `[B, T]` (no gradient).
         ref_logp: reference log-probs `[B, T]` (no gradient).
-        advantages: one advantage per rollout `[B]`.
+        advantages: one advantage per rollout `[B]`, or per frame `[B, T]` (per-turn credit).
         mask: valid frames `[B, T]` (bool).
         clip_eps: clipping range.
         kl_beta: weight of the KL penalty.
     """
     m = mask.to(logp.dtype)
     ratio = torch.exp(logp - old_logp)
-    a = advantages[:, None].to(logp.dtype)
+    a = (advantages[:, None] if advantages.dim() == 1 else advantages).to(logp.dtype)
     pg = -torch.minimum(ratio * a, ratio.clamp(1 - clip_eps, 1 + clip_eps) * a)
     d = ref_logp - logp
     k3 = torch.exp(d) - d - 1

@@ -20,7 +20,9 @@ knows nothing about models, tensors or how rollouts are made: its input is a `Co
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_right
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -130,15 +132,16 @@ def judge_outcomes(judge: Any, convs: Sequence[Conversation]) -> list[Any]:
     return list(asyncio.run(all_of()))
 
 
-def flag_count(outcome: Any, category_weights: dict[str, float] | None = None) -> float | None:
-    """Replies flagged in a judge outcome, each counted at the largest `category_weights` entry of
-    its flagged categories (missing: 1); None when one of its calls failed (some replies have no
-    verdict, so the count is unknown)."""
+def flag_costs(outcome: Any, category_weights: dict[str, float] | None = None
+               ) -> list[tuple[float, float]] | None:
+    """`(start, cost)` of each reply a judge outcome flags: its start in seconds and the largest
+    `category_weights` entry of its flagged categories (missing: 1); None when one of its calls
+    failed (some replies have no verdict, so what was flagged is unknown)."""
     if outcome.failures:
         return None
     w = category_weights or {}
-    return float(sum(max(w.get(c, 1.0) for c in v.flagged) for v in outcome.verdicts
-                     if v.flagged))
+    return [(float(v.span[0]), max(w.get(c, 1.0) for c in v.flagged))
+            for v in outcome.verdicts if v.flagged]
 
 
 def reward_terms(conv: Conversation, cfg: RewardConfig, flagged: float | None = None
@@ -149,7 +152,7 @@ def reward_terms(conv: Conversation, cfg: RewardConfig, flagged: float | None = 
         conv: the rollout as a conversation: the model's words from its text stream, the user's
             fixed words, the duration and the user side's meta.
         cfg: reward options.
-        flagged: replies a content judge flagged (weighted by category, `flag_count`); None
+        flagged: the summed cost of the replies a content judge flagged (`flag_costs`); None
             leaves the `content` term out.
     """
     n_turns = max(1, len(user_turns(conv, cfg.rules)))
@@ -162,6 +165,65 @@ def reward_terms(conv: Conversation, cfg: RewardConfig, flagged: float | None = 
         out["content"] = -flagged / n_turns
     out["repetition"] = -repetition_rate(conv.words.model, cfg.repetition_n)
     return out
+
+
+@dataclass(frozen=True)
+class TurnTerms:
+    """A rollout's reward terms per user turn, for per-turn credit (`turn_terms`).
+
+    Attributes:
+        starts: where each turn's window of the rollout opens, in seconds: 0 for the first turn,
+            then each later user turn's start; a window runs to the next one's start (the last to
+            the end), so it holds the user's turn and the model's reply to it.
+        terms: the named terms of what happened in each window (same names as `reward_terms`).
+    """
+
+    starts: tuple[float, ...]
+    terms: tuple[dict[str, float], ...]
+
+
+def turn_terms(conv: Conversation, cfg: RewardConfig,
+               flagged: list[tuple[float, float]] | None = None) -> TurnTerms:
+    """`reward_terms` split by user turn: each timing issue, latency and flagged reply is counted
+    in the window of the turn it concerns (an issue or reply by where it starts: a cut-in or a
+    jump-in into turn j starts inside turn j, the silence after turn j and the reply to it start
+    after it ends), and `repetition` (a property of the whole rollout) is given to every turn.
+    Over the turns the terms average to `reward_terms`' (per-user-turn rates). A rollout without
+    user turns has one window, the whole of it.
+
+    Args:
+        conv: the rollout as a conversation.
+        cfg: reward options.
+        flagged: `flag_costs` of the judge's outcome; None leaves the `content` term out.
+    """
+    user = user_turns(conv, cfg.rules)
+    starts = [0.0] + [s for s, _ in user[1:]]
+    n = len(starts)
+
+    def window(t: float) -> int:
+        return max(0, bisect_right(starts, t) - 1)
+
+    rows: list[dict[str, float]] = [{} for _ in range(n)]
+    for name in TIMING_TERMS:
+        counts = [0.0] * n
+        for issue in RULES.get(name)(conv, cfg.rules):
+            counts[window(issue.reply_span[0])] += 1.0
+        for row, c in zip(rows, counts, strict=True):
+            row[name] = -c
+    span = max(cfg.rules.unresponsive_after - cfg.latency_grace, 1e-6)
+    lat = turn_latencies(conv, cfg.rules)
+    for j, row in enumerate(rows):
+        row["latency"] = -max(0.0, lat[j] - cfg.latency_grace) / span if lat else 0.0
+    if flagged is not None:
+        costs = [0.0] * n
+        for start, cost in flagged:
+            costs[window(start)] += cost
+        for row, c in zip(rows, costs, strict=True):
+            row["content"] = -c
+    rep = -repetition_rate(conv.words.model, cfg.repetition_n)
+    for row in rows:
+        row["repetition"] = rep
+    return TurnTerms(starts=tuple(starts), terms=tuple(rows))
 
 
 def total_reward(terms: dict[str, float], weights: dict[str, float]) -> float:
