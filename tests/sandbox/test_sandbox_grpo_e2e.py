@@ -17,7 +17,8 @@ from duplexalign.cli.main import main
 from duplexalign.sandbox.table import METRICS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
-TERMS = ("interruption", "unresponsiveness", "pause_takeover", "latency", "content", "repetition")
+TERMS = ("interruption", "unresponsiveness", "pause_takeover", "no_yield", "latency", "content",
+         "repetition")
 
 
 def _metrics(train_dir):

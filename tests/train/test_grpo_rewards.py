@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from factories import conversation, timed
 
+from duplexalign.judges.rules import TimingRulesConfig
 from duplexalign.sandbox.oracle import OracleJudge
 from duplexalign.train.rewards import (
     RewardConfig,
@@ -37,7 +38,7 @@ def test_prompt_reply_scores_only_its_latency():
     conv = conversation(model=timed("paris is the capital", 2.25),
                         user=timed("what is the capital of france", 0.0), duration=10.0)
     assert reward_terms(conv, CFG) == pytest.approx({
-        "interruption": 0.0, "unresponsiveness": 0.0, "pause_takeover": 0.0,
+        "interruption": 0.0, "unresponsiveness": 0.0, "pause_takeover": 0.0, "no_yield": 0.0,
         "latency": -0.5 / 3.0,  # 0.5 s of the 3 s unresponsive threshold
         "repetition": 0.0})  # no judge: no content term
 
@@ -50,7 +51,7 @@ def test_cut_in_then_silence_is_an_interruption_and_unresponsive():
     conv = conversation(model=timed("no no no no", 0.5),
                         user=timed("what is the capital of france", 0.0), duration=10.0)
     assert reward_terms(conv, CFG) == pytest.approx({
-        "interruption": -1.0, "unresponsiveness": -1.0, "pause_takeover": 0.0,
+        "interruption": -1.0, "unresponsiveness": -1.0, "pause_takeover": 0.0, "no_yield": 0.0,
         "latency": -1.0, "repetition": -0.5})
 
 
@@ -62,7 +63,7 @@ def test_jump_in_at_an_um_pause_is_a_pause_takeover():
     conv = conversation(model=model, user=timed("i want um", 0.0) + timed("to know the time", 1.6),
                         duration=10.0)
     assert reward_terms(conv, CFG) == pytest.approx({
-        "interruption": -1.0, "unresponsiveness": 0.0, "pause_takeover": -1.0,
+        "interruption": -1.0, "unresponsiveness": 0.0, "pause_takeover": -1.0, "no_yield": 0.0,
         "latency": -0.5 / 3.0, "repetition": 0.0})
 
 
@@ -135,10 +136,10 @@ def test_turn_terms_put_each_issue_and_flag_in_its_turns_window():
     assert split.starts == (0.0, 4.0)
     rep = -1 / 3  # 3-grams: (no no no) x 2, (no no six): the second repeats the first
     assert split.terms[0] == pytest.approx({
-        "interruption": -1.0, "unresponsiveness": 0.0, "pause_takeover": 0.0,
+        "interruption": -1.0, "unresponsiveness": 0.0, "pause_takeover": 0.0, "no_yield": 0.0,
         "latency": -1.0, "content": 0.0, "repetition": rep})
     assert split.terms[1] == pytest.approx({
-        "interruption": 0.0, "unresponsiveness": 0.0, "pause_takeover": 0.0,
+        "interruption": 0.0, "unresponsiveness": 0.0, "pause_takeover": 0.0, "no_yield": 0.0,
         "latency": -0.5 / 3.0, "content": -2.5, "repetition": rep})
     # averaged over the turns, the split terms are the whole rollout's per-turn rates
     whole = reward_terms(conv, CFG, flagged=2.5)
@@ -146,16 +147,32 @@ def test_turn_terms_put_each_issue_and_flag_in_its_turns_window():
         assert np.mean([t[name] for t in split.terms]) == pytest.approx(value), name
 
 
+def test_a_reply_that_talks_over_a_barge_in_is_no_yield_in_the_barge_ins_turn():
+    # turn 1 [0, 1.45] answered at 1.95 by ten words (to 4.7 s); the user barges in with turn 2
+    # at 3.0 and the model talks on for 1.7 s > no_yield_after 0.5: no_yield, whose fault is at
+    # the barge-in (window 1 = [3.0, end)), not at the reply's start in window 0
+    rules = TimingRulesConfig(no_yield_after=0.5)
+    cfg = RewardConfig(rules=rules)
+    user = timed("what is two plus two", 0.0) + timed("and what is three plus three", 3.0)
+    model = timed("four is the answer to that question my good friend", 1.95)
+    conv = conversation(model=model, user=user, duration=10.0)
+    split = turn_terms(conv, cfg)
+    assert split.starts == (0.0, 3.0)
+    assert [t["no_yield"] for t in split.terms] == [0.0, -1.0]
+    assert [t["interruption"] for t in split.terms] == [0.0, 0.0]  # it started before turn 2
+    assert reward_terms(conv, cfg)["no_yield"] == -0.5  # one per two user turns
+
+
 def test_turn_terms_without_user_turns_is_one_window():
     conv = conversation(model=timed("hello there", 1.0), user=[], duration=5.0)
     split = turn_terms(conv, CFG)
     assert split.starts == (0.0,)
-    assert split.terms == ({"interruption": 0.0, "unresponsiveness": 0.0, "pause_takeover": 0.0,
+    assert split.terms == ({"interruption": 0.0, "unresponsiveness": 0.0, "pause_takeover": 0.0, "no_yield": 0.0,
                             "latency": 0.0, "repetition": 0.0},)
 
 
 def test_total_is_the_weighted_sum_and_a_missing_weighted_term_is_an_error():
-    terms = {"interruption": -1.0, "unresponsiveness": -0.5, "pause_takeover": 0.0,
+    terms = {"interruption": -1.0, "unresponsiveness": -0.5, "pause_takeover": 0.0, "no_yield": 0.0,
              "latency": -0.2, "repetition": -0.1}
     w = {"interruption": 1.0, "unresponsiveness": 2.0, "latency": 0.5, "repetition": 0.0}
     assert total_reward(terms, w) == pytest.approx(-1.0 - 1.0 - 0.1)

@@ -66,7 +66,7 @@ def test_grpo_trains_the_text_side_and_logs_every_term(env, tmp_path, credit, pe
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2
     for key in ("reward/total", "reward/interruption", "reward/unresponsiveness",
-                "reward/pause_takeover", "reward/latency", "reward/repetition", "kl",
+                "reward/pause_takeover", "reward/no_yield", "reward/latency", "reward/repetition", "kl",
                 "check/repetition_rate", "check/silence_rate", "check/reply_length"):
         assert key in rows[0], key
     assert "reward/content" not in rows[0]  # no judge

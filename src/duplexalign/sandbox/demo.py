@@ -308,7 +308,8 @@ def run(cfg: DemoConfig, stages: dict[str, Any], out_dir: str | Path, progress: 
 
 
 ONLINE_KEYS = ("reward/total", "reward/unresponsiveness", "reward/interruption",
-               "reward/pause_takeover", "reward/latency", "reward/content", "reward/repetition",
+               "reward/pause_takeover", "reward/no_yield", "reward/latency", "reward/content",
+               "reward/repetition",
                "check/silence_rate", "check/repetition_rate", "check/reply_length", "kl",
                "judge/flagged", "judge/failed_calls")
 

@@ -2,9 +2,9 @@
 
 Owns what a rollout of the policy against a fixed user stream is worth, as a dict of named terms
 (higher is better, each about in [-1, 0] per user turn) and their weighted sum:
-- `interruption`, `unresponsiveness`, `pause_takeover`: minus the issues the annotate stage's timing
-  rules (`judges/rules.py`, over the turn-taking definitions of `segments.py`) find in the rollout,
-  per user turn;
+- `interruption`, `unresponsiveness`, `pause_takeover`, `no_yield`: minus the issues the annotate
+  stage's timing rules (`judges/rules.py`, over the turn-taking definitions of `segments.py`) find
+  in the rollout, per user turn;
 - `latency`: minus the mean wait from a user turn's end to the model's next onset beyond
   `latency_grace`, as a fraction of `rules.unresponsive_after - latency_grace` (a turn the model
   does not answer in time counts as the full wait);
@@ -13,13 +13,14 @@ Owns what a rollout of the policy against a fixed user stream is worth, as a dic
   annotate stage's LLM judge); a rollout whose judging failed gets no content
   term, and then neither does the rest of its group (`group_totals`): no verdict is made up;
 - `repetition`: minus the share of the model's word n-grams that repeat an earlier one (degeneracy).
-It also owns the collapse checks logged per step (repetition rate, silence rate, reply length). It
+`turn_terms` splits the same terms by user turn (per-turn credit). It also owns the collapse checks logged per step (repetition rate, silence rate, reply length). It
 knows nothing about models, tensors or how rollouts are made: its input is a `Conversation`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from duplexalign.segments import replies, to_segments, turns
 from duplexalign.streams.layout import TEXT_EPAD_ID, TEXT_PAD_ID
 from duplexalign.text import normalize
 
-TIMING_TERMS = ("interruption", "unresponsiveness", "pause_takeover")
+TIMING_TERMS = ("interruption", "unresponsiveness", "pause_takeover", "no_yield")
 TERMS = (*TIMING_TERMS, "latency", "content", "repetition")
 DECISION_TERMS = (*TIMING_TERMS, "latency")
 """The terms about *when* the model speaks (mixed credit puts them on the speak/silence decision)."""
@@ -52,9 +53,10 @@ class RewardConfig(StageConfig):
     """Reward terms of GRPO (section `train.grpo.rewards`)."""
 
     weights: dict[str, float] = Field(default_factory=lambda: {
-        "interruption": 1.0, "unresponsiveness": 1.0, "pause_takeover": 1.0, "latency": 0.5,
+        "interruption": 1.0, "unresponsiveness": 1.0, "pause_takeover": 1.0, "no_yield": 1.0,
+        "latency": 0.5,
         "content": 1.0, "repetition": 1.0})
-    """Weight per term by name (interruption, unresponsiveness, pause_takeover, latency, content,
+    """Weight per term by name (interruption, unresponsiveness, pause_takeover, no_yield, latency, content,
     repetition); a term left out or at 0 is still logged but does not enter the reward."""
     rules: TimingRulesConfig = Field(default_factory=_all_rules)
     """Thresholds of the timing rules (the same model as `annotate.rules`; keep them equal)."""
@@ -182,12 +184,19 @@ class TurnTerms:
     terms: tuple[dict[str, float], ...]
 
 
+def fault_time(issue: Any) -> float:
+    """When a timing issue's fault happens: the reply's start (a cut-in, a jump-in, the silence
+    after a turn), or the user's barge-in when the reply began before it (no_yield: the reply
+    was fine until the user spoke)."""
+    return max(issue.reply_span[0], issue.user_turn[0] if issue.user_turn else -math.inf)
+
+
 def turn_terms(conv: Conversation, cfg: RewardConfig,
                flagged: list[tuple[float, float]] | None = None) -> TurnTerms:
     """`reward_terms` split by user turn: each timing issue, latency and flagged reply is counted
     in the window of the turn it concerns (an issue or reply by where it starts: a cut-in or a
     jump-in into turn j starts inside turn j, the silence after turn j and the reply to it start
-    after it ends), and `repetition` (a property of the whole rollout) is given to every turn.
+    after it ends; a reply that does not yield to a barge-in, at the barge-in), and `repetition` (a property of the whole rollout) is given to every turn.
     Over the turns the terms average to `reward_terms`' (per-user-turn rates). A rollout without
     user turns has one window, the whole of it.
 
@@ -207,7 +216,7 @@ def turn_terms(conv: Conversation, cfg: RewardConfig,
     for name in TIMING_TERMS:
         counts = [0.0] * n
         for issue in RULES.get(name)(conv, cfg.rules):
-            counts[window(issue.reply_span[0])] += 1.0
+            counts[window(fault_time(issue))] += 1.0
         for row, c in zip(rows, counts, strict=True):
             row[name] = -c
     span = max(cfg.rules.unresponsive_after - cfg.latency_grace, 1e-6)
