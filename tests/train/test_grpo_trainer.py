@@ -57,7 +57,9 @@ def test_grpo_trains_the_text_side_and_logs_every_term(env, tmp_path, credit, pe
 
     torch.manual_seed(0)
     start = {k: v.clone() for k, v in build_model("tiny").state_dict().items()}
-    stats = fit(cfg(grpo={"credit": credit, "per_turn": per_turn}), env, tmp_path)
+    # the last case also weighs the decision row 3x the word row
+    extra = {"per_turn": True, "decision_weight": 3.0} if per_turn else {}
+    stats = fit(cfg(grpo={"credit": credit, **extra}), env, tmp_path)
     assert stats.counts["steps"] == 2
     after = weights(tmp_path)
     changed = {k for k in after if not torch.equal(after[k], start[k])}

@@ -78,6 +78,12 @@ class GRPOConfig(StageConfig):
     rewards of what happened in it (`rewards.turn_terms`: its cut-ins, jump-ins, silence, wait
     and flagged reply), normalised over the group turn by turn, instead of every frame with the
     whole rollout's reward: a cut-in in turn 2 no longer blames the good answer of turn 1."""
+    decision_weight: float = Field(1.0, gt=0)
+    """"mixed" and "decision+word": weight of the decision row's loss against the word row's.
+    Each row is averaged over its own frames, the decision over every frame and the word over
+    the speaking ones only, so at 1 a speaking frame's word weighs (frames / speaking frames)
+    times a decision (about 5x in the sandbox, where the model speaks in a fifth of the frames)
+    and, under Adam, the word gradient sets the step of the weights both share."""
     scale_advantages: bool = True
     """Divide the centred rewards by the group's std (False: only centre them)."""
     updates_per_step: int = Field(1, ge=1)
@@ -352,6 +358,7 @@ def _train(cfg: TrainConfig, env: Environment, out: Path, validators: list[Valid
         codes, mask = stack_rollouts(rolls)
         mask = mask.to(device)
         parts = [(a.to(device), m) for a, m in advantages(g, scored, rewards, codes, mask)]
+        row_weights = [g.decision_weight, 1.0] if len(parts) == 2 else [1.0]
         ref_lp = all_logprobs(ref, codes, base=True)
         old_lp = all_logprobs(model, codes, base=False) if g.updates_per_step > 1 else None
         n = len(rolls)
@@ -364,7 +371,7 @@ def _train(cfg: TrainConfig, env: Environment, out: Path, validators: list[Valid
                                       for x in (lp, old, ref_lp[i:i + mb])),
                                     adv[i:i + mb], m[i:i + mb], g.clip_eps, g.kl_beta)
                         for k, (adv, m) in enumerate(parts)]
-                loss = sum(r.loss for r in rows)
+                loss = sum(r.loss * w for r, w in zip(rows, row_weights, strict=True))
                 (loss.sum() / n).backward()
                 losses += loss.tolist()
                 kls += sum(r.kl for r in rows).tolist()
