@@ -11,9 +11,11 @@ for `ingest --format audio` (whisper tiny.en in every worker). Then runs each st
 run directory, models loaded by the stage as a user would see it) on the local engine, on Ray with
 1 worker and on Ray with 2 workers, one after the other, on a private one-machine Ray cluster with 2
 CPUs started here (no dashboard), and checks that every run wrote the same manifests and wavs.
-Prints the cold wall seconds of each stage run (what a user waits for: the main figures) and the
-ratios: overhead = ray 1 worker / local (goal <= 1.2x) and scaling = ray 1 worker / ray 2 workers
-(goal >= 1.7x on 2 cores). Beside them, from `engine.map_timings`: the startup (actor processes,
+Prints the cold wall seconds of each stage run (what a user waits for: the main figures; with
+`--repeat N` the engines take turns N times and the figures are medians) and the ratios:
+overhead = ray 1 worker / local (goal <= 1.2x) and scaling = ray 1 worker / ray 2 workers (goal
+>= 1.7x on 2 cores), with the machine's own ceiling for the latter (two processes spinning pure
+Python against one, measured in the same run). Beside them, from `engine.map_timings`: the startup (actor processes,
 imports and worker factories; local: the factory), a fixed cost that more workers do not shrink,
 and the steady-state throughput (items / (map wall - startup)) with its ratio. The defaults (1200
 pairs, 24 recordings of ~12 s) are sized so that the startup is a small share of a cold run, as it
@@ -28,6 +30,7 @@ import gzip
 import hashlib
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -142,32 +145,55 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def bench_stage(name: str, fresh, once, engines: dict[str, EngineConfig], root: Path, keep: bool
-                ) -> dict[str, tuple[float, float, float]]:
-    """Per engine: (cold wall s of `once(engine, run_dir)` on a run folder made by `fresh(run_dir)`
-    (not timed), startup s, steady items/s); the outputs must agree."""
-    secs, outs = {}, {}
-    for label, eng in engines.items():
-        run = root / f"{name}-{label.replace(' ', '_')}"
-        fresh(run)
-        map_timings(clear=True)
-        cpu = time.process_time()
-        wall = _timed(lambda eng=eng, run=run: once(eng, run))
-        cpu = time.process_time() - cpu  # this process: the driver (and Ray's threads in it)
-        maps = map_timings(clear=True)
-        startup = sum(t.startup_s for t in maps)
-        items = sum(t.items for t in maps)
-        steady = items / max(1e-9, sum(t.wall_s - t.startup_s for t in maps))
-        secs[label] = (wall, startup, steady)
-        outs[label] = _outputs(run)
-        if not keep:
-            shutil.rmtree(run, ignore_errors=True)
-        print(f"  {name:7s} {label:14s} {wall:7.1f} s cold (startup {startup:4.1f} s, "
-              f"{items} items, steady {steady:6.2f} items/s, "
-              f"{sum(t.calls for t in maps)} calls; driver CPU {cpu:5.1f} s)", flush=True)
+def bench_stage(name: str, fresh, once, engines: dict[str, EngineConfig], root: Path, keep: bool,
+                repeat: int = 1) -> dict[str, list[tuple[float, float, float]]]:
+    """Per engine, one entry per round: (cold wall s of `once(engine, run_dir)` on a run folder
+    made by `fresh(run_dir)` (not timed), startup s, steady items/s). The engines take turns in
+    each of the `repeat` rounds, so a slow spell of the machine hits all of them alike; the
+    outputs must agree."""
+    secs: dict[str, list[tuple[float, float, float]]] = {label: [] for label in engines}
+    outs = {}
+    for rnd in range(repeat):
+        for label, eng in engines.items():
+            run = root / f"{name}-{label.replace(' ', '_')}-{rnd}"
+            fresh(run)
+            map_timings(clear=True)
+            cpu = time.process_time()
+            wall = _timed(lambda eng=eng, run=run: once(eng, run))
+            cpu = time.process_time() - cpu  # this process: the driver (and Ray's threads in it)
+            maps = map_timings(clear=True)
+            startup = sum(t.startup_s for t in maps)
+            items = sum(t.items for t in maps)
+            steady = items / max(1e-9, sum(t.wall_s - t.startup_s for t in maps))
+            secs[label].append((wall, startup, steady))
+            outs[(label, rnd)] = _outputs(run)
+            if not keep:
+                shutil.rmtree(run, ignore_errors=True)
+            print(f"  {name:7s} {label:14s} round {rnd + 1}: {wall:7.1f} s cold (startup "
+                  f"{startup:4.1f} s, {items} items, steady {steady:6.2f} items/s, "
+                  f"{sum(t.calls for t in maps)} calls; driver CPU {cpu:5.1f} s)", flush=True)
     first = next(iter(outs.values()))
     assert all(o == first for o in outs.values()), f"{name}: engines wrote different outputs"
     return secs
+
+
+def _spin(seconds: float) -> int:
+    """Pure-Python CPU work for about `seconds` (the machine's own 2-process ceiling)."""
+    n, end = 0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        n += sum(i * i for i in range(1000))
+    return n
+
+
+def cpu_ceiling(seconds: float = 5.0) -> float:
+    """Throughput of two processes spinning at once over one alone: what the second core gives
+    on this machine right now, the bound on any engine's 2-worker scaling."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2) as pool:
+        one = pool.submit(_spin, seconds).result()
+        two = sum(f.result() for f in [pool.submit(_spin, seconds) for _ in range(2)])
+    return two / one
 
 
 def main() -> None:
@@ -176,6 +202,8 @@ def main() -> None:
     ap.add_argument("--recordings", type=int, default=24)
     ap.add_argument("--stages", default="pairs,ingest", help="which of pairs,ingest to measure")
     ap.add_argument("--batch", type=int, default=8, help="items per Ray call (engine.batch)")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of the three engines in turn; "
+                                                          "the figures are the rounds' medians")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     ap.add_argument("--inputs", help="build the inputs in this folder once and reuse them "
                                      "(default: a temporary folder)")
@@ -218,26 +246,39 @@ def main() -> None:
     try:
         once = {"pairs": pairs_once, "ingest": ingest_once}
         fresh = {"pairs": lambda run: shutil.copytree(annotated, run), "ingest": lambda run: None}
-        results = {s: bench_stage(s, fresh[s], once[s], engines, root, args.keep)
+        results = {s: bench_stage(s, fresh[s], once[s], engines, root, args.keep, args.repeat)
                    for s in stages}
     finally:
         ray.shutdown()
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    print(f"\ncold stage wall seconds (the goals):\n{'stage':8s} {'local s':>8s} {'ray1 s':>8s} "
+    ceiling = cpu_ceiling()
+    med = statistics.median
+    print(f"\ncold stage wall seconds (the goals; medians of {args.repeat} round(s), ratios are the "
+          f"medians of each round's ratio):\n{'stage':8s} {'local s':>8s} {'ray1 s':>8s} "
           f"{'ray2 s':>8s} {'overhead ray1/local':>20s} {'scaling ray1/ray2':>18s} "
           f"{'speedup local/ray2':>19s}")
+    def ratios(a: list[float], b: list[float]) -> list[float]:
+        return [x / y for x, y in zip(a, b, strict=True)]
+
     for stage, s in results.items():
-        loc, r1, r2 = (s[k][0] for k in engines)
-        print(f"{stage:8s} {loc:8.1f} {r1:8.1f} {r2:8.1f} {r1 / loc:19.2f}x {r1 / r2:17.2f}x "
-              f"{loc / r2:18.2f}x")
-    print(f"\nstartup seconds and steady-state items/s:\n{'stage':8s} {'start l':>8s} "
+        loc, r1, r2 = ([w for w, _, _ in s[k]] for k in engines)
+        over, scale = ratios(r1, loc), ratios(r1, r2)
+        print(f"{stage:8s} {med(loc):8.1f} {med(r1):8.1f} {med(r2):8.1f} {med(over):19.2f}x "
+              f"{med(scale):17.2f}x {med(ratios(loc, r2)):18.2f}x")
+        if args.repeat > 1:
+            print(f"{'':8s} per round: overhead " + " ".join(f"{x:.2f}" for x in over)
+                  + ", scaling " + " ".join(f"{x:.2f}" for x in scale))
+    print(f"\nstartup seconds and steady-state items/s (medians):\n{'stage':8s} {'start l':>8s} "
           f"{'start r1':>8s} {'start r2':>8s} {'items/s l':>10s} {'items/s r1':>10s} "
           f"{'items/s r2':>10s} {'steady r2/r1':>13s}")
     for stage, s in results.items():
-        (_, sl, tl), (_, s1, t1), (_, s2, t2) = (s[k] for k in engines)
+        (sl, tl), (s1, t1), (s2, t2) = ((med(x[1] for x in s[k]), med(x[2] for x in s[k]))
+                                        for k in engines)
         print(f"{stage:8s} {sl:8.1f} {s1:8.1f} {s2:8.1f} {tl:10.2f} {t1:10.2f} {t2:10.2f} "
               f"{t2 / t1:12.2f}x")
+    print(f"machine ceiling (two processes spinning pure Python against one, same run): "
+          f"{ceiling:.2f}x")
     print(f"load average at the end: {os.getloadavg()}")
 
 
