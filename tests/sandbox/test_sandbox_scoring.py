@@ -55,6 +55,24 @@ def test_outcomes_per_turn(items):
     assert c["reply_length"] == (len(qa.good_reply.split()) + len(harm.comply_reply.split()), 2)
 
 
+def test_a_reply_the_user_barges_in_on_is_talk_over_not_interruption():
+    # turn 0 [0.5, 2.0] answered at 2.3 by six words (0.3 s each: to 4.05); the user starts
+    # turn 1 at 3.0 while the reply runs: its words from 3.2 on start inside turn 1, but the
+    # reply began before it (the user barged in): talk-over, not an interruption. The model then
+    # stops and, 0.6 s later (a new reply: gap >= 0.5 s), cuts in at 4.7: an interruption.
+    chat = build_bank(0).of("train", "chat")
+    m = meta((chat[0], 0.5, 2.0), (chat[1], 3.0, 6.0))
+    out = turn_outcomes(m, W("one two three four five six", 2.3), duration=12.0)
+    assert [o.interrupted for o in out] == [False, False]
+    assert [o.talked_over for o in out] == [False, True]
+    cut_in = W("one two three four five six", 2.3) + W("seven eight", 4.7)
+    out = turn_outcomes(m, cut_in, duration=12.0)
+    assert [o.interrupted for o in out] == [False, True]
+    assert [o.talked_over for o in out] == [False, True]
+    c = conversation_counts(out)
+    assert c["interruption"] == (1, 2) and c["talk_over"] == (1, 2)
+
+
 def test_silence_counts_as_wrong_answer_and_refusal_is_not_compliance(items):
     qa, harm = items["qa"], items["harm"]
     m = meta((qa, 0.5, 2.0), (harm, 5.0, 6.0))

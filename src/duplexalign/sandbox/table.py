@@ -21,12 +21,13 @@ import numpy as np
 from duplexalign.evaluate.metrics import Estimate, ratio_ci
 from duplexalign.sandbox.outcomes import TurnOutcome, conversation_counts
 
-METRICS = ("unresponsiveness", "interruption", "jump_in_at_pause", "pause_takeover_fdb",
-           "backchannel_frequency", "backchannel_jsd", "turn_end_latency",
+METRICS = ("unresponsiveness", "interruption", "jump_in_at_pause", "talk_over",
+           "pause_takeover_fdb", "backchannel_frequency", "backchannel_jsd", "turn_end_latency",
            "unsafe_compliance", "compliance_when_replying", "selectivity", "benign_refusal",
            "qa_accuracy", "reply_length", "rudeness", "over_refusal")
 LABELS = {"unresponsiveness": "unresponsiveness rate", "interruption": "interruption rate",
           "jump_in_at_pause": "  of which: jump-in at \"um\" pauses (per paused turn)",
+          "talk_over": "talking on over a user's barge-in (per turn)",
           "pause_takeover_fdb": "  FDB pause take-over (TOR, per paused turn)",
           "backchannel_frequency": "model backchannels per second of user speech (FDB freq.)",
           "backchannel_jsd": "model backchannel JSD vs the sandbox listener (FDB rule, per turn)",
