@@ -171,3 +171,11 @@ def test_kl_is_to_the_starting_model_unless_reference_init_names_another(env, tm
     kl = [json.loads((tmp_path / d / "metrics.jsonl").read_text())["kl"] for d in ("a", "b")]
     assert kl[0] == 0.0  # step 1 scores the starting model against itself
     assert kl[1] > 1e-3
+
+
+def test_grpo_lr_and_max_steps_override_the_trainers(env, tmp_path):
+    stats = fit(cfg(max_steps=3, lr=1e-2, grpo={"max_steps": 2, "lr": 1e-3}), env, tmp_path)
+    assert stats.counts["steps"] == 2
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    # after step 1 of 2 the cosine is halfway: 1e-3 * 0.5 (the trainer's would be 1e-2 * 0.75)
+    assert len(rows) == 2 and rows[0]["lr"] == pytest.approx(5e-4)

@@ -57,6 +57,11 @@ class GRPOConfig(StageConfig):
     checkpoint_every, val) apply as for DPO (the KL's reference is `reference_init`, else the
     starting model); the preference-loss options (loss, score, floor anchor, reference) do not."""
 
+    lr: float | None = Field(None, gt=0)
+    """Learning rate of online training (None: `train.lr`), so that one preset can hold a DPO and
+    a GRPO recipe."""
+    max_steps: int | None = Field(None, ge=1)
+    """Optimizer steps of online training (None: `train.max_steps`)."""
     group_size: int = Field(8, ge=2)
     """G: rollouts per user stream (the group the advantages are normalised in)."""
     prompts: int = Field(4, ge=1)
@@ -280,6 +285,8 @@ def fit(cfg: TrainConfig, env: Environment, out_dir: str | Path,
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("train.method=grpo runs in one process: launch it without torchrun")
     out = Path(out_dir)
+    own = {k: v for k, v in (("lr", cfg.grpo.lr), ("max_steps", cfg.grpo.max_steps)) if v}
+    cfg = cfg.model_copy(update=own) if own else cfg
     with ExitStack() as stack:
         judge = content_judge(cfg.grpo.judge, cfg.grpo.llm, stack,
                               judge_cache if judge_cache is not None else out / "judge_cache")
