@@ -72,3 +72,14 @@ def test_demo_overrides_that_nothing_reads_are_errors():
         load_demo(path, ["sandbox.stages.train.lr=1e-5"])
     with pytest.raises(ConfigError, match="evaluate.limit: not read"):
         load_demo(path, ["evaluate.limit=2"])
+
+
+def test_the_training_method_follows_the_judge_unless_an_override_names_it():
+    path = next(p for p in CONFIGS if p.name == "sandbox_quick.yaml")
+    by_judge = "sandbox.method_by_judge={oracle: grpo, llm: dpo}"
+    _, stages = load_demo(path, [by_judge, "annotate.judge=oracle"])
+    assert stages["train"].method == "grpo"
+    _, stages = load_demo(path, [by_judge, "annotate.judge=llm"])
+    assert stages["train"].method == "dpo"
+    _, stages = load_demo(path, [by_judge, "annotate.judge=oracle", "train.method=dpo"])
+    assert stages["train"].method == "dpo"  # --method dpo wins

@@ -72,6 +72,12 @@ class DemoConfig(StageConfig):
     compare_with: list[str] = []
     """Other demo folders (their `demo_results.json`) whose held-out tables the report shows
     next to this run's, e.g. DPO-LN's beside GRPO's; they must share the held-out users and base."""
+    method_by_judge: dict[str, Literal["dpo", "grpo"]] = {}
+    """Training method per content judge (`annotate.judge`) when no override names
+    `train.method` (`--method`, `--set train.method=...`). Online GRPO needs a verdict on every
+    rollout (1,536 in the sandbox's recipe): the oracle gives them for free, the local LLM judge
+    (about 4 s per conversation on 2 cores) cannot within the demo's 15 minutes, so the preset
+    trains online with the oracle and offline on the judged logs (DPO-LN) with the LLM judge."""
     grpo_users: Literal["simulated", "replay"] = "simulated"
     """Users of online training (`train.method: grpo`): the simulated users of `deploy` (the same
     specs as the logs, rendered with their exact words), or replaying the logged user channel of
@@ -109,7 +115,8 @@ def stage_defaults(assets: Path) -> dict[str, dict[str, Any]]:
 def load_demo(path: str | Path | None, overrides: list[str]) -> tuple[DemoConfig, dict[str, Any]]:
     """The demo's `sandbox:` section and the stages' configs from the same preset.
 
-    Stage sections sit over `stage_defaults` of the sandbox's assets (built here when missing);
+    Stage sections sit over `stage_defaults` of the sandbox's assets (built here when missing),
+    and `train.method` follows the judge by `method_by_judge` unless an override names it;
     overrides are written with
     their section (`sandbox.deploy.conversations=64`, `train.lr=2e-5`), and one that nothing reads
     is an error.
@@ -120,6 +127,10 @@ def load_demo(path: str | Path | None, overrides: list[str]) -> tuple[DemoConfig
     stage_over = [o for o in overrides if not o.strip().startswith("sandbox.")]
     configs = load_configs(path, stage_over, DEFAULT_STAGES, defaults=stage_defaults(assets_dir(cfg)),
                            also_reads=("sandbox",))
+    judge = configs["annotate"].judge
+    if judge in cfg.method_by_judge and not any(o.strip().startswith("train.method=")
+                                                for o in overrides):
+        configs["train"].method = cfg.method_by_judge[judge]
     return cfg, configs
 
 
