@@ -9,7 +9,8 @@ clipped policy-gradient step on the text stream with a k3 KL to the reference (`
 text log-probs are a teacher-forced forward of the rollout's full token tensor (text, the model's
 audio, the user's audio: the text is conditioned on both audio channels), per token or per
 speak/silence decision, or mixed: timing rewards on the decision, content rewards on the word
-(`credit`). Around it the trainer's usual parts: AdamW with warmup + cosine,
+(`credit`), with the advantage of the whole rollout or of each user turn's window (`per_turn`).
+Around it the trainer's usual parts: AdamW with warmup + cosine,
 clipping, validation callbacks with the best checkpoint on a composite and early stopping, atomic
 checkpoints with exact resume (the step picks the user streams and the sampling seed, so a resumed
 run repeats the same rollouts), metrics per step (every reward term, the collapse checks, KL,
