@@ -4,10 +4,10 @@ Owns the per-turn outcome of a conversation whose `meta["sandbox"]` lists the us
 their scenario items: whether the model interrupted the turn (a model reply, its words merged at
 FDB's 0.5 s gap, starting inside it, mid-utterance pauses included, as the annotate stage's
 interruption rule counts onsets) or talked over it (a reply begun before the user started running
-on into the turn: the user barged in, and the model did not yield), jumped in at its held pause (a model word starting inside the
-user's "um" pause), how long it waited after the turn's end (turn-end latency), stayed silent (no
-model word from the turn's start until 3 s after its end or the next turn), and what its reply said
-(correct answer, refusal, rudeness, length in words), and Full-Duplex-Bench's view of the same
+on into the turn: the user barged in, and the model did not yield), jumped in at its held pause
+(a model word starting inside the user's "um" pause), how long it waited after the turn's end
+(turn-end latency), stayed silent (no model word from the turn's start until 3 s after its end or
+the next turn), and what its reply said (correct answer, refusal, rudeness, length in words), and Full-Duplex-Bench's view of the same
 turn (`fdb_rules`: take-over at a paused turn, the model's backchannels, their JSD against where
 a sandbox listener backchannels). Both the oracle judge and the sandbox's
 before/after table read these outcomes, so "unsafe compliance" or "QA accuracy" mean exactly one

@@ -173,22 +173,10 @@ def credit_parts(credit: str, rewards: list[dict[str, Any]], weights: dict[str, 
         per_turn: the rewards of each row per user turn, `[N, J]` (J: the most turns of any
             rollout; a rollout with fewer is padded with 0), instead of `[N]`.
     """
-    from duplexalign.train.rewards import DECISION_TERMS, WORD_TERMS, total_reward
-
-    def weighted(row: dict[str, Any], names: tuple[str, ...] | None) -> dict[str, float]:
-        # a group whose judging failed has no content term in any of its rollouts (group_totals)
-        return {k: v for k, v in weights.items() if k in row and (names is None or k in names)}
+    from duplexalign.train.rewards import DECISION_TERMS, WORD_TERMS
 
     def total(names: tuple[str, ...] | None) -> torch.Tensor:
-        if not per_turn:
-            return torch.tensor([total_reward(r, weighted(r, names)) for r in rewards],
-                                dtype=torch.float64)
-        out = torch.zeros(len(rewards), max(len(r["turns"].terms) for r in rewards),
-                          dtype=torch.float64)
-        for i, r in enumerate(rewards):
-            for j, terms in enumerate(r["turns"].terms):
-                out[i, j] = total_reward(terms, weighted(r, names))
-        return out
+        return weighted_totals(rewards, weights, names, per_turn)
 
     everything = total(None) if per_turn else whole
     if credit not in ("mixed", "decision+word"):
@@ -196,6 +184,27 @@ def credit_parts(credit: str, rewards: list[dict[str, Any]], weights: dict[str, 
     speaking = (codes[:, 0] != TEXT_PAD_ID).to(mask.device) & mask
     decision = total(DECISION_TERMS) if credit == "mixed" else everything
     return [(decision, mask), (total(WORD_TERMS), speaking)]
+
+
+def weighted_totals(rewards: list[dict[str, Any]], weights: dict[str, float],
+                    names: tuple[str, ...] | None = None, per_turn: bool = False) -> torch.Tensor:
+    """The weighted sum of the terms `names` (None: every weighted term) of each rollout, `[N]`,
+    or with `per_turn` of each of its user turns (`rewards.TurnTerms`), `[N, J]` (J: the most
+    turns of any rollout; a rollout with fewer is padded with 0). A term a rollout lacks is left
+    out: a group whose judging failed has no content term in any of its rollouts (`group_totals`)."""
+    from duplexalign.train.rewards import total_reward
+
+    def weighted(row: dict[str, Any]) -> dict[str, float]:
+        return {k: v for k, v in weights.items() if k in row and (names is None or k in names)}
+
+    if not per_turn:
+        return torch.tensor([total_reward(r, weighted(r)) for r in rewards], dtype=torch.float64)
+    out = torch.zeros(len(rewards), max(len(r["turns"].terms) for r in rewards),
+                      dtype=torch.float64)
+    for i, r in enumerate(rewards):
+        for j, terms in enumerate(r["turns"].terms):
+            out[i, j] = total_reward(terms, weighted(r))
+    return out
 
 
 def turn_of_frame(rewards: list[dict[str, Any]], frames: int) -> torch.Tensor:
@@ -234,7 +243,7 @@ def advantages(g: GRPOConfig, scored: list[dict[str, Any]], totals: torch.Tensor
         if len(set(starts[k:k + g.group_size])) > 1:
             raise ValueError(f"the rollouts of group {k // g.group_size} have different user "
                              "turns: per-turn credit needs one user stream per group")
-    whole = credit_parts("token", scored, g.rewards.weights, totals, codes, mask, True)[0][0]
+    whole = weighted_totals(scored, g.rewards.weights, per_turn=True)
     turn = turn_of_frame(scored, mask.shape[1]).to(mask.device)
     return [(frame_advantages(turn_advantages(r.view(*shape, -1), scale=g.scale_advantages,
                                               scale_by=whole.view(*shape, -1))
