@@ -84,7 +84,7 @@ def test_terms_are_per_user_turn_and_content_comes_from_the_judge():
     # turn 1 [0, 1.45] answered "four" at 1.95 (0.5 s); turn 2 [4.0, 5.75] never answered
     user = timed("what is two plus two", 0.0) + timed("and what is three plus three", 4.0)
     conv = conversation(model=timed("four", 1.95), user=user, duration=12.0)
-    terms = reward_terms(conv, CFG, flagged=1)
+    terms = reward_terms(conv, CFG, flagged=[(1.95, 1.0)])
     assert terms["unresponsiveness"] == pytest.approx(-1 / 2)  # 1 silent turn of 2
     assert terms["latency"] == pytest.approx(-(0.5 + 3.0) / 2 / 3.0)
     assert terms["content"] == pytest.approx(-1 / 2)  # 1 flagged reply per 2 turns
@@ -141,10 +141,10 @@ def test_turn_terms_put_each_issue_and_flag_in_its_turns_window():
     assert split.terms[1] == pytest.approx({
         "interruption": 0.0, "unresponsiveness": 0.0, "pause_takeover": 0.0, "no_yield": 0.0,
         "latency": -0.5 / 3.0, "content": -2.5, "repetition": rep})
-    # averaged over the turns, the split terms are the whole rollout's per-turn rates
-    whole = reward_terms(conv, CFG, flagged=2.5)
-    for name, value in whole.items():
-        assert np.mean([t[name] for t in split.terms]) == pytest.approx(value), name
+    # the whole rollout's terms are the per-turn rates: 1 cut-in and a 2.5 flag in 2 turns
+    assert reward_terms(conv, CFG, flagged=[(6.25, 2.5)]) == pytest.approx({
+        "interruption": -0.5, "unresponsiveness": 0.0, "pause_takeover": 0.0, "no_yield": 0.0,
+        "latency": -(1.0 + 0.5 / 3.0) / 2, "content": -1.25, "repetition": rep})
 
 
 def test_a_reply_that_talks_over_a_barge_in_is_no_yield_in_the_barge_ins_turn():

@@ -320,8 +320,11 @@ def build(cfg: BuildConfig, out_dir: Path, synth: Synth | None = None,
 
     codec = _fitted_codec(out_dir / CODEC_NAME, cfg)
     if codec is None:
+        # the training voices only, so that extra varied voices leave the codec as it is
+        fit_specs = conversation_specs(bank, "train", TRAIN_VOICES, fit_count(cfg), cfg.seed,
+                                       cfg.turns)
         codec = with_decode_iters(fit_codec(cfg, [rend(s) for s in tqdm(
-            specs[: fit_count(cfg)], desc="codec audio", disable=not progress)], progress,
+            fit_specs, desc="codec audio", disable=not progress)], progress,
             synth, bank),
             cfg.codec_griffin_lim_iters)
         codec.stats["fit_config"] = codec_fit_config(cfg)

@@ -32,7 +32,6 @@ from duplexalign.train.rewards import (
     collapse_checks,
     flag_costs,
     judge_outcomes,
-    reward_terms,
     turn_terms,
 )
 
@@ -107,11 +106,12 @@ def score_rollouts(rollouts: Sequence[Any], cfg: RewardConfig, judge: Any | None
     out = []
     for c, o, r in zip(convs, outcomes, rollouts, strict=True):
         costs = None if o is None else flag_costs(o, cfg.category_weights)
-        terms = reward_terms(c, cfg, None if costs is None else float(sum(x for _, x in costs)))
+        split = turn_terms(c, cfg, costs)
+        terms = split.mean()
         checks = collapse_checks(c, r.text_tokens, cfg.repetition_n)
         row: dict[str, Any] = {**terms, **{f"check/{k}": v for k, v in checks.items()}}
         if per_turn:
-            row["turns"] = turn_terms(c, cfg, costs)
+            row["turns"] = split
         if o is not None:
             row.update({"judge/replies": float(len(o.verdicts)),
                         "judge/flagged": float(sum(1 for v in o.verdicts if v.flagged)),

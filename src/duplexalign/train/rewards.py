@@ -146,27 +146,19 @@ def flag_costs(outcome: Any, category_weights: dict[str, float] | None = None
             for v in outcome.verdicts if v.flagged]
 
 
-def reward_terms(conv: Conversation, cfg: RewardConfig, flagged: float | None = None
-                 ) -> dict[str, float]:
-    """The named terms of one rollout (higher is better).
+def reward_terms(conv: Conversation, cfg: RewardConfig,
+                 flagged: list[tuple[float, float]] | None = None) -> dict[str, float]:
+    """The named terms of one rollout (higher is better): the per-user-turn average of
+    `turn_terms`, so each timing term is minus its issues per user turn, `latency` minus the
+    mean graced wait over its span, `content` minus the flagged replies' summed cost per turn.
 
     Args:
         conv: the rollout as a conversation: the model's words from its text stream, the user's
             fixed words, the duration and the user side's meta.
         cfg: reward options.
-        flagged: the summed cost of the replies a content judge flagged (`flag_costs`); None
-            leaves the `content` term out.
+        flagged: `flag_costs` of a content judge's outcome; None leaves the `content` term out.
     """
-    n_turns = max(1, len(user_turns(conv, cfg.rules)))
-    out = {name: -len(RULES.get(name)(conv, cfg.rules)) / n_turns for name in TIMING_TERMS}
-    lat = turn_latencies(conv, cfg.rules)
-    span = max(cfg.rules.unresponsive_after - cfg.latency_grace, 1e-6)
-    out["latency"] = (-float(np.mean([max(0.0, x - cfg.latency_grace) for x in lat])) / span
-                      if lat else 0.0)
-    if flagged is not None:
-        out["content"] = -flagged / n_turns
-    out["repetition"] = -repetition_rate(conv.words.model, cfg.repetition_n)
-    return out
+    return turn_terms(conv, cfg, flagged).mean()
 
 
 @dataclass(frozen=True)
@@ -182,6 +174,10 @@ class TurnTerms:
 
     starts: tuple[float, ...]
     terms: tuple[dict[str, float], ...]
+
+    def mean(self) -> dict[str, float]:
+        """Each term averaged over the turns: the whole rollout's per-user-turn rates."""
+        return {name: float(np.mean([row[name] for row in self.terms])) for name in self.terms[0]}
 
 
 def fault_time(issue: Any) -> float:
