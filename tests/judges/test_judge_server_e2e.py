@@ -15,7 +15,7 @@ import pytest
 from duplexalign.annotate.stage import AnnotateConfig, run
 from duplexalign.judges.cases import load_cases, to_conversation
 from duplexalign.judges.content import ContentJudge, LLMJudgeConfig
-from duplexalign.judges.llm import LLMClient
+from duplexalign.judges.llm import LLMClient, LLMRequest
 from duplexalign.judges.rewriter import Rewriter, RewriteRejected
 from duplexalign.judges.server import LocalLLMServer, model_path, server_binary
 from duplexalign.manifest import iter_dicts, write_manifest
@@ -138,3 +138,19 @@ def test_one_grpo_step_of_the_sandbox_model_judged_by_the_real_server(smol, tmp_
     assert row["judge/failed_calls"] == 0 and row["judge/replies"] >= 1
     assert row["judge/requests"] == stats.values["llm"]["requests"]
     assert "reward/content" in row and row["judge/groups_without_content"] == 0
+
+
+def test_slots_start_a_server_that_decodes_that_many_requests_together():
+    need("smollm2")
+    import httpx
+
+    with LocalLLMServer("smollm2", ctx=2048, slots=2) as srv:
+        props = httpx.get(f"http://127.0.0.1:{srv.port}/props", timeout=10).json()
+        assert props["total_slots"] == 2
+        assert props["default_generation_settings"]["n_ctx"] == 2048  # each slot: the whole ctx
+        client = LLMClient(srv.base_url, srv.model_name, concurrency=2, timeout=120)
+        schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+        reqs = [LLMRequest([{"role": "user", "content": f"Answer in JSON: n = {i}."}], schema, 16)
+                for i in (1, 2)]
+        out = client.run_many(reqs)
+        assert all(isinstance(r.data["n"], int) for r in out), out

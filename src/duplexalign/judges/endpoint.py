@@ -44,6 +44,10 @@ class LLMEndpoint(StageConfig):
     """Answer cache folder; None = the stage's default (e.g. RUN/judge_cache)."""
     threads: int | None = None
     """CPU threads of the local server (None: env LLM_THREADS, else 1; see reference/llm.md)."""
+    slots: int = Field(1, ge=1)
+    """Requests the local server decodes together (llama-server `-np`; each slot keeps the
+    whole context window and its own prompt cache). Set it to `concurrency` on an idle
+    machine: batched decoding shares each weight read between the slots."""
 
     @field_validator("url")
     @classmethod
@@ -55,7 +59,8 @@ class LLMEndpoint(StageConfig):
         return LLMEndpoint.model_validate(self.model_dump(include=set(LLMEndpoint.model_fields)))
 
 
-ENDPOINT_RUNTIME = ("concurrency", "timeout", "max_retries", "threads", "api_key_env", "cache_dir")
+ENDPOINT_RUNTIME = ("concurrency", "timeout", "max_retries", "threads", "slots", "api_key_env",
+                    "cache_dir")
 """Fields that change how the endpoint is reached, not what it answers (left out of digests)."""
 
 
@@ -72,7 +77,8 @@ def open_client(ep: LLMEndpoint, stack: ExitStack, cache_dir: str | Path | None 
     if url is None:
         from duplexalign.judges.server import LocalLLMServer
 
-        srv = stack.enter_context(LocalLLMServer(model, threads=ep.threads))
+        srv = stack.enter_context(LocalLLMServer(model, threads=ep.threads,
+                                                     slots=ep.slots))
         url, model = srv.base_url, srv.model_name
     key = os.environ.get(ep.api_key_env) if ep.api_key_env else None
     return LLMClient(url, model, cache_dir=ep.cache_dir or cache_dir, concurrency=ep.concurrency,

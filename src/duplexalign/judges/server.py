@@ -2,7 +2,7 @@
 
 Owns where the server binary and the GGUF models live (built and verified by `scripts/setup_llm.sh`
 under `$DUPLEXALIGN_CACHE`, default `~/.cache/duplexalign`), how the server is started (free port,
-one slot, `-t 1` unless told otherwise because llama.cpp threads spin at barriers and collapse on a
+one slot and `-t 1` unless told otherwise because llama.cpp threads spin at barriers and collapse on a
 shared CPU), health polling, and shutdown of exactly the process it started. It knows nothing about
 prompts; clients talk to `base_url` like any OpenAI-compatible endpoint.
 """
@@ -66,7 +66,8 @@ class LocalLLMServer:
     Args:
         model: "qwen" (default judge), "smollm2" (fast plumbing model) or a .gguf path.
         threads: CPU threads (None: `default_threads()`).
-        ctx: context window in tokens.
+        ctx: context window in tokens, per slot.
+        slots: requests decoded together (`-np`); the server's window is `ctx * slots`.
         port: TCP port (None: a free one).
         startup_timeout: seconds to wait for /health before giving up.
 
@@ -76,10 +77,11 @@ class LocalLLMServer:
     """
 
     def __init__(self, model: str = "qwen", threads: int | None = None, ctx: int = 8192,
-                 port: int | None = None, startup_timeout: float = 120.0):
+                 port: int | None = None, startup_timeout: float = 120.0, slots: int = 1):
         self.model = model
         self.threads = threads or default_threads()
         self.ctx = ctx
+        self.slots = slots
         self.port = port
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen | None = None
@@ -109,7 +111,7 @@ class LocalLLMServer:
         fd, log_name = tempfile.mkstemp(prefix="duplexalign-llama-", suffix=".log")
         self.log_path = Path(log_name)
         cmd = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(self.port),
-               "-c", str(self.ctx), "-np", "1", "-t", str(self.threads), "--alias",
+               "-c", str(self.ctx * self.slots), "-np", str(self.slots), "-t", str(self.threads), "--alias",
                self.model_name, "--no-webui"]
         log.info("starting %s", " ".join(cmd))
         with os.fdopen(fd, "wb") as logf:
