@@ -179,3 +179,14 @@ def test_grpo_lr_and_max_steps_override_the_trainers(env, tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     # after step 1 of 2 the cosine is halfway: 1e-3 * 0.5 (the trainer's would be 1e-2 * 0.75)
     assert len(rows) == 2 and rows[0]["lr"] == pytest.approx(5e-4)
+
+
+def test_grpo_seed_overrides_the_trainers(env, tmp_path):
+    def rewards(run_cfg, out):
+        fit(run_cfg, env, tmp_path / out)
+        return [json.loads(x)["reward/total"]
+                for x in (tmp_path / out / "metrics.jsonl").read_text().splitlines()]
+
+    base = rewards(cfg(max_steps=1, seed=0), "a")
+    assert rewards(cfg(max_steps=1, seed=5, grpo={"seed": 0}), "b") == base  # grpo.seed wins
+    assert rewards(cfg(max_steps=1, seed=0, grpo={"seed": 5}), "c") != base

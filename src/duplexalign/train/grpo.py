@@ -63,6 +63,9 @@ class GRPOConfig(StageConfig):
     a GRPO recipe."""
     max_steps: int | None = Field(None, ge=1)
     """Optimizer steps of online training (None: `train.max_steps`)."""
+    seed: int | None = None
+    """Seed of online training: the user streams of each step, the rollouts' sampling and the
+    initial torch state (None: `train.seed`)."""
     group_size: int = Field(8, ge=2)
     """G: rollouts per user stream (the group the advantages are normalised in)."""
     prompts: int = Field(4, ge=1)
@@ -295,7 +298,7 @@ def fit(cfg: TrainConfig, env: Environment, out_dir: str | Path,
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("train.method=grpo runs in one process: launch it without torchrun")
     out = Path(out_dir)
-    own = {k: v for k, v in (("lr", cfg.grpo.lr), ("max_steps", cfg.grpo.max_steps)) if v}
+    own = {k: v for k in ("lr", "max_steps", "seed") if (v := getattr(cfg.grpo, k)) is not None}
     cfg = cfg.model_copy(update=own) if own else cfg
     with ExitStack() as stack:
         judge = content_judge(cfg.grpo.judge, cfg.grpo.llm, stack,
