@@ -74,12 +74,26 @@ def test_demo_overrides_that_nothing_reads_are_errors():
         load_demo(path, ["evaluate.limit=2"])
 
 
-def test_the_training_method_follows_the_judge_unless_an_override_names_it():
+def test_by_judge_overrides_follow_the_judge_unless_an_override_names_the_key():
     path = next(p for p in CONFIGS if p.name == "sandbox_quick.yaml")
-    by_judge = "sandbox.method_by_judge={oracle: grpo, llm: dpo}"
-    _, stages = load_demo(path, [by_judge, "annotate.judge=oracle"])
-    assert stages["train"].method == "grpo"
-    _, stages = load_demo(path, [by_judge, "annotate.judge=llm"])
-    assert stages["train"].method == "dpo"
+    by_judge = ("sandbox.by_judge={oracle: [train.method=grpo], "
+                "llm: [train.method=dpo, sandbox.deploy.conversations=7]}")
+    cfg, stages = load_demo(path, [by_judge, "annotate.judge=oracle"])
+    assert stages["train"].method == "grpo" and cfg.deploy.conversations == 32  # the preset's
+    cfg, stages = load_demo(path, [by_judge, "annotate.judge=llm"])
+    assert stages["train"].method == "dpo" and cfg.deploy.conversations == 7
     _, stages = load_demo(path, [by_judge, "annotate.judge=oracle", "train.method=dpo"])
     assert stages["train"].method == "dpo"  # --method dpo wins
+    cfg, _ = load_demo(path, [by_judge, "annotate.judge=llm", "sandbox.deploy.conversations=9"])
+    assert cfg.deploy.conversations == 9
+    with pytest.raises(ConfigError, match="would change the judge"):
+        load_demo(path, ["sandbox.by_judge={llm: [annotate.judge=oracle]}", "annotate.judge=llm"])
+
+
+def test_the_default_preset_trains_online_with_the_oracle_and_offline_with_the_llm_judge():
+    path = next(p for p in CONFIGS if p.name == "sandbox.yaml")
+    cfg, stages = load_demo(path, ["annotate.judge=oracle"])
+    assert (stages["train"].method, cfg.deploy.conversations) == ("grpo", 128)
+    cfg, stages = load_demo(path, [])
+    assert stages["annotate"].judge == "llm"
+    assert (stages["train"].method, cfg.deploy.conversations) == ("dpo", 80)

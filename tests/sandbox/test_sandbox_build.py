@@ -48,3 +48,20 @@ def test_phonetic_student_voices_add_varied_copies_but_never_a_held_out_voice():
     # the codec a plain build fitted still matches; a varied student is a different fit
     assert "semantic_extra_voices" not in codec_fit_config(plain)
     assert codec_fit_config(varied)["semantic_extra_voices"] == 2
+
+
+def test_extra_voices_speak_the_corpus_but_leave_the_codec_fit_alone(tmp_path):
+    from duplexalign.sandbox.users import VoiceJitter
+
+    plain = BuildConfig(conversations=8, codec_fit_conversations=4, sft_steps=2, sft_batch=4,
+                        duration=6.0, codec="melrvq")
+    varied = plain.model_copy(update={"extra_user_voices": 1, "voice_jitter": VoiceJitter(
+        rate=0.15, pitch=15, variants=["f1", "m2"])})
+    build(plain, tmp_path / "plain", progress=False)
+    build(varied, tmp_path / "varied", progress=False)
+    # the codec is fitted on the named training voices' conversations in both builds ...
+    assert ((tmp_path / "plain" / CODEC_NAME).read_bytes()
+            == (tmp_path / "varied" / CODEC_NAME).read_bytes())
+    # ... while the corpus the model trains on is spoken by other voices too
+    a, b = (load_model(tmp_path / d / INSTRUCT_NAME).state_dict() for d in ("plain", "varied"))
+    assert any(not torch.equal(a[k], b[k]) for k in a)

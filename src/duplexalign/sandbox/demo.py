@@ -25,6 +25,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from duplexalign.config import StageConfig, apply_overrides, build, load_yaml
+from duplexalign.errors import ConfigError
 from duplexalign.pipeline import DEFAULT_STAGES, STAGES
 from duplexalign.runs import atomic_write_text
 from duplexalign.sandbox.build import ASSETS_DIR, CODEC_NAME, INSTRUCT_NAME, BuildConfig
@@ -72,12 +73,13 @@ class DemoConfig(StageConfig):
     compare_with: list[str] = []
     """Other demo folders (their `demo_results.json`) whose held-out tables the report shows
     next to this run's, e.g. DPO-LN's beside GRPO's; they must share the held-out users and base."""
-    method_by_judge: dict[str, Literal["dpo", "grpo"]] = {}
-    """Training method per content judge (`annotate.judge`) when no override names
-    `train.method` (`--method`, `--set train.method=...`). Online GRPO needs a verdict on every
-    rollout (1,536 in the sandbox's recipe): the oracle gives them for free, the local LLM judge
-    (about 4 s per conversation on 2 cores) cannot within the demo's 15 minutes, so the preset
-    trains online with the oracle and offline on the judged logs (DPO-LN) with the LLM judge."""
+    by_judge: dict[str, list[str]] = {}
+    """Dotted overrides per content judge (`annotate.judge`), applied under the caller's: one that
+    names the same key as an override of the caller's (`--method`, `--set train.method=...`) is
+    left out. The preset trains online (GRPO, `train.method=grpo`) with the oracle, which gives a
+    verdict on each of 3,072 rollouts for free, and offline (DPO-LN on the judged logs) with the
+    local LLM judge, which reads about 6 s per conversation on 2 cores, on fewer deployed
+    conversations, so that the demo stays within 15 minutes. They may not set the judge itself."""
     grpo_users: Literal["simulated", "replay"] = "simulated"
     """Users of online training (`train.method: grpo`): the simulated users of `deploy` (the same
     specs as the logs, rendered with their exact words), or replaying the logged user channel of
@@ -116,21 +118,33 @@ def load_demo(path: str | Path | None, overrides: list[str]) -> tuple[DemoConfig
     """The demo's `sandbox:` section and the stages' configs from the same preset.
 
     Stage sections sit over `stage_defaults` of the sandbox's assets (built here when missing),
-    and `train.method` follows the judge by `method_by_judge` unless an override names it;
-    overrides are written with
-    their section (`sandbox.deploy.conversations=64`, `train.lr=2e-5`), and one that nothing reads
-    is an error.
+    and the overrides `by_judge` lists for the judge apply under the caller's; overrides are
+    written with their section (`sandbox.deploy.conversations=64`, `train.lr=2e-5`), and one that
+    nothing reads is an error.
     """
+    cfg, configs = _load_demo(path, overrides)
+    judge = configs["annotate"].judge
+    named = {_key(o) for o in overrides}
+    listed = cfg.by_judge.get(judge, [])
+    if bad := [o for o in listed if _key(o) in ("annotate.judge", "train.grpo.judge")]:
+        raise ConfigError(f"sandbox.by_judge.{judge}: {bad[0]!r} would change the judge it is for")
+    extra = [o for o in listed if _key(o) not in named]
+    return _load_demo(path, extra + overrides) if extra else (cfg, configs)
+
+
+def _key(override: str) -> str:
+    """The dotted key of a `KEY=VALUE` override."""
+    return override.split("=", 1)[0].strip()
+
+
+def _load_demo(path: str | Path | None, overrides: list[str]
+               ) -> tuple[DemoConfig, dict[str, Any]]:
     from duplexalign.pipeline import load_configs
 
     cfg = demo_config(path, overrides)
     stage_over = [o for o in overrides if not o.strip().startswith("sandbox.")]
     configs = load_configs(path, stage_over, DEFAULT_STAGES, defaults=stage_defaults(assets_dir(cfg)),
                            also_reads=("sandbox",))
-    judge = configs["annotate"].judge
-    if judge in cfg.method_by_judge and not any(o.strip().startswith("train.method=")
-                                                for o in overrides):
-        configs["train"].method = cfg.method_by_judge[judge]
     return cfg, configs
 
 
