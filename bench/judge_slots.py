@@ -17,7 +17,7 @@ import time
 
 from duplexalign.judges.cases import load_cases, to_conversation
 from duplexalign.judges.content import ContentJudge, LLMJudgeConfig
-from duplexalign.judges.llm import LLMClient
+from duplexalign.judges.llm import LLMClient, LLMFailure
 from duplexalign.judges.server import LocalLLMServer
 
 
@@ -37,7 +37,7 @@ def timed(slots: int, threads: int, warm: list, reqs: list, model: str) -> float
         t0 = time.perf_counter()
         out = client.run_many(reqs)
         wall = time.perf_counter() - t0
-    failed = [r for r in out if hasattr(r, "kind")]
+    failed = [r for r in out if isinstance(r, LLMFailure)]
     assert not failed, failed[:1]
     return wall
 

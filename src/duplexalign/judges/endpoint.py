@@ -77,8 +77,7 @@ def open_client(ep: LLMEndpoint, stack: ExitStack, cache_dir: str | Path | None 
     if url is None:
         from duplexalign.judges.server import LocalLLMServer
 
-        srv = stack.enter_context(LocalLLMServer(model, threads=ep.threads,
-                                                     slots=ep.slots))
+        srv = stack.enter_context(LocalLLMServer(model, threads=ep.threads, slots=ep.slots))
         url, model = srv.base_url, srv.model_name
     key = os.environ.get(ep.api_key_env) if ep.api_key_env else None
     return LLMClient(url, model, cache_dir=ep.cache_dir or cache_dir, concurrency=ep.concurrency,

@@ -111,8 +111,8 @@ class LocalLLMServer:
         fd, log_name = tempfile.mkstemp(prefix="duplexalign-llama-", suffix=".log")
         self.log_path = Path(log_name)
         cmd = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(self.port),
-               "-c", str(self.ctx * self.slots), "-np", str(self.slots), "-t", str(self.threads), "--alias",
-               self.model_name, "--no-webui"]
+               "-c", str(self.ctx * self.slots), "-np", str(self.slots), "-t", str(self.threads),
+               "--alias", self.model_name, "--no-webui"]
         log.info("starting %s", " ".join(cmd))
         with os.fdopen(fd, "wb") as logf:
             self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
