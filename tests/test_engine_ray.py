@@ -115,6 +115,29 @@ def test_ray_map_keeps_input_order_through_a_small_window_and_raises_worker_erro
     assert worker_pids() == []  # the pools are gone
 
 
+def test_workers_get_the_engine_environment_and_a_failing_factory_raises_its_own_error(cluster):
+    def make_env():
+        import os as os_
+
+        def env(_):
+            return (os_.environ.get("DUPLEXALIGN_TEST_ENV"), os_.environ.get("OMP_NUM_THREADS"),
+                    os_.environ.get("NO_TORCH_COMPILE"))
+        return env
+
+    # Ray itself would set OMP_NUM_THREADS to the actor's CPUs (1 here): the engine's env wins
+    eng = on_ray(cluster).model_copy(update={"env": {"DUPLEXALIGN_TEST_ENV": "on",
+                                                     "OMP_NUM_THREADS": "3"}})
+    assert set(ordered_map(eng, make_env, range(4))) == {("on", "3", "1")}
+
+    def make_broken():
+        raise FileNotFoundError("no model at /nowhere")
+
+    with pytest.raises(FileNotFoundError, match="no model at /nowhere") as err:
+        list(ordered_map(on_ray(cluster), make_broken, range(4)))
+    assert any("in the Ray worker" in note for note in err.value.__notes__)
+    assert worker_pids() == []
+
+
 def test_each_idle_worker_pulls_the_next_call_so_slow_items_spread_evenly(cluster):
     def make():
         def slow_pid(x: int) -> int:

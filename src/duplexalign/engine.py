@@ -136,13 +136,11 @@ def _connect(engine: EngineConfig) -> bool:
     ray = _import_ray()
     if ray.is_initialized():
         return False
-    env = {"env_vars": worker_env(engine)}
-    try:
+    try:  # no job runtime_env: the actors set `worker_env` themselves (see `_holder_class`)
         if engine.address == "local":
-            ray.init(include_dashboard=False, runtime_env=env, log_to_driver=False,
-                     logging_level=logging.WARNING)
+            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         else:
-            ray.init(address=engine.address, runtime_env=env, log_to_driver=False,
+            ray.init(address=engine.address, log_to_driver=False,
                      logging_level=logging.WARNING)
     except ConnectionError as e:
         raise ConfigError(f"engine.address={engine.address}: no Ray cluster there ({e}); start "
@@ -244,15 +242,27 @@ def _record(t: MapTiming) -> None:
 
 def _holder_class(ray: Any) -> Any:
     class WorkerHolder:
-        """One actor: builds the worker once, then applies it to item after item."""
+        """One actor: builds the worker once, then applies it to item after item.
 
-        def __init__(self, make_worker: WorkerFactory):
-            self.fn = make_worker()
+        Its environment is set here, before the factory is unpickled (which imports the stage's
+        modules, numpy, torch), rather than by a per-actor `runtime_env`: an actor with a runtime
+        env of its own needs a fresh worker process (~0.7 s more per pool on 2 cores), while one
+        without it takes a worker Ray has already started."""
+
+        def __init__(self, env: dict[str, str], make_worker: bytes):
+            os.environ.update(env)
+            self.failed: _Failed | None = None
+            try:
+                self.fn = ray.cloudpickle.loads(make_worker)()
+            except Exception as e:  # noqa: BLE001 - raised by the driver at the first item
+                self.failed = _Failed(e, traceback.format_exc())
 
         def pid(self) -> int:
             return os.getpid()
 
         def call(self, items: list[Any]) -> list[Any]:
+            if self.failed is not None:  # the factory raised: as the local engine, at an item
+                return [self.failed]
             out = []
             for item in items:
                 try:
@@ -269,9 +279,9 @@ def _start_pool(engine: EngineConfig, ray: Any, make_worker: WorkerFactory, n: i
                 ) -> list[Any]:
     holder = _holder_class(ray).options(
         num_cpus=engine.cpus_per_worker, num_gpus=engine.gpus_per_worker,
-        max_restarts=engine.max_retries, max_task_retries=engine.max_retries,
-        runtime_env={"env_vars": worker_env(engine)})
-    return [holder.remote(make_worker) for _ in range(n)]  # started concurrently
+        max_restarts=engine.max_retries, max_task_retries=engine.max_retries)
+    blob = ray.cloudpickle.dumps(make_worker)
+    return [holder.remote(worker_env(engine), blob) for _ in range(n)]  # started concurrently
 
 
 def _ray_map(engine: EngineConfig, make_worker: WorkerFactory, items: Iterable[Any],
@@ -285,9 +295,10 @@ def _ray_map(engine: EngineConfig, make_worker: WorkerFactory, items: Iterable[A
     t0 = time.perf_counter()
     started = _connect(engine)
     actors: list[Any] = []
-    pids: list[int] = []
+    pids: list[int] = []  # of the actors up so far (`worker_pids`)
+    probes: dict[Any, Any] = {}  # pid calls not answered yet: actors still being built
     n_items = n_calls = 0
-    startup = 0.0
+    startup = t1 = 0.0
     try:
         n = _pool_size(engine, ray)
         ahead = (engine.in_flight or 4 * n) * engine.batch
@@ -314,11 +325,10 @@ def _ray_map(engine: EngineConfig, make_worker: WorkerFactory, items: Iterable[A
             if queue and not actors:  # the pool starts with the first item that needs a worker
                 t1 = time.perf_counter()
                 actors = _start_pool(engine, ray, make_worker, n)
-                pids = ray.get([a.pid.remote() for a in actors])  # every worker built
-                startup = time.perf_counter() - t1
+                # each actor answers once built; calls queue behind that, so the first actor up
+                # starts working without waiting for the others
+                probes = {a.pid.remote(): a for a in actors}
                 _worker_pids.append(pids)
-                log.info("engine ray: %d workers for %s, started in %.1f s", n,
-                         desc or "the stage", startup)
             while queue:
                 a = min(range(n), key=load.__getitem__)
                 if load[a] >= DEPTH:
@@ -338,8 +348,16 @@ def _ray_map(engine: EngineConfig, make_worker: WorkerFactory, items: Iterable[A
                 if exhausted:
                     break
                 continue  # the whole window was written: take the next items
-            done, _ = ray.wait(list(inflight), num_returns=1)
+            done, _ = ray.wait([*inflight, *probes], num_returns=1)
             for ref in done:
+                if ref in probes:  # an actor is up
+                    del probes[ref]
+                    pids.append(ray.get(ref))
+                    if not probes:
+                        startup = time.perf_counter() - t1
+                        log.info("engine ray: %d workers for %s, started in %.1f s", n,
+                                 desc or "the stage", startup)
+                    continue
                 slots, a = inflight.pop(ref)
                 load[a] -= 1
                 try:
@@ -355,12 +373,14 @@ def _ray_map(engine: EngineConfig, make_worker: WorkerFactory, items: Iterable[A
                     slot.ready = True
                 for slot in slots[len(values):]:  # after an error: never reached
                     slot.error, slot.ready = values[-1].error, True
+        if probes:  # the input ran out before every actor was up
+            startup = time.perf_counter() - t1
         _record(MapTiming("ray", len(actors), n_items, n_calls, startup,
                           time.perf_counter() - t0))
     finally:
         for a in actors:
             ray.kill(a)
-        if pids:
+        if actors:
             _worker_pids.remove(pids)
         if started:
             ray.shutdown()

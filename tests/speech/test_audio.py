@@ -32,6 +32,16 @@ def test_write_read_round_trip_keeps_the_signal(tmp_path, suffix):
     assert np.abs(back - wav).mean() < tol
 
 
+def test_a_wav_is_16_bit_pcm_byte_for_byte_what_libsndfile_writes_to_a_file(tmp_path):
+    wav = np.stack([_sine(440, 0.5, 24000), _sine(220, 0.5, 24000)])  # [C=2, S]
+    sf.write(str(tmp_path / "ref.wav"), wav.T, 24000, subtype="PCM_16")
+    path = write_audio(tmp_path / "a.wav", wav)  # encoded in memory, written in one go
+    assert path.read_bytes() == (tmp_path / "ref.wav").read_bytes()
+    assert sf.info(str(path)).subtype == "PCM_16"
+    with pytest.raises(ValueError, match="unknown audio format"):
+        write_audio(tmp_path / "a.xyz", wav)
+
+
 def test_read_resamples_to_24k_and_selects_channels(tmp_path):
     left, right = _sine(300, 2.0, 44100), _sine(1000, 2.0, 44100)
     sf.write(tmp_path / "s.wav", np.stack([left, right], 1), 44100)

@@ -199,3 +199,14 @@ def test_espeak_same_text_same_samples_in_any_order_and_process(voice):
                for history in ([], ["a different sentence first, please", "and another one"])}
     mine = hashlib.sha256(first.wav.tobytes() + repr(first.words).encode()).hexdigest()
     assert digests == {mine}
+
+
+def test_the_espeak_server_never_loads_numpy():
+    """Each utterance forks the server, and every page it holds makes the fork dearer: the
+    server's imports stay ctypes and speech.espeak (bench/tts_fork.py)."""
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    code = ("import sys, duplexalign.speech.espeak as e; e.EspeakLib.get(); "
+            "print(sorted(m for m in ('numpy', 'torch', 'pydantic') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

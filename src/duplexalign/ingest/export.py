@@ -23,6 +23,7 @@ import soundfile as sf
 from duplexalign.ingest.wav import to_24k
 from duplexalign.records import Conversation
 from duplexalign.runs import RunDir, atomic_write_text
+from duplexalign.speech.audio import write_audio
 from duplexalign.text import safe_id
 from duplexalign.timebase import SAMPLE_RATE
 
@@ -62,7 +63,7 @@ def export_moshi_finetune(conversations: Iterable[Conversation], run_dir: str | 
         else:
             counts["user_silence"] += 1
         rel = f"audio/{safe_id(conv.id)}.wav"
-        sf.write(str(out / rel), stereo, SAMPLE_RATE, subtype="PCM_16")
+        write_audio(out / rel, stereo.T, SAMPLE_RATE)
         atomic_write_text((out / rel).with_suffix(".json"), json.dumps({
             "alignments": alignments(conv),
             "duplexalign": {"conversation_id": conv.id,

@@ -17,6 +17,7 @@ import soxr
 from duplexalign.errors import BadInput
 from duplexalign.ingest.base import ChannelSource
 from duplexalign.records import Channel
+from duplexalign.speech.audio import write_audio
 from duplexalign.timebase import SAMPLE_RATE
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus")
@@ -98,7 +99,6 @@ def load_channels(sources: dict[Channel, ChannelSource], max_seconds: float | No
 
 def write_mono(path: Path, wav: np.ndarray) -> None:
     """Write mono `wav` [S] float32 at 24 kHz as 16-bit PCM (clipped to [-1, 1]), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.wav")
-    sf.write(str(tmp), np.clip(wav, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
+    write_audio(tmp, wav, SAMPLE_RATE)
     tmp.replace(path)

@@ -8,6 +8,7 @@ nothing about speech content; sample rates default to `timebase.SAMPLE_RATE` (24
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -67,14 +68,22 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE,
 def write_audio(path: str | Path, wav: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
     """Write `wav` [S] or [C, S] to `path`; the format follows the suffix (.wav is 16-bit PCM).
 
-    Parent folders are created. Returns the path written.
+    Parent folders are created. The file is encoded in memory and written in one go: libsndfile
+    fsyncs every file it closes, which made a stage of many short wavs wait on the disk (and
+    serialised parallel workers on it); like the manifests, the wavs are left to the page cache.
+    Returns the path written.
     """
     path = Path(path)
+    fmt = path.suffix[1:].upper()
+    if fmt not in sf.available_formats():
+        raise ValueError(f"{path}: unknown audio format {path.suffix!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     wav = np.asarray(wav, dtype=np.float32)
     data = wav if wav.ndim == 1 else wav.T
-    subtype = "PCM_16" if path.suffix.lower() == ".wav" else None
-    sf.write(str(path), np.clip(data, -1.0, 1.0), sample_rate, subtype=subtype)
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(data, -1.0, 1.0), sample_rate, format=fmt,
+             subtype="PCM_16" if fmt == "WAV" else None)
+    path.write_bytes(buf.getbuffer())
     return path
 
 
