@@ -1,8 +1,8 @@
 """The Ray engine against the local engine: pairs (TTS-bound) and ingest with ASR, side by side.
 
-    NO_TORCH_COMPILE=1 OMP_NUM_THREADS=1 python bench/engine.py            # ~6 min on 2 cores
+    NO_TORCH_COMPILE=1 OMP_NUM_THREADS=1 python bench/engine.py            # ~12 min on 2 cores
     NO_TORCH_COMPILE=1 OMP_NUM_THREADS=1 python bench/engine.py --pairs-conversations 8 \
-        --recordings 4                                                     # quick check
+        --recordings 4 --repeat 1                                          # quick check
 
 Builds the inputs once (offline, real components): `--pairs-conversations` annotated conversations
 spoken with espeak-ng, each with a content issue (rewrite) and a silence (insert), so every pair
@@ -12,14 +12,15 @@ run directory, models loaded by the stage as a user would see it) on the local e
 1 worker and on Ray with 2 workers, one after the other, on a private one-machine Ray cluster with 2
 CPUs started here (no dashboard), and checks that every run wrote the same manifests and wavs.
 Prints the cold wall seconds of each stage run (what a user waits for: the main figures; with
-`--repeat N` the engines take turns N times and the figures are medians) and the ratios:
+`--repeat N` the engines take turns N times, each round starting with the next engine, and the
+figures are medians) and the ratios:
 overhead = ray 1 worker / local (goal <= 1.2x) and scaling = ray 1 worker / ray 2 workers (goal
 >= 1.7x on 2 cores), with the machine's own ceiling for the latter (two processes spinning pure
 Python against one, measured in the same run). Beside them, from `engine.map_timings`: the startup (actor processes,
 imports and worker factories; local: the factory), a fixed cost that more workers do not shrink,
-and the steady-state throughput (items / (map wall - startup)) with its ratio. The defaults (1200
-pairs, 24 recordings of ~12 s) are sized so that the startup is a small share of a cold run, as it
-is for a real stage; a tiny input measures mostly the startup. Record the figures in
+and the steady-state throughput (items / (map wall - startup)) with its ratio. The defaults (2000
+pairs, ~20 s of TTS on one core; 24 recordings of ~12 s) are sized so that the startup is a small
+share of a cold run, as it is for a real stage; a tiny input measures mostly the startup. Record the figures in
 docs/benchmarks.md with the command line and the machine's load (`uptime` before and after).
 """
 
@@ -149,12 +150,14 @@ def bench_stage(name: str, fresh, once, engines: dict[str, EngineConfig], root: 
                 repeat: int = 1) -> dict[str, list[tuple[float, float, float]]]:
     """Per engine, one entry per round: (cold wall s of `once(engine, run_dir)` on a run folder
     made by `fresh(run_dir)` (not timed), startup s, steady items/s). The engines take turns in
-    each of the `repeat` rounds, so a slow spell of the machine hits all of them alike; the
-    outputs must agree."""
+    each of the `repeat` rounds, in an order rotated from round to round, so a slow spell or a
+    drift of the machine hits all of them alike; the outputs must agree."""
     secs: dict[str, list[tuple[float, float, float]]] = {label: [] for label in engines}
     outs = {}
+    order = list(engines.items())
     for rnd in range(repeat):
-        for label, eng in engines.items():
+        k = rnd % len(order)  # each round starts with the next engine: none always runs last
+        for label, eng in order[k:] + order[:k]:
             run = root / f"{name}-{label.replace(' ', '_')}-{rnd}"
             fresh(run)
             map_timings(clear=True)
@@ -198,11 +201,11 @@ def cpu_ceiling(seconds: float = 5.0) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pairs-conversations", type=int, default=600)
+    ap.add_argument("--pairs-conversations", type=int, default=1000)
     ap.add_argument("--recordings", type=int, default=24)
     ap.add_argument("--stages", default="pairs,ingest", help="which of pairs,ingest to measure")
-    ap.add_argument("--batch", type=int, default=8, help="items per Ray call (engine.batch)")
-    ap.add_argument("--repeat", type=int, default=1, help="rounds of the three engines in turn; "
+    ap.add_argument("--batch", type=int, default=16, help="items per Ray call (engine.batch)")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of the three engines in turn; "
                                                           "the figures are the rounds' medians")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     ap.add_argument("--inputs", help="build the inputs in this folder once and reuse them "

@@ -7,8 +7,9 @@ starts from the same library state (same samples in any process and order). Prin
 by side in this run:
 - ms per utterance: the reproducible path (server + fork + pipe) against synthesis in this
   process (`EspeakLib`, whose output depends on what it spoke before), and their ratio;
-- ms per fork + exit of a child of a process holding the initialised library, without and with
-  numpy loaded (why the server never imports numpy), and their ratio.
+- ms per fork + exit of a child of a process holding the initialised library: the server as it
+  runs (`python -I -S`, standard modules only) against one that also has numpy and the client's
+  modules loaded (as the server had when it was `python -m duplexalign.speech.espeak`).
 """
 
 from __future__ import annotations
@@ -19,18 +20,20 @@ import subprocess
 import sys
 import time
 
-from duplexalign.speech.espeak import EspeakLib, PristineEspeak
+from duplexalign.speech import espeak_server
+from duplexalign.speech.espeak import LocalEspeak, PristineEspeak, _paths
 
 TEXT = "the capital of france is paris, as note {} says"
 VOICE, PARAMS = "en-us+m3", {1: 165, 3: 45}
 
 FORKS = """
 import os, sys, time
-from duplexalign.speech.espeak import EspeakLib
-EspeakLib.get().lib.espeak_SetVoiceByName(b"en-us")
-if sys.argv[2] == "numpy":
-    import numpy
-n = int(sys.argv[1])
+sys.path.insert(0, sys.argv[1])
+from espeak_server import EspeakLib
+EspeakLib(sys.argv[2], sys.argv[3]).lib.espeak_SetVoiceByName(b"en-us")
+if sys.argv[5] == "heavy":  # what the server had loaded when it was `-m duplexalign.speech.espeak`
+    import subprocess, threading, typing, numpy
+n = int(sys.argv[4])
 t = time.perf_counter()
 for _ in range(n):
     pid = os.fork()
@@ -49,9 +52,13 @@ def per_utterance(synth, n: int) -> float:
     return (time.perf_counter() - t) / n
 
 
-def fork_exit(n: int, numpy: bool) -> float:
-    out = subprocess.run([sys.executable, "-c", FORKS, str(n), "numpy" if numpy else "-"],
-                         check=True, capture_output=True, text=True, env=os.environ)
+def fork_exit(n: int, heavy: bool) -> float:
+    """Seconds per fork + exit of a process holding the initialised library: the server as it
+    runs (`python -I -S`, standard modules only), or with numpy and the client's modules."""
+    flags = [] if heavy else ["-I", "-S"]
+    args = [os.path.dirname(espeak_server.__file__), *_paths(), str(n), "heavy" if heavy else "-"]
+    out = subprocess.run([sys.executable, *flags, "-c", FORKS, *args], check=True,
+                         capture_output=True, text=True)
     return float(out.stdout)
 
 
@@ -60,14 +67,14 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200, help="utterances (and forks) per figure")
     args = ap.parse_args()
     pristine = per_utterance(PristineEspeak.get().synth, args.n)
-    local = per_utterance(EspeakLib.get().synth, args.n)
-    bare, numpy = fork_exit(args.n, False), fork_exit(args.n, True)
+    local = per_utterance(LocalEspeak.get().synth, args.n)
+    bare, heavy = fork_exit(args.n, False), fork_exit(args.n, True)
     print(f"reproducible (server, one fork per utterance): {1e3 * pristine:6.2f} ms/utterance")
     print(f"in this process (not reproducible):            {1e3 * local:6.2f} ms/utterance")
     print(f"ratio reproducible / in process:               {pristine / local:6.2f}x")
-    print(f"fork + exit, espeak loaded:                    {1e3 * bare:6.2f} ms")
-    print(f"fork + exit, espeak and numpy loaded:          {1e3 * numpy:6.2f} ms "
-          f"({numpy / bare:.2f}x)")
+    print(f"fork + exit, the server as it runs:            {1e3 * bare:6.2f} ms")
+    print(f"fork + exit, with numpy and the client modules: {1e3 * heavy:5.2f} ms "
+          f"({heavy / bare:.2f}x)")
 
 
 if __name__ == "__main__":

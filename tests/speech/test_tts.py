@@ -201,12 +201,33 @@ def test_espeak_same_text_same_samples_in_any_order_and_process(voice):
     assert digests == {mine}
 
 
-def test_the_espeak_server_never_loads_numpy():
-    """Each utterance forks the server, and every page it holds makes the fork dearer: the
-    server's imports stay ctypes and speech.espeak (bench/tts_fork.py)."""
-    src = str(Path(__file__).resolve().parents[2] / "src")
-    code = ("import sys, duplexalign.speech.espeak as e; e.EspeakLib.get(); "
-            "print(sorted(m for m in ('numpy', 'torch', 'pydantic') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"},
+def test_the_espeak_server_runs_on_the_standard_library_alone():
+    """Each utterance forks the server, and every page it holds makes the fork dearer: it runs as
+    `python -I -S espeak_server.py` (no site-packages) and loads no numpy, typing, subprocess or
+    threading (bench/tts_fork.py)."""
+    from duplexalign.speech import espeak_server
+    from duplexalign.speech.espeak import _paths
+
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import espeak_server as s; "
+            "s.EspeakLib(sys.argv[2], sys.argv[3]); "
+            "print(sorted(m for m in ('numpy', 'typing', 'subprocess', 'threading', 'duplexalign')"
+            " if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code,
+                          str(Path(espeak_server.__file__).parent), *_paths()],
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_the_espeak_server_passes_on_only_whole_answers():
+    """A child that dies mid-answer leaves part of a message; the server then sends an error
+    instead (the client would otherwise wait for bytes that never come)."""
+    import io
+
+    from duplexalign.speech.espeak_server import _complete, _write_msg
+
+    buf = io.BytesIO()
+    _write_msg(buf, {"sample_rate": 22050, "events": [[1, 1, 0, ""]]}, b"\x01\x00" * 50)
+    whole = buf.getvalue()
+    assert _complete(whole)
+    assert not any(_complete(whole[:n]) for n in (0, 7, 8, len(whole) - 1))
+    assert not _complete(whole + b"\x00")

@@ -28,8 +28,8 @@ from duplexalign.speech.espeak import (
     PARAM_RANGE,
     PARAM_RATE,
     PARAM_VOLUME,
-    EspeakLib,
     Events,
+    LocalEspeak,
     PristineEspeak,
 )
 from duplexalign.timebase import SAMPLE_RATE
@@ -62,7 +62,7 @@ def _proportional(tokens: list[_Token], start: float, end: float) -> list[Word]:
 
 
 # --------------------------------------------------------------------------------------------------
-# espeak-ng (the binding and its pristine-state server are in speech/espeak.py)
+# espeak-ng (the binding and its pristine-state server: speech/espeak_server.py; clients: speech/espeak.py)
 
 _PAUSES = {"_", "_:", "_!", "_|", ""}
 
@@ -160,7 +160,7 @@ class EspeakTTS:
         self.name = name or f"espeak:{voice}:r{rate}:p{pitch}"
         self.reproducible = reproducible
         if not reproducible:
-            self._lib = EspeakLib.get()
+            self._lib = LocalEspeak.get()
         elif importlib.util.find_spec("espeakng_loader") is None:
             raise BackendUnavailable("espeak", "pip install espeakng-loader",
                                      "espeakng_loader is not installed")
