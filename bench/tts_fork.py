@@ -6,7 +6,7 @@ Run: NO_TORCH_COMPILE=1 OMP_NUM_THREADS=1 .venv/bin/python bench/tts_fork.py [--
 starts from the same library state (same samples in any process and order). Prints, measured side
 by side in this run:
 - ms per utterance: the reproducible path (server + fork + pipe) against synthesis in this
-  process (`EspeakLib`, whose output depends on what it spoke before), and their ratio;
+  process (`LocalEspeak`, whose output depends on what it spoke before), and their ratio;
 - ms per fork + exit of a child of a process holding the initialised library: the server as it
   runs (`python -I -S`, standard modules only) against one that also has numpy and the client's
   modules loaded (as the server had when it was `python -m duplexalign.speech.espeak`).
