@@ -218,16 +218,39 @@ def test_the_espeak_server_runs_on_the_standard_library_alone():
     assert out == "[]"
 
 
-def test_the_espeak_server_passes_on_only_whole_answers():
-    """A child that dies mid-answer leaves part of a message; the server then sends an error
-    instead (the client would otherwise wait for bytes that never come)."""
+def test_the_espeak_server_answers_each_request_and_stops_when_a_child_dies_mid_way(tmp_path):
+    """Children write their answers to the client themselves: one that fails before writing
+    gets an error sent for it, and one killed outright may have left part of an answer, so the
+    server stops there (its client then starts a fresh one)."""
     import io
+    import os
+    import signal
+    from types import SimpleNamespace
 
-    from duplexalign.speech.espeak_server import _complete, _write_msg
+    from duplexalign.speech.espeak_server import UnknownVoice, _read_msg, _write_msg, serve
 
-    buf = io.BytesIO()
-    _write_msg(buf, {"sample_rate": 22050, "events": [[1, 1, 0, ""]]}, b"\x01\x00" * 50)
-    whole = buf.getvalue()
-    assert _complete(whole)
-    assert not any(_complete(whole[:n]) for n in (0, 7, 8, len(whole) - 1))
-    assert not _complete(whole + b"\x00")
+    def synth_bytes(text, voice, params):
+        if text == "bad":
+            raise RuntimeError("boom")
+        if text == "voice":
+            raise UnknownVoice("no voice 'x'")
+        if text == "die":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return text.encode() * 2, [(1, 0, 0, "")]
+
+    lib = SimpleNamespace(lib=SimpleNamespace(espeak_SetVoiceByName=lambda name: 0),
+                          sample_rate=22050, synth_bytes=synth_bytes)
+    requests = io.BytesIO()
+    for text in ("ok", "bad", "voice", "fine", "die", "never"):
+        _write_msg(requests, {"text": text, "voice": "en-us", "params": []})
+    requests.seek(0)
+    with open(tmp_path / "answers", "wb") as out:
+        serve(lib, requests, out)
+    answers = io.BytesIO((tmp_path / "answers").read_bytes())
+    got = []
+    while answers.tell() < len(answers.getvalue()):
+        got.append(_read_msg(answers))
+    assert got == [({"sample_rate": 22050, "events": [[1, 0, 0, ""]]}, b"okok"),
+                   ({"error": "espeak-ng synthesis failed"}, b""),
+                   ({"error": "no voice 'x'", "unknown_voice": True}, b""),
+                   ({"sample_rate": 22050, "events": [[1, 0, 0, ""]]}, b"finefine")]

@@ -116,9 +116,13 @@ class EspeakLib:
 # the pristine-state server: length-prefixed messages over the server's stdin/stdout
 
 
-def _write_msg(f: BinaryIO, header: dict, payload: bytes = b"") -> None:
+def _pack(header: dict, payload: bytes = b"") -> bytes:
     head = json.dumps(header).encode()
-    f.write(struct.pack("<II", len(head), len(payload)) + head + payload)
+    return struct.pack("<II", len(head), len(payload)) + head + payload
+
+
+def _write_msg(f: BinaryIO, header: dict, payload: bytes = b"") -> None:
+    f.write(_pack(header, payload))
     f.flush()
 
 
@@ -155,39 +159,37 @@ def serve(lib: EspeakLib, stdin: BinaryIO, stdout: BinaryIO) -> None:
     """
     gc.disable()
     lib.lib.espeak_SetVoiceByName(b"en-us")
+    out = stdout.fileno()
     while True:
         try:
             req, _ = _read_msg(stdin)
         except EOFError:
             return
-        r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: fresh library state, answer, exit without cleanup handlers
-            os.close(r)
-            code = 0
+            code = NOT_ANSWERED
             try:
-                with os.fdopen(w, "wb") as out:
-                    _write_msg(out, *_reply(lib, req))
-            except BaseException:  # noqa: BLE001 - the parent reports the missing answer
-                code = 1
+                msg = _pack(*_reply(lib, req))  # whole before the first byte goes out
+                code = CUT_SHORT
+                view = memoryview(msg)
+                while view:
+                    view = view[os.write(out, view):]
+                code = ANSWERED
+            except BaseException:  # noqa: BLE001 - the parent reports what the code says
+                pass
             os._exit(code)
-        os.close(w)
-        with os.fdopen(r, "rb") as inp:
-            data = inp.read()  # until the child closes its end, before its exit tears it down
-        if _complete(data):
-            stdout.write(data)
-        else:
-            _write_msg(stdout, {"error": "espeak-ng synthesis process died"})
-        stdout.flush()  # the client goes on while the child's memory is torn down
-        os.waitpid(pid, 0)
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if code == NOT_ANSWERED:
+            _write_msg(stdout, {"error": "espeak-ng synthesis failed"})
+        elif code != ANSWERED:  # part of an answer may be out: stop, the client starts a new server
+            return
 
 
-def _complete(data: bytes) -> bool:
-    """Whether `data` is exactly one whole message (a child that died mid-way leaves less)."""
-    if len(data) < 8:
-        return False
-    nh, npay = struct.unpack("<II", data[:8])
-    return len(data) == 8 + nh + npay
+ANSWERED, NOT_ANSWERED, CUT_SHORT = 0, 3, 4
+"""Exit codes of a child: it wrote its whole answer to the client itself (one hand-off less than
+through the server, and the client goes on while the child is torn down); it failed before
+writing a byte; it failed while writing."""
 
 
 def main(argv: list[str]) -> int:
