@@ -15,8 +15,10 @@ Prints the cold wall seconds of each stage run (what a user waits for: the main 
 `--repeat N` the engines take turns N times, each round starting with the next engine, and the
 figures are medians) and the ratios:
 overhead = ray 1 worker / local (goal <= 1.2x) and scaling = ray 1 worker / ray 2 workers (goal
->= 1.7x on 2 cores), with the machine's own ceiling for the latter (two processes spinning pure
-Python against one, measured in the same run). Beside them, from `engine.map_timings`: the startup (actor processes,
+>= 1.7x on 2 cores), with two ceilings for the latter measured in the same run: the machine's
+(two processes spinning pure Python against one) and the TTS's (two plain processes speaking
+lines in the model's voice against one, no Ray: what the machine gives the pairs workers' own
+work). Beside them, from `engine.map_timings`: the startup (actor processes,
 imports and worker factories; local: the factory), a fixed cost that more workers do not shrink,
 and the steady-state throughput (items / (map wall - startup)) with its ratio. The defaults (2000
 pairs, ~20 s of TTS on one core; 24 recordings of ~12 s) are sized so that the startup is a small
@@ -199,6 +201,31 @@ def cpu_ceiling(seconds: float = 5.0) -> float:
     return two / one
 
 
+def _speak(args: tuple[int, int]) -> float:
+    """Seconds to speak `n` distinct model-voice lines from `start` (the pairs workers' TTS)."""
+    start, n = args
+    from duplexalign.speech.voices import get_voice
+
+    voice = get_voice("model")
+    voice.synthesize(f"warm up {start}")
+    t0 = time.perf_counter()
+    for i in range(start, start + n):
+        voice.synthesize(f"{ANSWERS[i % len(ANSWERS)]}, as line {i} says")
+    return time.perf_counter() - t0
+
+
+def tts_ceiling(n: int = 400) -> float:
+    """Two plain processes speaking `n` / 2 lines each against one speaking `n` (espeak-ng
+    reproducible mode, no Ray): what this machine gives the pairs workers' own work."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+        one = pool.submit(_speak, (10_000, n)).result()
+        two = max(pool.map(_speak, [(20_000, n // 2), (30_000, n // 2)]))
+    return one / two
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pairs-conversations", type=int, default=1000)
@@ -256,6 +283,7 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     ceiling = cpu_ceiling()
+    speech = tts_ceiling() if "pairs" in stages else None
     med = statistics.median
     print(f"\ncold stage wall seconds (the goals; medians of {args.repeat} round(s), ratios are the "
           f"medians of each round's ratio):\n{'stage':8s} {'local s':>8s} {'ray1 s':>8s} "
@@ -282,6 +310,9 @@ def main() -> None:
               f"{t2 / t1:12.2f}x")
     print(f"machine ceiling (two processes spinning pure Python against one, same run): "
           f"{ceiling:.2f}x")
+    if speech is not None:
+        print(f"TTS ceiling (two plain processes speaking the pairs' lines against one, no Ray, "
+              f"same run): {speech:.2f}x")
     print(f"load average at the end: {os.getloadavg()}")
 
 

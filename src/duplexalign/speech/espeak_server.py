@@ -8,8 +8,9 @@ forks one child per request, so every utterance starts from the same freshly ini
 the noise generators are reseeded with a constant before each utterance. The server is
 single-threaded (forking it is safe), runs with the garbage collector off (a child never walks,
 and so copies, the pages of objects it inherited) and imports only a few standard modules: every
-page it holds makes each fork dearer (fork + exit with numpy loaded took 1.7 ms, with this module
-and the library alone 0.7 ms; bench/tts_fork.py). Messages are length-prefixed JSON headers with
+page it holds makes each fork dearer (fork + exit with numpy loaded took 1.6 ms, with this module
+and the library alone 0.7 ms; bench/tts_fork.py). Each child writes its answer to the client
+itself. Messages are length-prefixed JSON headers with
 a binary payload over the server's stdin/stdout. Nothing here knows about words or resampling.
 """
 
