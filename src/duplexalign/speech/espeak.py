@@ -23,13 +23,7 @@ import numpy as np
 
 from duplexalign.errors import BackendUnavailable, ConfigError
 from duplexalign.speech import espeak_server
-from duplexalign.speech.espeak_server import (  # noqa: F401 - the binding's names, re-exported
-    EV_PHONEME,
-    EV_WORD,
-    PARAM_PITCH,
-    PARAM_RANGE,
-    PARAM_RATE,
-    PARAM_VOLUME,
+from duplexalign.speech.espeak_server import (
     EspeakLib,
     Events,
     InitFailed,

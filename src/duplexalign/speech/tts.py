@@ -21,7 +21,8 @@ from duplexalign.errors import BackendUnavailable
 from duplexalign.records import Word
 from duplexalign.speech.audio import resample
 from duplexalign.speech.base import TTS_BACKENDS, Speech
-from duplexalign.speech.espeak import (
+from duplexalign.speech.espeak import LocalEspeak, PristineEspeak
+from duplexalign.speech.espeak_server import (
     EV_PHONEME,
     EV_WORD,
     PARAM_PITCH,
@@ -29,8 +30,6 @@ from duplexalign.speech.espeak import (
     PARAM_RATE,
     PARAM_VOLUME,
     Events,
-    LocalEspeak,
-    PristineEspeak,
 )
 from duplexalign.timebase import SAMPLE_RATE
 
