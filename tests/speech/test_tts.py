@@ -227,7 +227,7 @@ def test_the_espeak_server_answers_each_request_and_stops_when_a_child_dies_mid_
     import signal
     from types import SimpleNamespace
 
-    from duplexalign.speech.espeak_server import UnknownVoice, _read_msg, _write_msg, serve
+    from duplexalign.speech.espeak_server import UnknownVoice, read_msg, serve, write_msg
 
     def synth_bytes(text, voice, params):
         if text == "bad":
@@ -242,14 +242,14 @@ def test_the_espeak_server_answers_each_request_and_stops_when_a_child_dies_mid_
                           sample_rate=22050, synth_bytes=synth_bytes)
     requests = io.BytesIO()
     for text in ("ok", "bad", "voice", "fine", "die", "never"):
-        _write_msg(requests, {"text": text, "voice": "en-us", "params": []})
+        write_msg(requests, {"text": text, "voice": "en-us", "params": []})
     requests.seek(0)
     with open(tmp_path / "answers", "wb") as out:
         serve(lib, requests, out)
     answers = io.BytesIO((tmp_path / "answers").read_bytes())
     got = []
     while answers.tell() < len(answers.getvalue()):
-        got.append(_read_msg(answers))
+        got.append(read_msg(answers))
     assert got == [({"sample_rate": 22050, "events": [[1, 0, 0, ""]]}, b"okok"),
                    ({"error": "espeak-ng synthesis failed"}, b""),
                    ({"error": "no voice 'x'", "unknown_voice": True}, b""),

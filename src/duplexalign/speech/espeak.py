@@ -6,7 +6,7 @@ hundreds of samples, Klatt noise follows libc's generator, `espeak_Initialize` s
 clock), so the same text spoken after different earlier texts, or in another process, gives
 different samples. `PristineEspeak` makes the same text, voice and settings give the same samples
 in any process and any order: it runs the small server of `speech.espeak_server`, which forks a
-child per utterance from one freshly initialised state. `local_espeak` is the library in this
+child per utterance from one freshly initialised state. `LocalEspeak` is the library in this
 process (faster, not reproducible). This module does not know about words or resampling
 (`speech.tts`).
 """
@@ -28,8 +28,8 @@ from duplexalign.speech.espeak_server import (
     Events,
     InitFailed,
     UnknownVoice,
-    _read_msg,
-    _write_msg,
+    read_msg,
+    write_msg,
 )
 
 _HINT = "pip install espeakng-loader"
@@ -116,9 +116,9 @@ class PristineEspeak:
                     self._proc = self._start()
                 try:
                     assert self._proc.stdin is not None and self._proc.stdout is not None
-                    _write_msg(self._proc.stdin, {"text": text, "voice": voice,
+                    write_msg(self._proc.stdin, {"text": text, "voice": voice,
                                                   "params": sorted(params.items())})
-                    header, payload = _read_msg(self._proc.stdout)
+                    header, payload = read_msg(self._proc.stdout)
                     break
                 except (EOFError, OSError) as e:
                     self._proc = None

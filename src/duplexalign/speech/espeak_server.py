@@ -118,11 +118,13 @@ class EspeakLib:
 
 
 def _pack(header: dict, payload: bytes = b"") -> bytes:
+    """One message: header and payload lengths (little-endian u32 each), JSON header, payload."""
     head = json.dumps(header).encode()
     return struct.pack("<II", len(head), len(payload)) + head + payload
 
 
-def _write_msg(f: BinaryIO, header: dict, payload: bytes = b"") -> None:
+def write_msg(f: BinaryIO, header: dict, payload: bytes = b"") -> None:
+    """Send one message on `f` and flush it."""
     f.write(_pack(header, payload))
     f.flush()
 
@@ -137,7 +139,8 @@ def _read_exact(f: BinaryIO, n: int) -> bytes:
     return bytes(out)
 
 
-def _read_msg(f: BinaryIO) -> tuple[dict, bytes]:
+def read_msg(f: BinaryIO) -> tuple[dict, bytes]:
+    """Receive one message from `f` (EOFError when `f` ends first)."""
     nh, npay = struct.unpack("<II", _read_exact(f, 8))
     return json.loads(_read_exact(f, nh)), _read_exact(f, npay)
 
@@ -163,7 +166,7 @@ def serve(lib: EspeakLib, stdin: BinaryIO, stdout: BinaryIO) -> None:
     out = stdout.fileno()
     while True:
         try:
-            req, _ = _read_msg(stdin)
+            req, _ = read_msg(stdin)
         except EOFError:
             return
         pid = os.fork()
@@ -182,7 +185,7 @@ def serve(lib: EspeakLib, stdin: BinaryIO, stdout: BinaryIO) -> None:
         _, status = os.waitpid(pid, 0)
         code = os.waitstatus_to_exitcode(status)
         if code == NOT_ANSWERED:
-            _write_msg(stdout, {"error": "espeak-ng synthesis failed"})
+            write_msg(stdout, {"error": "espeak-ng synthesis failed"})
         elif code != ANSWERED:  # part of an answer may be out: stop, the client starts a new server
             return
 
