@@ -2,6 +2,8 @@
 not used to fit it, frame counts against `timebase`, Mimi shapes (tiny random config), the CLI."""
 
 import copy
+import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from duplexalign.errors import ConfigError
 from duplexalign.speech.asr import wer
 from duplexalign.speech.audio import read_audio, write_audio
 from duplexalign.speech.base import CODECS
+from duplexalign.speech.melrvq import FORMAT as MELRVQ_FORMAT
 from duplexalign.speech.melrvq import MelRVQ, augment_noise, mel_filterbank
 from duplexalign.speech.voices import USER_VOICES_HELDOUT
 from duplexalign.timebase import SAMPLES_PER_FRAME, samples_to_frames
@@ -77,6 +80,28 @@ def test_melrvq_save_load_round_trip(small_melrvq, tmp_path):
     wav = np.random.default_rng(0).normal(0, 0.1, 30000).astype(np.float32)
     np.testing.assert_array_equal(loaded.encode(wav), small_melrvq.encode(wav))
     assert loaded.stats["frames"] == small_melrvq.stats["frames"]
+
+
+def test_a_codec_saved_again_gives_the_same_bytes_and_older_files_still_load(small_melrvq,
+                                                                             tmp_path):
+    from safetensors.numpy import save_file
+
+    from duplexalign.speech.codec import codec_kind
+
+    files = [small_melrvq.save(tmp_path / str(i) / "codec.safetensors").read_bytes()
+             for i in range(6)]  # safetensors orders several metadata keys at random
+    assert all(f == files[0] for f in files)
+    # a file written before (format and json as two metadata keys) loads as it did
+    meta = {"format": MELRVQ_FORMAT, "config": asdict(small_melrvq.config),
+            "stats": small_melrvq.stats}
+    old = tmp_path / "old.safetensors"
+    save_file({"mean": small_melrvq.mean, "components": small_melrvq.components,
+               "codebooks": small_melrvq.codebooks}, str(old),
+              metadata={"format": meta["format"], "json": json.dumps(meta)})
+    assert codec_kind(old) == "melrvq"
+    wav = np.random.default_rng(1).normal(0, 0.1, 24000).astype(np.float32)
+    np.testing.assert_array_equal(CODECS.get("melrvq")(path=old).encode(wav),
+                                  small_melrvq.encode(wav))
 
 
 def test_melrvq_errors_name_the_option(tmp_path):

@@ -294,7 +294,7 @@ class MelRVQ:
         meta = {"format": FORMAT, "config": asdict(self.config), "stats": self.stats}
         tensors = {"mean": self.mean, "components": self.components, "codebooks": self.codebooks}
         tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "json": json.dumps(meta)})
+        save_file(tensors, str(tmp), metadata=one_key_metadata(meta))
         tmp.replace(path)
         path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
         return path
@@ -314,7 +314,7 @@ class MelRVQ:
                               "(fit them with `duplexalign codec fit AUDIO_DIR --out FILE`)")
         try:
             with safe_open(str(path), framework="numpy") as f:
-                meta = f.metadata() or {}
+                meta = with_format(f.metadata() or {})
                 tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
         except Exception as e:  # safetensors raises several types for corrupt files
             raise ConfigError(f"codec.path: {path} is not a safetensors file ({e})") from e
@@ -324,3 +324,24 @@ class MelRVQ:
         info = json.loads(meta["json"])
         return cls(MelRVQConfig(**info["config"]), tensors["mean"], tensors["components"],
                    tensors["codebooks"], info.get("stats"))
+
+
+def one_key_metadata(meta: dict) -> dict[str, str]:
+    """The safetensors metadata of a codec file: `meta` (which names its `format`) as one JSON
+    string. safetensors writes several metadata keys in a random order, so a file saved with
+    two keys had different bytes from one save to the next; with one key the same codec always
+    gives the same file."""
+    return {"json": json.dumps(meta)}
+
+
+def with_format(meta: dict[str, str]) -> dict[str, str]:
+    """File metadata with its `format` key, read from the `json` key when the file keeps it there
+    (`one_key_metadata`); files written before kept both keys."""
+    if "format" not in meta and "json" in meta:
+        try:
+            fmt = json.loads(meta["json"]).get("format")
+        except (ValueError, AttributeError):
+            fmt = None
+        if isinstance(fmt, str):
+            meta = {**meta, "format": fmt}
+    return meta

@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from duplexalign.errors import BackendUnavailable, ConfigError
-from duplexalign.speech.melrvq import MelRVQ, MelRVQConfig
+from duplexalign.speech.melrvq import MelRVQ, MelRVQConfig, one_key_metadata, with_format
 from duplexalign.timebase import SAMPLE_RATE, SAMPLES_PER_FRAME, samples_to_frames
 
 log = logging.getLogger(__name__)
@@ -290,7 +290,7 @@ class SemanticCodec:
             tensors[f"acoustic.{name}"] = torch.from_numpy(
                 np.ascontiguousarray(getattr(self.acoustic, name)))
         tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "json": json.dumps(meta)})
+        save_file(tensors, str(tmp), metadata=one_key_metadata(meta))
         tmp.replace(path)
         path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
         return path
@@ -329,6 +329,6 @@ def file_metadata(path: str | Path) -> dict[str, str]:
 
     try:
         with safe_open(str(path), framework="numpy") as f:
-            return f.metadata() or {}
+            return with_format(f.metadata() or {})
     except Exception as e:  # safetensors raises several types for corrupt files
         raise ConfigError(f"codec.path: {path} is not a safetensors file ({e})") from e
