@@ -148,7 +148,7 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def bench_stage(name: str, fresh, once, engines: dict[str, EngineConfig], root: Path, keep: bool,
+def bench_stage(name: str, fresh, once, engines: dict[str, EngineConfig], root: Path,
                 repeat: int = 1) -> dict[str, list[tuple[float, float, float]]]:
     """Per engine, one entry per round: (cold wall s of `once(engine, run_dir)` on a run folder
     made by `fresh(run_dir)` (not timed), startup s, steady items/s). The engines take turns in
@@ -172,8 +172,9 @@ def bench_stage(name: str, fresh, once, engines: dict[str, EngineConfig], root: 
             steady = items / max(1e-9, sum(t.wall_s - t.startup_s for t in maps))
             secs[label].append((wall, startup, steady))
             outs[(label, rnd)] = _outputs(run)
-            if not keep:
-                shutil.rmtree(run, ignore_errors=True)
+            # every round's folder stays until the bench ends: on ext4 without a journal (this
+            # box), a file created within a minute or more of thousands being deleted costs a
+            # scan past each recently freed inode, under a lock both workers need
             print(f"  {name:7s} {label:14s} round {rnd + 1}: {wall:7.1f} s cold (startup "
                   f"{startup:4.1f} s, {items} items, steady {steady:6.2f} items/s, "
                   f"{sum(t.calls for t in maps)} calls; driver CPU {cpu:5.1f} s)", flush=True)
@@ -235,6 +236,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="rounds of the three engines in turn; "
                                                           "the figures are the rounds' medians")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument("--unpinned", action="store_true",
+                    help="also run 1 and 2 Ray workers with engine.pin_cpus off, in the same rounds")
     ap.add_argument("--inputs", help="build the inputs in this folder once and reuse them "
                                      "(default: a temporary folder)")
     args = ap.parse_args()
@@ -263,6 +266,9 @@ def main() -> None:
     engines = {"local": EngineConfig(),
                "ray 1 worker": EngineConfig(kind="ray", workers=1, batch=args.batch),
                "ray 2 workers": EngineConfig(kind="ray", workers=2, batch=args.batch)}
+    if args.unpinned:
+        engines.update({f"{k} unpinned": v.model_copy(update={"pin_cpus": False})
+                        for k, v in list(engines.items())[1:]})
 
     def pairs_once(eng: EngineConfig, run: Path) -> None:
         stats = run_pairs(PairsConfig(max_pairs_per_conversation=4, engine=eng), run,
@@ -276,7 +282,7 @@ def main() -> None:
     try:
         once = {"pairs": pairs_once, "ingest": ingest_once}
         fresh = {"pairs": lambda run: shutil.copytree(annotated, run), "ingest": lambda run: None}
-        results = {s: bench_stage(s, fresh[s], once[s], engines, root, args.keep, args.repeat)
+        results = {s: bench_stage(s, fresh[s], once[s], engines, root, args.repeat)
                    for s in stages}
     finally:
         ray.shutdown()
@@ -292,22 +298,27 @@ def main() -> None:
     def ratios(a: list[float], b: list[float]) -> list[float]:
         return [x / y for x, y in zip(a, b, strict=True)]
 
+    sets = [("", ["local", "ray 1 worker", "ray 2 workers"])]
+    if args.unpinned:
+        sets.append((" unpinned", ["local", "ray 1 worker unpinned", "ray 2 workers unpinned"]))
     for stage, s in results.items():
-        loc, r1, r2 = ([w for w, _, _ in s[k]] for k in engines)
-        over, scale = ratios(r1, loc), ratios(r1, r2)
-        print(f"{stage:8s} {med(loc):8.1f} {med(r1):8.1f} {med(r2):8.1f} {med(over):19.2f}x "
-              f"{med(scale):17.2f}x {med(ratios(loc, r2)):18.2f}x")
-        if args.repeat > 1:
-            print(f"{'':8s} per round: overhead " + " ".join(f"{x:.2f}" for x in over)
-                  + ", scaling " + " ".join(f"{x:.2f}" for x in scale))
+        for tag, names in sets:
+            loc, r1, r2 = ([w for w, _, _ in s[k]] for k in names)
+            over, scale = ratios(r1, loc), ratios(r1, r2)
+            print(f"{stage + tag:8s} {med(loc):8.1f} {med(r1):8.1f} {med(r2):8.1f} "
+                  f"{med(over):19.2f}x {med(scale):17.2f}x {med(ratios(loc, r2)):18.2f}x")
+            if args.repeat > 1:
+                print(f"{'':8s} per round: overhead " + " ".join(f"{x:.2f}" for x in over)
+                      + ", scaling " + " ".join(f"{x:.2f}" for x in scale))
     print(f"\nstartup seconds and steady-state items/s (medians):\n{'stage':8s} {'start l':>8s} "
           f"{'start r1':>8s} {'start r2':>8s} {'items/s l':>10s} {'items/s r1':>10s} "
           f"{'items/s r2':>10s} {'steady r2/r1':>13s}")
     for stage, s in results.items():
-        (sl, tl), (s1, t1), (s2, t2) = ((med(x[1] for x in s[k]), med(x[2] for x in s[k]))
-                                        for k in engines)
-        print(f"{stage:8s} {sl:8.1f} {s1:8.1f} {s2:8.1f} {tl:10.2f} {t1:10.2f} {t2:10.2f} "
-              f"{t2 / t1:12.2f}x")
+        for tag, names in sets:
+            (sl, tl), (s1, t1), (s2, t2) = ((med(x[1] for x in s[k]), med(x[2] for x in s[k]))
+                                            for k in names)
+            print(f"{stage + tag:8s} {sl:8.1f} {s1:8.1f} {s2:8.1f} {tl:10.2f} {t1:10.2f} "
+                  f"{t2:10.2f} {t2 / t1:12.2f}x")
     print(f"machine ceiling (two processes spinning pure Python against one, same run): "
           f"{ceiling:.2f}x")
     if speech is not None:

@@ -152,6 +152,33 @@ def test_each_idle_worker_pulls_the_next_call_so_slow_items_spread_evenly(cluste
     assert len(per_worker) == 2 and per_worker[0] >= 3, pids
 
 
+def test_each_worker_of_a_pool_runs_on_cpus_of_its_own_and_so_do_the_processes_it_starts(cluster):
+    def make():
+        import os as os_
+        import subprocess as sp
+        import sys as sys_
+
+        def where(_):  # the actor and a process it starts (as the TTS server is started)
+            child = sp.run([sys_.executable, "-c",
+                            "import os; print(sorted(os.sched_getaffinity(0)))"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+            return os_.getpid(), str(sorted(os_.sched_getaffinity(0))), child
+        return where
+
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        pytest.skip("needs 2 CPUs")
+    eng = on_ray(cluster).model_copy(update={"batch": 1})
+    got = set(ordered_map(eng, make, range(6)))
+    by_pid = {pid: (mine, child) for pid, mine, child in got}
+    assert len(by_pid) == 2  # two actors, one CPU each, different ones
+    cpus = [json.loads(mine) for mine, _ in by_pid.values()]
+    assert all(len(c) == 1 and c[0] in allowed for c in cpus) and cpus[0] != cpus[1]
+    assert all(mine == child for mine, child in by_pid.values())
+    unpinned = set(ordered_map(eng.model_copy(update={"pin_cpus": False}), make, range(4)))
+    assert {mine for _, mine, _ in unpinned} == {str(allowed)}
+
+
 # ---------------------------------------------------------------- ingest with ASR
 
 def _say(voice: str, text: str, start: float) -> tuple[float, object]:

@@ -7,7 +7,8 @@ once, loading whatever model it holds: ASR, TTS, codec, rollout model) and an it
 yields one result per item, in input order, so the stage's driver loop writes its manifests exactly
 as with the local engine (byte-identical by construction). `local` builds the worker once in this
 process and maps lazily, item by item, as the stages always did. `ray` starts a pool of actors (each
-builds the worker once; sized by `workers`, `cpus_per_worker`, `gpus_per_worker`), reads a bounded
+builds the worker once, pinned to CPUs of its own (`pin_cpus`); sized by `workers`,
+`cpus_per_worker`, `gpus_per_worker`), reads a bounded
 window of items ahead, hands each idle actor the next call (up to `batch` items, fewer at the end
 of the input so the workers finish together: `call_size`), and retries an item whose actor died
 (the actor is restarted). Workers
@@ -30,6 +31,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import Field
 
 from duplexalign.config import StageConfig
+from duplexalign.cpus import claim_cpus
 from duplexalign.errors import BackendUnavailable, ConfigError
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,11 @@ class EngineConfig(StageConfig):
     in_flight: int | None = Field(None, ge=1)
     """How far the driver reads ahead of the item it writes next, in calls of `batch` items
     (skipped items included); None = 4 per worker."""
+    pin_cpus: bool = True
+    """Pin each actor whose `cpus_per_worker` is whole to that many CPUs of its node that no other
+    duplexalign worker holds (`cpus.claim_cpus`; the processes it starts, such as the TTS server,
+    stay there too). An actor that finds too few free CPUs runs unpinned. Turn it off on nodes
+    shared with other CPU-heavy work, which the claim does not see."""
     max_retries: int = Field(3, ge=0)
     """Times an item is retried, and an actor restarted, after its worker process died."""
     env: dict[str, str] = Field(default_factory=dict)
@@ -249,8 +256,9 @@ def _holder_class(ray: Any) -> Any:
         env of its own needs a fresh worker process (~0.7 s more per pool on 2 cores), while one
         without it takes a worker Ray has already started."""
 
-        def __init__(self, env: dict[str, str], make_worker: bytes):
+        def __init__(self, env: dict[str, str], make_worker: bytes, cpus: int):
             os.environ.update(env)
+            self.claim = claim_cpus(cpus) if cpus else None  # before the factory starts anything
             self.failed: _Failed | None = None
             try:
                 self.fn = ray.cloudpickle.loads(make_worker)()
@@ -259,6 +267,10 @@ def _holder_class(ray: Any) -> Any:
 
         def pid(self) -> int:
             return os.getpid()
+
+        def cpus(self) -> list[int] | None:
+            """The CPUs this actor pinned itself to (None: unpinned)."""
+            return None if self.claim is None else self.claim.cpus
 
         def call(self, items: list[Any]) -> list[Any]:
             if self.failed is not None:  # the factory raised: as the local engine, at an item
@@ -281,7 +293,15 @@ def _start_pool(engine: EngineConfig, ray: Any, make_worker: WorkerFactory, n: i
         num_cpus=engine.cpus_per_worker, num_gpus=engine.gpus_per_worker,
         max_restarts=engine.max_retries, max_task_retries=engine.max_retries)
     blob = ray.cloudpickle.dumps(make_worker)
-    return [holder.remote(worker_env(engine), blob) for _ in range(n)]  # started concurrently
+    return [holder.remote(worker_env(engine), blob, pinned_cpus(engine))
+            for _ in range(n)]  # started concurrently
+
+
+def pinned_cpus(engine: EngineConfig) -> int:
+    """CPUs each actor pins itself to: `cpus_per_worker` when whole and `pin_cpus` is on, else
+    0 (unpinned: a fractional share is several actors to a CPU)."""
+    share = engine.cpus_per_worker
+    return int(share) if engine.pin_cpus and share >= 1 and share == int(share) else 0
 
 
 def _ray_map(engine: EngineConfig, make_worker: WorkerFactory, items: Iterable[Any],
