@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from factories import issue
 
-from duplexalign.manifest import write_manifest
+from duplexalign.manifest import iter_dicts, write_manifest
 from duplexalign.pairs.config import PairsConfig
 from duplexalign.pairs.stage import run as run_pairs
 from duplexalign.records import (
@@ -141,3 +141,16 @@ def test_killed_and_resumed_pairs_equal_an_uninterrupted_run_byte_for_byte(annot
 def test_control_in_process_espeak_makes_the_resumed_run_differ(annotated, tmp_path):
     a, b = _straight_and_resumed(annotated, tmp_path, reproducible=False)
     assert [k for k in a if k.startswith("pairs/audio/") and a[k] != b.get(k)]
+
+
+def test_a_pair_dropped_on_its_own_never_gets_its_wavs_written(annotated, tmp_path):
+    # every window is shorter than 30 s: the workers drop each pair before writing its wavs
+    run = tmp_path / "run"
+    shutil.copytree(annotated, run)
+    cfg = PairsConfig(max_pairs_per_conversation=4, min_window=30.0, max_window=40.0)
+    stats = run_pairs(cfg, run, rewriter=Rewriter(), voice=voices(reproducible=True))
+    assert stats.counts["built"] == 0
+    dropped = list(iter_dicts(run / "pairs" / "dropped.jsonl.gz"))
+    assert [d["reason"] for d in dropped] == ["too_short"] * 2 * len(ANSWERS)
+    assert all(d["detail"].endswith("< 30.0s") for d in dropped)
+    assert list((run / "pairs").rglob("*.wav")) == []

@@ -1,8 +1,9 @@
 """Filters with reasons, and mixing to target shares per category.
 
-Owns the decisions that drop a built pair: a duplicate of an earlier pair (same conversation, window
-and chosen text), a window too short or too long, a window that overlaps a previous pair of the same
-conversation, and a chosen reply that talks over the user. Each filter returns a reason key (counted in
+Owns the decisions that drop a built pair: a window too short or too long and a chosen reply that
+talks over the user (`pair_verdict`, one pair alone), then a duplicate of an earlier pair (same
+conversation, window and chosen text) and a window that overlaps a previous pair of the same
+conversation (`PairFilter.admit`, in order of construction). Each filter returns a reason key (counted in
 stats.json as `dropped/<reason>`) or None. `mix` subsamples pairs to target shares per category
 (content / interruption / silence), deterministically from the seed; `mix_ids` does it from
 (id, category) rows so the stage never holds the pairs themselves.
@@ -19,6 +20,26 @@ from duplexalign.records import Conversation, PreferencePair
 from duplexalign.segments import overlap
 
 
+def pair_verdict(pair: PreferencePair, conv: Conversation, cfg: PairsConfig
+                 ) -> tuple[str, str] | None:
+    """(reason, detail) when `pair` must be dropped whatever else its conversation gave (a window
+    too short or too long, a chosen reply that talks over the user), else None. Needs no other
+    pair, so the engine's workers run it where they build the pair."""
+    length = pair.window[1] - pair.window[0]
+    if length < cfg.min_window:
+        return "too_short", f"window {length:.2f}s < {cfg.min_window}s"
+    if length > cfg.max_window:
+        return "too_long", f"window {length:.2f}s > {cfg.max_window}s"
+    talk = user_overlap(pair, conv)
+    if talk > cfg.max_chosen_user_overlap:
+        return "chosen_overlaps_user", f"chosen talks over the user for {talk:.2f}s"
+    return None
+
+
+PairKey = tuple[str, float, float, str]
+"""(conversation id, window start, window end, chosen text): what makes two pairs duplicates."""
+
+
 class PairFilter:
     """Stateful filter over the pairs of one conversation (each filter checks pairs of the same
     conversation against each other), applied in order of construction.
@@ -29,40 +50,37 @@ class PairFilter:
 
     def __init__(self, cfg: PairsConfig):
         self.cfg = cfg
-        self._seen: set[tuple[str, float, float, str]] = set()
+        self._seen: set[PairKey] = set()
         self._windows: dict[str, list[tuple[float, float]]] = defaultdict(list)
 
     def remember(self, pair: PreferencePair) -> None:
         """Record a kept pair (also used to replay pairs kept by an earlier, resumed run)."""
-        self._seen.add(_key(pair))
-        self._windows[pair.conversation_id].append(pair.window)
+        self._remember(pair_key(pair), pair.window)
+
+    def _remember(self, key: PairKey, window: tuple[float, float]) -> None:
+        self._seen.add(key)
+        self._windows[key[0]].append(window)
 
     def check(self, pair: PreferencePair, conv: Conversation) -> tuple[str, str] | None:
-        """(reason, detail) if `pair` must be dropped, else None (and the pair is remembered)."""
-        verdict = self._verdict(pair, conv)
-        if verdict is None:
-            self.remember(pair)
-        return verdict
+        """(reason, detail) if `pair` must be dropped, else None (and the pair is remembered):
+        `pair_verdict`, then `admit`."""
+        return pair_verdict(pair, conv, self.cfg) or self.admit(pair_key(pair), pair.window)
 
-    def _verdict(self, pair: PreferencePair, conv: Conversation) -> tuple[str, str] | None:
-        cfg = self.cfg
-        if _key(pair) in self._seen:
+    def admit(self, key: PairKey, window: tuple[float, float]) -> tuple[str, str] | None:
+        """The checks against the pairs kept before in the conversation (a duplicate, an
+        overlapping window) of a pair that passed `pair_verdict`, from its `pair_key` and window:
+        (reason, detail), or None (and the pair is remembered)."""
+        if key in self._seen:
             return "duplicate", "same conversation, window and chosen text as an earlier pair"
-        length = pair.window[1] - pair.window[0]
-        if length < cfg.min_window:
-            return "too_short", f"window {length:.2f}s < {cfg.min_window}s"
-        if length > cfg.max_window:
-            return "too_long", f"window {length:.2f}s > {cfg.max_window}s"
-        for w in self._windows[pair.conversation_id]:
-            if overlap(w, pair.window) > 0:
-                return "overlaps_previous_pair", f"window {pair.window} overlaps {w}"
-        talk = user_overlap(pair, conv)
-        if talk > cfg.max_chosen_user_overlap:
-            return "chosen_overlaps_user", f"chosen talks over the user for {talk:.2f}s"
+        for w in self._windows[key[0]]:
+            if overlap(w, window) > 0:
+                return "overlaps_previous_pair", f"window {tuple(window)} overlaps {w}"
+        self._remember(key, window)
         return None
 
 
-def _key(pair: PreferencePair) -> tuple[str, float, float, str]:
+def pair_key(pair: PreferencePair) -> PairKey:
+    """See `PairKey`."""
     return (pair.conversation_id, round(pair.window[0], 3), round(pair.window[1], 3),
             pair.chosen.text.lower())
 

@@ -3,7 +3,8 @@
 Owns the orchestration: walk RUN/conversations.jsonl.gz and merge-join RUN/annotations.jsonl.gz
 (written in conversation order) one conversation at a time, turn each conversation's issues into
 candidates grouped by `reply_id` (policy.py), build each with its strategy, check the invariant,
-filter (filters.py), apply the human review decisions (reviewed.py, `pairs.review`), write the two
+filter (filters.py: the checks of one pair alone run in the engine's workers, those against the
+conversation's earlier pairs here), apply the human review decisions (reviewed.py, `pairs.review`), write the two
 window waveforms to RUN/pairs/audio/<pair_id>/{chosen,rejected}.wav (the engine's workers write
 them as they build; the driver deletes those of a pair it drops) and the built pair to
 RUN/pairs/candidates.jsonl.gz,
@@ -21,7 +22,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tqdm import tqdm
 
@@ -38,7 +39,7 @@ from duplexalign.manifest import (
 )
 from duplexalign.pairs.base import STRATEGIES, Built, Candidate, PairEnv, Rewriter
 from duplexalign.pairs.config import PairsConfig
-from duplexalign.pairs.filters import PairFilter, mix_ids
+from duplexalign.pairs.filters import PairFilter, PairKey, mix_ids, pair_key, pair_verdict
 from duplexalign.pairs.policy import candidates, check_invariant
 from duplexalign.pairs.reviewed import load_review, review_inputs
 from duplexalign.records import Conversation, Issue, PreferencePair
@@ -122,15 +123,26 @@ def _write_audio(rd: RunDir, built: Built) -> None:
         write_audio(rd.resolve(variant.audio), wav)
 
 
-def _remove_audio(rd: RunDir, pair: PreferencePair) -> None:
-    """Delete the window wavs a worker wrote for a pair the driver then dropped."""
-    for variant in (pair.chosen, pair.rejected):
-        if variant.audio is not None:
-            rd.resolve(variant.audio).unlink(missing_ok=True)
-    folders = {rd.resolve(v.audio).parent for v in (pair.chosen, pair.rejected) if v.audio}
-    for folder in folders:
+def _remove_audio(rd: RunDir, audio: list[str]) -> None:
+    """Delete the window wavs (run-relative paths) a worker wrote for a pair the driver then
+    dropped."""
+    for path in audio:
+        rd.resolve(path).unlink(missing_ok=True)
+    for folder in {rd.resolve(path).parent for path in audio}:
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
+
+
+class Kept(NamedTuple):
+    """A pair a worker built, checked (`check_invariant`, `filters.pair_verdict`) and wrote the
+    wavs of, as the driver needs it: its manifest record already dumped (plain data travels back
+    and is written as is, far cheaper than the model), what `PairFilter.admit` checks, and the
+    wavs to delete if the driver drops it."""
+
+    record: dict[str, Any]
+    key: PairKey
+    window: tuple[float, float]
+    audio: list[str]
 
 
 @dataclass(frozen=True)
@@ -145,14 +157,16 @@ class _ConversationStart:
 
 class PairsWorker:
     """The per-candidate work of pairs, run on the engine: build the candidate with its strategy
-    (TTS in the model's voice, the rewriter's HTTP calls) and write its two window wavs to
+    (TTS in the model's voice, the rewriter's HTTP calls), check the pair on its own (the
+    invariant, `filters.pair_verdict`) and write its two window wavs to
     RUN/pairs/audio/<pair id>/ (a path fixed by the pair id, so a retried or resumed candidate
-    writes the same bytes to the same files, and the workers share the file writing, which
-    would otherwise be the driver's serial share of the stage). Returns `(candidate id, pair)`,
-    or `(candidate id, (reason, detail))` when it is dropped (the id only: a candidate holds its
-    whole conversation, which need not travel back). It writes no manifest line (the driver
-    checks, filters and writes in order, and deletes the wavs of a pair it drops). Consecutive
-    candidates of one conversation share its `PairEnv` (the logged audio is loaded once).
+    writes the same bytes to the same files). Everything that needs no other pair happens here,
+    so the workers share it; the driver's serial share per pair is what needs the pairs before it.
+    Returns `(candidate id, Kept)`, or `(candidate id, (reason, detail))` when it is dropped (the
+    id only: a candidate holds its whole conversation, which need not travel back). It writes no
+    manifest line (the driver checks the pair against the conversation's earlier ones, writes in
+    order, and deletes the wavs of a pair it drops). Consecutive candidates of one conversation
+    share its `PairEnv` (the logged audio is loaded once).
 
     Args:
         cfg: the stage options.
@@ -167,16 +181,25 @@ class PairsWorker:
             rewriter
         self._env: PairEnv | None = None
 
-    def __call__(self, cand: Candidate) -> tuple[str, PreferencePair | tuple[str, str]]:
-        """Build one candidate and write its wavs."""
+    def __call__(self, cand: Candidate) -> tuple[str, Kept | tuple[str, str]]:
+        """Build one candidate, check it and write its wavs."""
         conv = cand.conversation
         if self._env is None or self._env.conversation.id != conv.id:
             self._env = PairEnv(conv, self.cfg, _model_audio(self.rd, conv), self.voice,
                                 self.rewriter)
         try:
             built = STRATEGIES.get(cand.strategy)(cand, self._env)
+            pair = built.pair
+            bad = check_invariant(pair, self.cfg.max_context_frames)
+            if bad:  # a bug, not bad data: keep the record as evidence, never write the pair
+                log.error("pair %s violates the invariant: %s", cand.id, bad)
+                return cand.id, ("invariant_violated", "; ".join(bad))
+            verdict = pair_verdict(pair, conv, self.cfg)
+            if verdict is not None:
+                return cand.id, verdict
             _write_audio(self.rd, built)
-            return cand.id, built.pair
+            audio = [v.audio for v in (pair.chosen, pair.rejected) if v.audio is not None]
+            return cand.id, Kept(pair.model_dump(mode="json"), pair_key(pair), pair.window, audio)
         except BadInput as e:
             return cand.id, (e.reason, e.detail)
         except JudgeError as e:
@@ -293,29 +316,23 @@ def run(cfg: PairsConfig, run_dir: str | Path, rewriter: Rewriter | None = None,
                 for item, reason, detail in res.drops:
                     drop(item, conv.id, reason, detail)
                 continue
-            cand_id, pair = res
+            cand_id, kept = res
             if cand_id in cand_w:
                 continue
             if cand_id in drop_w:
-                if not isinstance(pair, tuple):
-                    _remove_audio(rd, pair)
+                if isinstance(kept, Kept):
+                    _remove_audio(rd, kept.audio)
                 continue
-            if isinstance(pair, tuple):
-                drop(cand_id, conv.id, *pair)
-                continue
-            bad = check_invariant(pair, cfg.max_context_frames)
-            if bad:  # a bug, not bad data: keep the record as evidence, never write the pair
-                log.error("pair %s violates the invariant: %s", cand_id, bad)
-                _remove_audio(rd, pair)
-                drop(cand_id, conv.id, "invariant_violated", "; ".join(bad))
+            if not isinstance(kept, Kept):
+                drop(cand_id, conv.id, *kept)
                 continue
             assert flt is not None
-            verdict = flt.check(pair, conv)
+            verdict = flt.admit(kept.key, kept.window)
             if verdict is not None:
-                _remove_audio(rd, pair)
+                _remove_audio(rd, kept.audio)
                 drop(cand_id, conv.id, *verdict)
                 continue
-            cand_w.write(pair)
+            cand_w.write(kept.record)
         cand_w.flush()
         drop_w.flush()
         for i in by_conv.rest():
