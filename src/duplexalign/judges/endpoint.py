@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator
 
 from duplexalign.config import StageConfig
-from duplexalign.judges.llm import LLMClient, check_base_url
 
 if TYPE_CHECKING:
     from duplexalign.judges.content import LLMJudgeConfig
+    from duplexalign.judges.llm import LLMClient
 
 
 class LLMEndpoint(StageConfig):
@@ -52,6 +52,8 @@ class LLMEndpoint(StageConfig):
     @field_validator("url")
     @classmethod
     def _check_url(cls, url: str | None) -> str | None:
+        from duplexalign.judges.llm import check_base_url  # httpx, jsonschema: on first use
+
         return None if url is None else check_base_url(url)
 
     def endpoint(self) -> LLMEndpoint:
@@ -80,6 +82,8 @@ def open_client(ep: LLMEndpoint, stack: ExitStack, cache_dir: str | Path | None 
         srv = stack.enter_context(LocalLLMServer(model, threads=ep.threads, slots=ep.slots))
         url, model = srv.base_url, srv.model_name
     key = os.environ.get(ep.api_key_env) if ep.api_key_env else None
+    from duplexalign.judges.llm import LLMClient
+
     return LLMClient(url, model, cache_dir=ep.cache_dir or cache_dir, concurrency=ep.concurrency,
                      timeout=ep.timeout, max_retries=ep.max_retries, api_key=key)
 

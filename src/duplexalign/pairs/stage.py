@@ -22,14 +22,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tqdm import tqdm
 
-from duplexalign.annotate.stage import judged_with
 from duplexalign.engine import digested, ordered_map
 from duplexalign.errors import BackendUnavailable, BadInput, JudgeError
-from duplexalign.judges.endpoint import LLMEndpoint, open_client
 from duplexalign.manifest import (
     GroupReader,
     ManifestWriter,
@@ -45,6 +43,9 @@ from duplexalign.pairs.reviewed import load_review, review_inputs
 from duplexalign.records import Conversation, Issue, PreferencePair
 from duplexalign.runs import ANNOTATIONS, CONVERSATIONS, PAIRS, RunDir, StageRun, StageStats
 
+if TYPE_CHECKING:
+    from duplexalign.judges.endpoint import LLMEndpoint
+
 log = logging.getLogger(__name__)
 
 STAGE = "pairs"
@@ -55,6 +56,9 @@ DROPPED = "pairs/dropped.jsonl.gz"
 def rewriter_endpoint(cfg: PairsConfig, rd: RunDir) -> LLMEndpoint:
     """`pairs.rewriter`, else the endpoint annotate judged with (RUN/provenance.json), else the
     local server's defaults."""
+    from duplexalign.annotate.stage import judged_with  # the judge stack: only the driver needs it
+    from duplexalign.judges.endpoint import LLMEndpoint
+
     if cfg.rewriter is not None:
         return cfg.rewriter
     llm = judged_with(rd)
@@ -83,6 +87,7 @@ class LazyRewriter:
         if self._unavailable is not None:
             raise BadInput("rewriter_unavailable", str(self._unavailable))
         if self._rw is None:
+            from duplexalign.judges.endpoint import open_client
             from duplexalign.judges.rewriter import Rewriter as JudgeRewriter
 
             try:
@@ -233,6 +238,8 @@ def _worker_rewriter(cfg: PairsConfig, rd: RunDir, rewriter: Rewriter | None,
     if cfg.engine.kind == "local":
         return LazyRewriter(ep, stack, rd.path("judge_cache"))
     if ep.url is None:
+        from duplexalign.judges.endpoint import open_client
+
         try:
             client = open_client(ep, stack, rd.path("judge_cache"))
         except BackendUnavailable as e:
