@@ -66,11 +66,12 @@ def test_a_claim_larger_than_the_free_cpus_pins_nothing_and_holds_nothing(tmp_pa
     everything.exit()
 
 
-def test_claim_of_zero_cpus_is_no_claim(tmp_path):
+def test_claim_of_zero_cpus_or_without_a_lock_folder_is_no_claim(tmp_path):
     before = os.sched_getaffinity(0)
     assert claim_cpus(0, tmp_path) is None
-    assert os.sched_getaffinity(0) == before
     assert list(tmp_path.iterdir()) == []
+    assert claim_cpus(1, tmp_path / "missing") is None  # no folder to lock in: unpinned
+    assert os.sched_getaffinity(0) == before
 
 
 def test_actors_pin_to_their_whole_cpu_share_only():

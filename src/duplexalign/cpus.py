@@ -47,25 +47,29 @@ def claim_cpus(k: int, lock_dir: str | Path | None = None) -> CpuClaim | None:
             worker on the node shares).
 
     Returns:
-        The claim, or None when fewer than `k` of this thread's allowed CPUs are free or the
-        platform cannot pin (then nothing is held and the affinity is unchanged).
+        The claim, or None when fewer than `k` of this thread's allowed CPUs are free, the lock
+        folder cannot be written or the platform cannot pin (then nothing is held and the
+        affinity is unchanged).
     """
     if k < 1 or not hasattr(os, "sched_setaffinity"):
         return None
     folder = Path(lock_dir or tempfile.gettempdir())
     held: list[tuple[int, int]] = []
-    for cpu in sorted(os.sched_getaffinity(0)):
-        fd = os.open(folder / f"duplexalign-cpu-{cpu}.lock", os.O_RDONLY | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        held.append((cpu, fd))
-        if len(held) == k:
-            claim = CpuClaim([c for c, _ in held], [fd for _, fd in held])
-            os.sched_setaffinity(0, claim.cpus)
-            return claim
+    try:
+        for cpu in sorted(os.sched_getaffinity(0)):
+            fd = os.open(folder / f"duplexalign-cpu-{cpu}.lock", os.O_RDONLY | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            held.append((cpu, fd))
+            if len(held) == k:
+                claim = CpuClaim([c for c, _ in held], [fd for _, fd in held])
+                os.sched_setaffinity(0, claim.cpus)
+                return claim
+    except OSError:  # no writable lock folder, or pinning refused: run unpinned
+        pass
     for _, fd in held:
         os.close(fd)
     return None

@@ -268,10 +268,6 @@ def _holder_class(ray: Any) -> Any:
         def pid(self) -> int:
             return os.getpid()
 
-        def cpus(self) -> list[int] | None:
-            """The CPUs this actor pinned itself to (None: unpinned)."""
-            return None if self.claim is None else self.claim.cpus
-
         def call(self, items: list[Any]) -> list[Any]:
             if self.failed is not None:  # the factory raised: as the local engine, at an item
                 return [self.failed]
