@@ -48,6 +48,16 @@ def test_same_seed_same_model_and_checkpoint_roundtrip(tmp_path):
     assert torch.equal(text_logits(a, codes), text_logits(c, codes))
 
 
+def test_the_same_model_saved_twice_gives_the_same_bytes(tmp_path):
+    from safetensors import safe_open
+
+    model = build_model("tiny")
+    a, b = (save_model(model, tmp_path / name) for name in ("a", "b"))
+    assert a.read_bytes() == b.read_bytes()
+    with safe_open(str(a), "pt") as f:  # one key: several are written in a random order
+        assert f.metadata() == {"duplexalign": '{"adapters_only": false, "preset": "tiny"}'}
+
+
 def test_text_only_path_equals_full_forward():
     model = build_model("tiny")
     codes = _codes(2, 30)

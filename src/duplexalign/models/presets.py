@@ -261,7 +261,10 @@ def save_model(model: LMModel, out_dir: str | Path, adapters_only: bool = False)
              if not adapters_only or ".lora_" in k}
     path = out / WEIGHTS_NAME
     tmp = out / f".{WEIGHTS_NAME}.{os.getpid()}.tmp"
-    save_file(state, str(tmp), metadata={"preset": p.name, "adapters_only": str(adapters_only)})
+    # one metadata key: safetensors writes several in a random order, so the same model saved
+    # twice would give different bytes
+    meta = json.dumps({"preset": p.name, "adapters_only": adapters_only}, sort_keys=True)
+    save_file(state, str(tmp), metadata={"duplexalign": meta})
     os.replace(tmp, path)
     cfg = {"preset": p.model_dump(mode="json"), "adapters_only": adapters_only}
     atomic_write_text(out / CONFIG_NAME, json.dumps(cfg, indent=2, sort_keys=True))
