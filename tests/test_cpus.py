@@ -20,7 +20,7 @@ CLAIMANT = """
 import json, os, sys
 from duplexalign.cpus import claim_cpus
 claim = claim_cpus(int(sys.argv[1]), sys.argv[2])
-print(json.dumps({"cpus": None if claim is None else claim.cpus,
+print(json.dumps({"cpus": claim,
                   "affinity": sorted(os.sched_getaffinity(0))}), flush=True)
 sys.stdin.read()
 """

@@ -15,31 +15,13 @@ from __future__ import annotations
 import fcntl
 import os
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 
-@dataclass
-class CpuClaim:
-    """CPUs held by this process (until `release` or the process ends).
-
-    Attributes:
-        cpus: the CPU numbers, ascending.
-    """
-
-    cpus: list[int]
-    _fds: list[int] = field(default_factory=list, repr=False)
-
-    def release(self) -> None:
-        """Give the CPUs back (the pinning itself stays as it is)."""
-        for fd in self._fds:
-            os.close(fd)
-        self._fds.clear()
-
-
-def claim_cpus(k: int, lock_dir: str | Path | None = None) -> CpuClaim | None:
+def claim_cpus(k: int, lock_dir: str | Path | None = None) -> list[int] | None:
     """Pin the calling thread, and every process and thread it starts from now on, to `k` CPUs
-    that no other claimant on this machine holds.
+    that no other claimant on this machine holds. The claim lasts as long as this process: its
+    lock files stay open until it exits.
 
     Args:
         k: CPUs to claim (the worker's whole-CPU share, >= 1).
@@ -47,14 +29,14 @@ def claim_cpus(k: int, lock_dir: str | Path | None = None) -> CpuClaim | None:
             worker on the node shares).
 
     Returns:
-        The claim, or None when fewer than `k` of this thread's allowed CPUs are free, the lock
-        folder cannot be written or the platform cannot pin (then nothing is held and the
-        affinity is unchanged).
+        The claimed CPUs, ascending, or None when fewer than `k` of this thread's allowed CPUs
+        are free, the lock folder cannot be written or the platform cannot pin (then nothing is
+        held and the affinity is unchanged).
     """
     if k < 1 or not hasattr(os, "sched_setaffinity"):
         return None
     folder = Path(lock_dir or tempfile.gettempdir())
-    held: list[tuple[int, int]] = []
+    held: list[tuple[int, int]] = []  # (cpu, locked fd)
     try:
         for cpu in sorted(os.sched_getaffinity(0)):
             fd = os.open(folder / f"duplexalign-cpu-{cpu}.lock", os.O_RDONLY | os.O_CREAT, 0o666)
@@ -65,9 +47,9 @@ def claim_cpus(k: int, lock_dir: str | Path | None = None) -> CpuClaim | None:
                 continue
             held.append((cpu, fd))
             if len(held) == k:
-                claim = CpuClaim([c for c, _ in held], [fd for _, fd in held])
-                os.sched_setaffinity(0, claim.cpus)
-                return claim
+                cpus = [c for c, _ in held]
+                os.sched_setaffinity(0, cpus)
+                return cpus
     except OSError:  # no writable lock folder, or pinning refused: run unpinned
         pass
     for _, fd in held:

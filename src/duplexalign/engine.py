@@ -258,7 +258,8 @@ def _holder_class(ray: Any) -> Any:
 
         def __init__(self, env: dict[str, str], make_worker: bytes, cpus: int):
             os.environ.update(env)
-            self.claim = claim_cpus(cpus) if cpus else None  # before the factory starts anything
+            if cpus:  # before the factory starts anything; held until this process ends
+                claim_cpus(cpus)
             self.failed: _Failed | None = None
             try:
                 self.fn = ray.cloudpickle.loads(make_worker)()

@@ -3,8 +3,8 @@
 Owns the decisions that drop a built pair: a window too short or too long and a chosen reply that
 talks over the user (`pair_verdict`, one pair alone), then a duplicate of an earlier pair (same
 conversation, window and chosen text) and a window that overlaps a previous pair of the same
-conversation (`PairFilter.admit`, in order of construction). Each filter returns a reason key (counted in
-stats.json as `dropped/<reason>`) or None. `mix` subsamples pairs to target shares per category
+conversation (`PairFilter.admit`, in order of construction). Each filter returns a reason key
+(counted in stats.json as `dropped/<reason>`) or None. `mix` subsamples pairs to target shares per category
 (content / interruption / silence), deterministically from the seed; `mix_ids` does it from
 (id, category) rows so the stage never holds the pairs themselves.
 """
@@ -74,7 +74,7 @@ class PairFilter:
             return "duplicate", "same conversation, window and chosen text as an earlier pair"
         for w in self._windows[key[0]]:
             if overlap(w, window) > 0:
-                return "overlaps_previous_pair", f"window {tuple(window)} overlaps {w}"
+                return "overlaps_previous_pair", f"window {window} overlaps {w}"
         self._remember(key, window)
         return None
 

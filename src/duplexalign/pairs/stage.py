@@ -4,11 +4,10 @@ Owns the orchestration: walk RUN/conversations.jsonl.gz and merge-join RUN/annot
 (written in conversation order) one conversation at a time, turn each conversation's issues into
 candidates grouped by `reply_id` (policy.py), build each with its strategy, check the invariant,
 filter (filters.py: the checks of one pair alone run in the engine's workers, those against the
-conversation's earlier pairs here), apply the human review decisions (reviewed.py, `pairs.review`), write the two
-window waveforms to RUN/pairs/audio/<pair_id>/{chosen,rejected}.wav (the engine's workers write
-them as they build; the driver deletes those of a pair it drops) and the built pair to
-RUN/pairs/candidates.jsonl.gz,
-every drop with its reason to RUN/pairs/dropped.jsonl.gz, and finally the mix (filters.mix) to
+conversation's earlier pairs here), apply the human review decisions (reviewed.py,
+`pairs.review`), write the two window waveforms to RUN/pairs/audio/<pair_id>/{chosen,rejected}.wav
+(the engine's workers write them as they build; the driver deletes those of a pair it drops) and
+the built pair to RUN/pairs/candidates.jsonl.gz, every drop with its reason to RUN/pairs/dropped.jsonl.gz, and finally the mix (filters.mix) to
 RUN/pairs.jsonl.gz. Memory holds one conversation (plus the ids the writers skip on resume).
 Resumable: built and dropped candidates are skipped on rerun, and a finished stage with the same
 config and inputs is a no-op (`runs.StageRun`).

@@ -61,7 +61,7 @@ def _proportional(tokens: list[_Token], start: float, end: float) -> list[Word]:
 
 
 # --------------------------------------------------------------------------------------------------
-# espeak-ng (the binding and its pristine-state server: speech/espeak_server.py; clients: speech/espeak.py)
+# espeak-ng (binding and pristine-state server: speech/espeak_server.py; clients: speech/espeak.py)
 
 _PAUSES = {"_", "_:", "_!", "_|", ""}
 
