@@ -10,7 +10,8 @@ needs new TTS speech in the model's voice; and `--recordings` stereo recordings 
 for `ingest --format audio` (whisper tiny.en in every worker). Then runs each stage cold (a fresh
 run directory, models loaded by the stage as a user would see it) on the local engine, on Ray with
 1 worker and on Ray with 2 workers, one after the other, on a private one-machine Ray cluster with 2
-CPUs started here (no dashboard), and checks that every run wrote the same manifests and wavs.
+CPUs started here (no dashboard), and checks that every run wrote the same manifests and wavs. Each run starts with nothing waiting to
+be written back to disk (`os.sync()` before the clock starts), as a stage run on its own would.
 Prints the cold wall seconds of each stage run (what a user waits for: the main figures; with
 `--repeat N` the engines take turns N times, each round starting with the next engine, and the
 figures are medians) and the ratios:
@@ -142,6 +143,28 @@ def _outputs(run: Path) -> dict[str, str]:
             for p in sorted(run.rglob("*")) if p.name.endswith((".jsonl.gz", ".wav"))}
 
 
+def _link_wavs(src: str, dst: str) -> None:
+    """Copy one input file of a fresh run folder; the conversations' wavs, which the stages only
+    read, are hard links (half a GB per 1000 conversations not written again every round)."""
+    if src.endswith(".wav"):
+        os.link(src, dst)
+    else:
+        shutil.copy2(src, dst)
+
+
+def _evict(run: Path) -> None:
+    """Write a run folder's files to disk and drop them from the page cache (they stay on disk);
+    the inputs linked in (`_link_wavs`) stay cached, as the next round reads them."""
+    os.sync()
+    for p in run.rglob("*"):
+        if p.is_file() and not p.is_symlink() and p.stat().st_nlink == 1:
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
 def _timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -162,6 +185,11 @@ def bench_stage(name: str, fresh, once, engines: dict[str, EngineConfig], root: 
         for label, eng in order[k:] + order[:k]:
             run = root / f"{name}-{label.replace(' ', '_')}-{rnd}"
             fresh(run)
+            # what earlier rounds (and `fresh`) wrote reaches the disk now, not during the timed
+            # run: the kernel writes dirty pages back ~30 s after they were written, so without
+            # this each run would be billed for the previous round's wavs (taking a core from two
+            # workers, where one worker leaves a core idle for it)
+            os.sync()
             map_timings(clear=True)
             cpu = time.process_time()
             wall = _timed(lambda eng=eng, run=run: once(eng, run))
@@ -174,7 +202,9 @@ def bench_stage(name: str, fresh, once, engines: dict[str, EngineConfig], root: 
             outs[(label, rnd)] = _outputs(run)
             # every round's folder stays until the bench ends: on ext4 without a journal (this
             # box), a file created within a minute or more of thousands being deleted costs a
-            # scan past each recently freed inode, under a lock both workers need
+            # scan past each recently freed inode, under a lock both workers need. Its pages
+            # leave the page cache instead, so the rounds do not fill memory as they go
+            _evict(run)
             print(f"  {name:7s} {label:14s} round {rnd + 1}: {wall:7.1f} s cold (startup "
                   f"{startup:4.1f} s, {items} items, steady {steady:6.2f} items/s, "
                   f"{sum(t.calls for t in maps)} calls; driver CPU {cpu:5.1f} s)", flush=True)
@@ -281,7 +311,8 @@ def main() -> None:
 
     try:
         once = {"pairs": pairs_once, "ingest": ingest_once}
-        fresh = {"pairs": lambda run: shutil.copytree(annotated, run), "ingest": lambda run: None}
+        fresh = {"pairs": lambda run: shutil.copytree(annotated, run, copy_function=_link_wavs),
+                 "ingest": lambda run: None}
         results = {s: bench_stage(s, fresh[s], once[s], engines, root, args.repeat)
                    for s in stages}
     finally:
