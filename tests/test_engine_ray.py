@@ -152,6 +152,20 @@ def test_each_idle_worker_pulls_the_next_call_so_slow_items_spread_evenly(cluste
     assert len(per_worker) == 2 and per_worker[0] >= 3, pids
 
 
+def test_the_last_items_go_to_an_idle_worker_not_behind_a_slow_one(cluster):
+    def make():
+        def sleep_pid(seconds: float) -> int:
+            time.sleep(seconds)
+            return os.getpid()
+        return sleep_pid
+
+    # one call per item; the first is slow. Queued behind it (as a second call held by its
+    # worker), items 2 and 3 would wait 1.5 s while the other worker idles after item 1
+    pids = list(ordered_map(on_ray(cluster).model_copy(update={"batch": 1}), make,
+                            [1.5, 0.05, 0.05, 0.05]))
+    assert pids[1] != pids[0] and pids[2] == pids[3] == pids[1], pids
+
+
 def test_each_worker_of_a_pool_runs_on_cpus_of_its_own_and_so_do_the_processes_it_starts(cluster):
     def make():
         import os as os_

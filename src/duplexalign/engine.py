@@ -205,7 +205,9 @@ def call_size(batch: int, queued: int, workers: int, exhausted: bool) -> int:
 SPREAD = 2
 """Calls each worker gets, at least, out of the input's tail (see `call_size`)."""
 DEPTH = 2
-"""Calls an actor holds at once: the one it runs and the next (no idle gap between calls)."""
+"""Calls an actor holds at once: the one it runs and the next (no idle gap between calls). Not for
+the input's last items (no more than one per worker): each goes to a worker with nothing to do,
+so a slow last item never waits behind another while a worker idles."""
 
 
 @dataclass(frozen=True)
@@ -306,7 +308,7 @@ def _ray_map(engine: EngineConfig, make_worker: WorkerFactory, items: Iterable[A
     """The ray engine. The driver reads up to `in_flight * batch` items ahead of the one it
     yields next; each has a slot in output order. Items that need a worker wait in a queue, and
     an actor with fewer than `DEPTH` calls takes the next `call_size` of them (skipped items in
-    between do not cut a call short). Results fill their slots; the head of the order is
+    between do not cut a call short; the input's last items go to idle actors only). Results fill their slots; the head of the order is
     yielded as soon as it is ready."""
     ray = _import_ray()
     t0 = time.perf_counter()
@@ -348,8 +350,8 @@ def _ray_map(engine: EngineConfig, make_worker: WorkerFactory, items: Iterable[A
                 _worker_pids.append(pids)
             while queue:
                 a = min(range(n), key=load.__getitem__)
-                if load[a] >= DEPTH:
-                    break
+                if load[a] >= DEPTH or (load[a] and exhausted and len(queue) <= n):
+                    break  # the last items (one per worker at most) go to idle workers only
                 k = call_size(engine.batch, len(queue), n, exhausted)
                 group = [queue.popleft() for _ in range(min(k, len(queue)))]
                 ref = actors[a].call.remote([item for _, item in group])
