@@ -10,8 +10,9 @@ needs new TTS speech in the model's voice; and `--recordings` stereo recordings 
 for `ingest --format audio` (whisper tiny.en in every worker). Then runs each stage cold (a fresh
 run directory, models loaded by the stage as a user would see it) on the local engine, on Ray with
 1 worker and on Ray with 2 workers, one after the other, on a private one-machine Ray cluster with 2
-CPUs started here (no dashboard), and checks that every run wrote the same manifests and wavs. Each run starts with nothing waiting to
-be written back to disk (`os.sync()` before the clock starts), as a stage run on its own would.
+CPUs started here (no dashboard), and checks that every run wrote the same manifests and wavs.
+Each run starts with nothing of earlier runs waiting to be written back to disk (`os.sync()`
+before the clock starts), as a stage run on its own would.
 Prints the cold wall seconds of each stage run (what a user waits for: the main figures; with
 `--repeat N` the engines take turns N times, each round starting with the next engine, and the
 figures are medians) and the ratios:

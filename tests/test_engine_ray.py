@@ -160,9 +160,9 @@ def test_the_last_items_go_to_an_idle_worker_not_behind_a_slow_one(cluster):
         return sleep_pid
 
     # one call per item; the first is slow. Queued behind it (as a second call held by its
-    # worker), items 2 and 3 would wait 1.5 s while the other worker idles after item 1
+    # worker), items 2 and 3 would wait 2.5 s while the other worker idles after item 1
     pids = list(ordered_map(on_ray(cluster).model_copy(update={"batch": 1}), make,
-                            [1.5, 0.05, 0.05, 0.05]))
+                            [2.5, 0.05, 0.05, 0.05]))
     assert pids[1] != pids[0] and pids[2] == pids[3] == pids[1], pids
 
 

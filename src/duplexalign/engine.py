@@ -1,20 +1,20 @@
 """Where a stage's per-item work runs: in this process (`local`) or on a Ray cluster (`ray`).
 
 Owns `EngineConfig` (the `engine:` block of the map-style stages: ingest, annotate, pairs, streams
-and the evaluation rollouts) and `ordered_map`, the one call those stages make for their per-conversation or per-pair
-work. A stage hands it a *worker factory* (a picklable callable that builds the per-item function
-once, loading whatever model it holds: ASR, TTS, codec, rollout model) and an iterable of items; it
-yields one result per item, in input order, so the stage's driver loop writes its manifests exactly
-as with the local engine (byte-identical by construction). `local` builds the worker once in this
-process and maps lazily, item by item, as the stages always did. `ray` starts a pool of actors (each
-builds the worker once, pinned to CPUs of its own (`pin_cpus`); sized by `workers`,
-`cpus_per_worker`, `gpus_per_worker`), reads a bounded
-window of items ahead, hands each idle actor the next call (up to `batch` items, fewer at the end
-of the input so the workers finish together: `call_size`), and retries an item whose actor died
-(the actor is restarted). Workers
-return values; only the driver appends to manifests, so a retried item is never written twice, and a
-driver killed mid-stage resumes on rerun through the stages' own skip-done writers. Ray is imported
-only here and only by the `ray` engine. It knows nothing about what the items are.
+and the evaluation rollouts) and `ordered_map`, the one call those stages make for their
+per-conversation or per-pair work. A stage hands it a *worker factory* (a picklable callable that
+builds the per-item function once, loading whatever model it holds: ASR, TTS, codec, rollout model)
+and an iterable of items; it yields one result per item, in input order, so the stage's driver loop
+writes its manifests exactly as with the local engine (byte-identical by construction). `local`
+builds the worker once in this process and maps lazily, item by item, as the stages always did.
+`ray` starts a pool of actors (each builds the worker once, pinned to CPUs of its own (`pin_cpus`);
+sized by `workers`, `cpus_per_worker`, `gpus_per_worker`), reads a bounded window of items ahead,
+hands each idle actor the next call (up to `batch` items, fewer at the end of the input so the
+workers finish together: `call_size`), and retries an item whose actor died (the actor is
+restarted); the input's last items go to idle actors only. Workers return values; only the driver
+appends to manifests, so a retried item is never written twice, and a driver killed mid-stage
+resumes on rerun through the stages' own skip-done writers. Ray is imported only here and only by
+the `ray` engine. It knows nothing about what the items are.
 """
 
 from __future__ import annotations
@@ -308,8 +308,8 @@ def _ray_map(engine: EngineConfig, make_worker: WorkerFactory, items: Iterable[A
     """The ray engine. The driver reads up to `in_flight * batch` items ahead of the one it
     yields next; each has a slot in output order. Items that need a worker wait in a queue, and
     an actor with fewer than `DEPTH` calls takes the next `call_size` of them (skipped items in
-    between do not cut a call short; the input's last items go to idle actors only). Results fill their slots; the head of the order is
-    yielded as soon as it is ready."""
+    between do not cut a call short; the input's last items go to idle actors only). Results
+    fill their slots; the head of the order is yielded as soon as it is ready."""
     ray = _import_ray()
     t0 = time.perf_counter()
     started = _connect(engine)
